@@ -1,0 +1,140 @@
+"""The base config every experiment starts from, and how config files are loaded and overridden.
+
+An experiment is a Python file whose `get_config()` returns an ml_collections ConfigDict, usually
+`base.get_config()` with a few keys changed. Any key can be overridden on the command line as
+`--config.a.b=value`; the value is parsed as a Python literal and must fit the key's type.
+Zero for a size, a learning rate or a batch means "derive it from N by the documented rule"
+(model/hparams.py and model/sizing.py).
+"""
+import ast
+import importlib.util
+import os
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config that cannot be run; the message says what to fix, in one line."""
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = "base"
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.family = "decoder"           # decoder | encoder | encoder_decoder
+  c.model.target_params = 0.0          # non-embedding N; > 0 derives the shape (model/sizing.py)
+  c.model.n_layer = 0                  # explicit shape, used when target_params == 0
+  c.model.d_model = 0
+  c.model.n_heads = 0
+  c.model.d_ff = 0                     # 0: 4 * d_model (GELU) or 8/3 * d_model (SwiGLU)
+  c.model.mlp = "gelu"                 # gelu | swiglu
+  c.model.pos = "rope"                 # rope | learned | sinusoidal
+  c.model.tie_embeddings = False
+  c.model.dtype = "auto"               # compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU)
+  c.model.remat = False                # rematerialise each block in the backward pass
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"          # synthetic | text | tfds
+  c.data.path = ""                     # text: a file, directory or glob of .txt / .jsonl
+  c.data.tfds_name = ""                # tfds: a registered builder name, e.g. "lm1b"
+  c.data.tfds_dir = ""                 # tfds: data_dir ("" = tfds default)
+  c.data.text_field = "text"           # the field holding the text in .jsonl rows and tfds examples
+  c.data.tokenizer = "byte"            # byte | sentencepiece (text and tfds sources)
+  c.data.vocab_size = 0                # sentencepiece vocabulary (0: 4096)
+  c.data.eval_fraction = 0.01          # held-out share of the documents (text and tfds)
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.vocab_size = 64
+  c.data.synthetic.n_topics = 512
+  c.data.synthetic.zipf_exponent = 1.1
+  c.data.synthetic.branching = 4       # non-zero next tokens per row of a topic's Markov chain
+  c.data.synthetic.dirichlet = 0.5
+  c.data.synthetic.seed = 1234         # the language itself; `seed` above only orders the data
+
+  c.train = ml_collections.ConfigDict()
+  c.train.tokens = 1_000_000           # the token budget D (rounded to whole batches)
+  c.train.seq_len = 128
+  c.train.batch_size = 0               # sequences per step; 0: rule of N
+  c.train.lr = 0.0                     # peak learning rate; 0: rule of N
+  c.train.warmup_tokens = 0            # 0: rule of N and D
+  c.train.min_lr_ratio = 0.1           # cosine decays to this fraction of the peak, exactly at D
+  c.train.weight_decay = 0.1
+  c.train.b1 = 0.9
+  c.train.b2 = 0.95
+  c.train.grad_clip = 1.0
+  c.train.grad_accum = 1               # micro-batches per step
+  c.train.eval_tokens = 65_536         # held-out tokens per evaluation
+  c.train.eval_every = 0               # steps between evaluations; 0: 10 per run
+  c.train.log_every = 10               # steps between metrics rows
+  c.train.checkpoint_every = 0         # steps between checkpoints; 0: 10 per run
+  c.train.keep_checkpoints = 2
+  c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x initial loss
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1                     # data-parallel axis size; -1: all devices left
+  c.mesh.fsdp = 1                      # parameter/optimizer sharding axis size
+
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.mode = "offline"             # offline | online | disabled
+  c.wandb.project = "scaling"
+  c.wandb.entity = ""
+  c.wandb.group = ""
+  c.wandb.tags = ""                    # comma-separated
+  return c
+
+
+def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+  """Loads `get_config()` from a Python file and applies `--config.a.b=value` overrides."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {path!r} does not exist; pass --config experiments/NAME.py")
+  spec = importlib.util.spec_from_file_location(
+      "experiment_" + os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path} has no get_config(); an experiment file must define one")
+  config = module.get_config()
+  for override in overrides:
+    apply_override(config, override)
+  return config
+
+
+def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
+  """Applies one `--config.a.b=value` (or `a.b=value`) to `config` in place."""
+  text = override.removeprefix("--").removeprefix("config.")
+  if "=" not in text:
+    raise ConfigError(f"override {override!r} has no value; write --config.KEY=VALUE")
+  key, raw = text.split("=", 1)
+  *parents, leaf = key.split(".")
+  node = config
+  for i, part in enumerate(parents):
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(f"unknown config key {'.'.join(parents[:i + 1])!r} in {override!r}")
+    node = node[part]
+  if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+    known = ", ".join(sorted(k for k in node.keys() if not isinstance(node[k], ml_collections.ConfigDict)))
+    raise ConfigError(f"unknown config key {key!r}; keys here are: {known}")
+  node[leaf] = _parse_value(raw, node[leaf], key)
+
+
+def _parse_value(raw: str, current, key: str):
+  if isinstance(current, str):
+    return raw
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    if isinstance(current, bool) and raw.lower() in ("true", "false"):
+      return raw.lower() == "true"
+    raise ConfigError(f"--config.{key}={raw!r} is not a valid {type(current).__name__}") from None
+  if isinstance(current, bool):
+    if not isinstance(value, bool):
+      raise ConfigError(f"--config.{key} must be True or False, got {raw!r}")
+    return value
+  if isinstance(current, int) and isinstance(value, float) and value.is_integer():
+    value = int(value)  # 1e6 for an integer key
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if current is not None and not isinstance(value, type(current)):
+    raise ConfigError(f"--config.{key} must be a {type(current).__name__}, got {raw!r}")
+  return value
