@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.tie_embeddings = False
   c.model.dtype = "auto"               # compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU)
   c.model.remat = False                # rematerialise each block in the backward pass
+  c.model.vocab_size = 0               # 0: the data source's vocabulary (filled in by train.py)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"          # synthetic | text | tfds
@@ -44,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.tokenizer = "byte"            # byte | sentencepiece (text and tfds sources)
   c.data.vocab_size = 0                # sentencepiece vocabulary (0: 4096)
   c.data.eval_fraction = 0.01          # held-out share of the documents (text and tfds)
+  c.data.cache_dir = ""                # pre-tokenised corpora and tokenizers ("": ~/.cache/scaling_data)
   c.data.synthetic = ml_collections.ConfigDict()
   c.data.synthetic.vocab_size = 64
   c.data.synthetic.n_topics = 512
@@ -69,7 +71,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.log_every = 10               # steps between metrics rows
   c.train.checkpoint_every = 0         # steps between checkpoints; 0: 10 per run
   c.train.keep_checkpoints = 2
-  c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x initial loss
+  c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x ln(vocab)
+  c.train.compilation_cache = "~/.cache/scaling/jax"  # persistent XLA cache; "" turns it off
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                     # data-parallel axis size; -1: all devices left

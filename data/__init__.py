@@ -1,0 +1,111 @@
+"""Data sources and tokenizers: `make_source(config)` for training, `load_tokenizer(workdir)` for generation.
+
+Every source (synthetic.py, text.py, tfds_source.py) has the same small interface, `Source` below, and
+serves sequences by index: sequence i of a split is a pure function of (config.seed, split, i); eval
+sequences do not even depend on the seed (`sequence_stream`). A batch is therefore a pure function of
+(seed, step), resuming needs no iterator state and each host of a multi-host run can compute just its
+own rows. The randomness behind that is one counter-based hash, `random_bits`, shared by all sources:
+SplitMix64 (Steele et al. 2014) seeded per sequence, so a row costs a few vector operations and never
+depends on the rows before it.
+
+Sources are imported lazily so that a synthetic run never pays for importing tensorflow_datasets.
+"""
+from typing import Protocol
+
+import numpy as np
+
+from experiments.base import ConfigError
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment, 2^64 / golden ratio
+
+
+class Tokenizer(Protocol):
+  vocab_size: int
+  eos_id: int | None  # appended after every document; None for the synthetic language (no documents)
+
+  def encode(self, text: str) -> list[int]: ...
+  def decode(self, ids) -> str: ...
+  def save(self, workdir: str) -> None: ...
+
+
+class Source(Protocol):
+  vocab_size: int
+  seq_len: int
+  tokenizer: Tokenizer
+
+  def sequences(self, split: str, start: int, count: int) -> np.ndarray:
+    """int32 [count, seq_len + 1]: sequences start..start+count-1 of `split` ('train' | 'eval')."""
+
+  def loss_floor(self, n_sequences: int) -> float | None:
+    """Best achievable mean next-token loss (nats) on eval sequences 0..n_sequences-1, if known."""
+
+  def describe(self) -> dict: ...
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+  """SplitMix64's finaliser on uint64 arrays (array arithmetic wraps silently, as the hash needs)."""
+  z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return z ^ (z >> np.uint64(31))
+
+
+def sequence_stream(seed: int, split: str) -> tuple[int, ...]:
+  """The random stream of a split's sequences, for `random_bits`.
+
+  Train sequences follow config.seed; eval sequences ignore it, so runs with any seed are scored on
+  the same held-out sequences (and share one loss floor), and eval never draws from a train stream.
+  """
+  if split == "train":
+    return (0, seed)
+  if split == "eval":
+    return (1,)
+  raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+
+
+def random_bits(stream: tuple[int, ...], start: int, count: int, width: int) -> np.ndarray:
+  """uint64 [count, width] of random bits; row r depends only on (stream, start + r).
+
+  Row r is the first `width` outputs of its own SplitMix64 generator, seeded by hashing the stream's
+  integers and the row's index.
+  """
+  if start < 0 or count < 0:
+    raise ValueError(f"need start >= 0 and count >= 0, got start={start}, count={count}")
+  key = np.zeros(1, np.uint64)
+  for part in stream:
+    key = _mix(key + np.uint64(((part + 1) * _GOLDEN) & _MASK64))
+  index = np.arange(start, start + count, dtype=np.uint64)
+  row_keys = _mix(_mix(key + index * np.uint64(_GOLDEN)))
+  column = np.arange(1, width + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
+  return _mix(row_keys[:, None] + column[None, :])
+
+
+def make_source(config, workdir: str | None = None) -> Source:
+  """The source `config.data.source` names, for sequences of config.train.seq_len + 1 tokens.
+
+  With a workdir, the source's tokenizer is saved there (a trained SentencePiece model included) so
+  that `load_tokenizer(workdir)` finds it; a run that resumes reuses the tokenizer already there.
+  """
+  if config.train.seq_len < 1:
+    raise ConfigError(f"train.seq_len must be >= 1, got {config.train.seq_len}")
+  kind = config.data.source
+  if kind == "synthetic":
+    from data import synthetic
+    source = synthetic.SyntheticSource(config.data.synthetic, config.train.seq_len, config.seed)
+  elif kind == "text":
+    from data import text
+    source = text.make_text_source(config, workdir)
+  elif kind == "tfds":
+    from data import tfds_source
+    source = tfds_source.make_tfds_source(config, workdir)
+  else:
+    raise ConfigError(f"data.source must be synthetic, text or tfds, got {kind!r}")
+  if workdir:
+    source.tokenizer.save(workdir)
+  return source
+
+
+def load_tokenizer(workdir: str) -> Tokenizer:
+  """The tokenizer a run saved in its workdir (for model.generate)."""
+  from data import tokenizers
+  return tokenizers.load(workdir)

@@ -1,0 +1,149 @@
+"""train.py end to end on the tiny config: files, resume, W&B read-back, devices, bad input."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import train
+import wandb_records
+from conftest import ROOT
+
+TINY = os.path.join(ROOT, "experiments", "tiny.py")
+# 40 steps of 16 x 64 tokens; checkpoints every 10 steps.
+FAST = ["--config.train.tokens=40960", "--config.train.log_every=5",
+        "--config.train.checkpoint_every=10", "--config.train.eval_tokens=2048",
+        "--config.wandb.mode=disabled"]
+
+
+def run(workdir, *overrides):
+  return train.main(["--config", TINY, "--workdir", str(workdir), *FAST, *overrides])
+
+
+def read_rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def read_result(workdir):
+  with open(os.path.join(workdir, "result.json")) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny")
+  assert run(workdir) == 0
+  return workdir
+
+
+def test_a_run_leaves_every_file_spec_names(finished_run):
+  for name in ("config.json", "metrics.jsonl", "result.json", "checkpoints"):
+    assert os.path.exists(os.path.join(finished_run, name)), name
+  result = read_result(finished_run)
+  assert result["status"] == "completed"
+  assert result["tokens"] == 40 * 16 * 64
+  assert result["flops"] == pytest.approx(result["tokens"] * result["flops_per_token"])
+  assert result["flops_6nd"] == 6 * result["n_params"] * result["tokens"]
+  assert result["n_params_total"] > result["n_params"] > 0
+  # The model learns: well below the uniform loss, and never below the source's exact floor.
+  assert result["final_eval_loss"] < math.log(64) - 0.3
+  assert 0 < result["loss_floor"] < result["final_eval_loss"]
+  rows = read_rows(finished_run)
+  assert [row["step"] for row in rows] == list(range(5, 41, 5))
+  for row in rows:
+    assert {"step", "tokens", "flops", "train_loss", "lr", "tokens_per_sec", "mfu"} <= row.keys()
+  assert "eval_loss" in rows[-1] and rows[-1]["eval_loss"] == result["final_eval_loss"]
+  config = json.load(open(os.path.join(finished_run, "config.json")))
+  assert config["model"]["vocab_size"] == 64 and config["train"]["lr"] == 3e-3
+
+
+def test_rerunning_a_completed_run_exits_at_once(finished_run):
+  before = os.path.getmtime(os.path.join(finished_run, "result.json"))
+  assert run(finished_run) == 0
+  assert os.path.getmtime(os.path.join(finished_run, "result.json")) == before
+
+
+def test_a_workdir_of_another_config_is_refused_unless_forced(finished_run, capsys):
+  assert run(finished_run, "--config.seed=7") == 2
+  assert "different config" in capsys.readouterr().err
+  assert read_result(finished_run)["status"] == "completed"  # nothing lost
+
+
+def test_sigterm_saves_and_the_rerun_equals_an_uninterrupted_run(finished_run, tmp_path):
+  """A real SIGTERM to a real process mid-run; the resumed run must match the uninterrupted one."""
+  workdir = tmp_path / "interrupted"
+  command = [sys.executable, "train.py", "--config", TINY, "--workdir", str(workdir), *FAST]
+  process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  checkpoints = workdir / "checkpoints"
+  deadline = time.time() + 120
+  while time.time() < deadline and not (checkpoints.exists() and any(
+      p.name.isdigit() for p in checkpoints.iterdir())):
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  if process.returncode == 0:
+    pytest.skip("the run finished before SIGTERM arrived")
+  assert process.returncode == train.EXIT_PREEMPTED, stderr
+  assert not (workdir / "result.json").exists()
+  assert run(workdir) == 0
+  assert read_result(workdir)["final_eval_loss"] == read_result(finished_run)["final_eval_loss"]
+  keys = ("step", "tokens", "train_loss", "lr", "eval_loss")
+  assert ([{k: r.get(k) for k in keys} for r in read_rows(workdir)]
+          == [{k: r.get(k) for k in keys} for r in read_rows(finished_run)])
+
+
+def test_wandb_offline_run_reads_back_equal_to_metrics_jsonl(tmp_path):
+  workdir = tmp_path / "wb"
+  assert run(workdir, "--config.wandb.mode=offline", "--config.train.tokens=10240") == 0
+  files = wandb_records.run_files(str(workdir))
+  assert len(files) == 1
+  logged = [row for row in wandb_records.history(files[0]) if "train_loss" in row]
+  rows = read_rows(workdir)
+  assert [r["train_loss"] for r in logged] == [r["train_loss"] for r in rows]
+  assert [r["tokens"] for r in logged] == [r["tokens"] for r in rows]
+  with open(workdir / "wandb_run_id") as f:
+    assert wandb_records.run_id(files[0]) == f.read().strip()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.model.nonexistent=1", "unknown config key"),
+    ("--config.model.n_heads=3", "n_heads"),
+    ("--config.train.tokens=100", "below one batch"),
+    ("--config.train.lr=-1.0", "train.lr"),
+    ("--config.data.source=text", "path"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, override, message):
+  workdir = tmp_path / "never"
+  assert run(workdir, override) == 2
+  err = capsys.readouterr().err.strip()
+  assert message in err and len(err.splitlines()) == 1, err
+  assert not workdir.exists()
+
+
+def test_eight_devices_with_fsdp_match_one_device(finished_run, tmp_path):
+  """Same global batch over a (4 data x 2 fsdp) mesh of 8 CPU devices: same losses to 1e-4."""
+  workdir = tmp_path / "eight"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "JAX_PLATFORMS": "cpu"}
+  command = [sys.executable, "train.py", "--config", TINY, "--workdir", str(workdir), *FAST,
+             "--config.mesh.fsdp=2"]
+  completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  one, eight = read_rows(finished_run), read_rows(workdir)
+  for a, b in zip(one, eight):
+    assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4)
+  assert read_result(workdir)["final_eval_loss"] == pytest.approx(
+      read_result(finished_run)["final_eval_loss"], abs=1e-4)
+
+
+def test_gradient_accumulation_matches_the_full_batch(finished_run, tmp_path):
+  workdir = tmp_path / "accum"
+  assert run(workdir, "--config.train.grad_accum=4") == 0
+  assert read_result(workdir)["final_eval_loss"] == pytest.approx(
+      read_result(finished_run)["final_eval_loss"], abs=1e-4)
