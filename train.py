@@ -116,10 +116,14 @@ def resolve(config, n_devices: int):
   log_every = max(1, train.log_every)
   eval_every = train.eval_every or _round_up(max(1, steps // 10), log_every)
   checkpoint_every = train.checkpoint_every or _round_up(max(1, steps // 10), log_every)
+  # The resolved config holds the explicit shape, so it rebuilds the same model on its own.
   for key, value in dataclasses.asdict(model_cfg).items():
     # dtype stays "auto" so a run's hash does not depend on the machine that planned it.
     if key in config.model and key != "dtype":
       config.model[key] = value
+  config.model.target_params = 0.0
+  if config.init_from:
+    check_init_from(config.init_from, model_cfg)
   plan = Plan(
       n_params=n_params, n_params_total=n_params_total,
       flops_per_token=sizing.flops_per_token(model_cfg, train.seq_len),
@@ -128,6 +132,22 @@ def resolve(config, n_devices: int):
       warmup_steps=round(train.warmup_tokens / tokens_per_step),
       eval_sequences=eval_sequences, eval_every=eval_every, checkpoint_every=checkpoint_every)
   return config, source, model_cfg, plan
+
+
+def check_init_from(run_dir: str, model_cfg) -> None:
+  """Continued pre-training needs a finished run of exactly this model shape."""
+  config_path = os.path.join(run_dir, "config.json")
+  if not os.path.exists(config_path):
+    raise ConfigError(f"init_from={run_dir!r} is not a run directory (no config.json)")
+  with open(config_path) as f:
+    source_model = json.load(f)["model"]
+  ours = dataclasses.asdict(model_cfg)
+  differing = [f"{key} {source_model[key]} vs {ours[key]}" for key in
+               ("vocab_size", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos",
+                "tie_embeddings") if source_model.get(key) != ours[key]]
+  if differing:
+    raise ConfigError(f"init_from={run_dir!r} has another model shape ({', '.join(differing)}); "
+                      "continued pre-training needs the same shape and vocabulary")
 
 
 def _round_up(value, multiple):
@@ -261,13 +281,16 @@ def enable_compilation_cache(path: str) -> None:
 
 def maybe_initialize_distributed():
   """Joins a multi-host job when the environment describes one (explicit variables or SLURM)."""
+  # A process that stops answering is declared dead after this long and the others exit with an
+  # error, rather than waiting forever in a collective.
+  heartbeat = int(os.environ.get("JAX_HEARTBEAT_TIMEOUT_SECONDS", "100"))
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize(
         coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
         num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-        process_id=int(os.environ["JAX_PROCESS_ID"]))
+        process_id=int(os.environ["JAX_PROCESS_ID"]), heartbeat_timeout_seconds=heartbeat)
   elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat)
 
 
 def peak_flops_per_second(device=None) -> float:
@@ -311,6 +334,15 @@ def write_json_atomic(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
+def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in rows)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
 def read_jsonl(path: str) -> list[dict]:
   """Rows of a .jsonl file; a line cut short by a crash is skipped with a warning."""
   rows = []
@@ -330,27 +362,30 @@ def read_jsonl(path: str) -> list[dict]:
 class MetricsLog:
   """metrics.jsonl, the authoritative record, mirrored to W&B when enabled."""
 
-  def __init__(self, workdir: str, resumed_step: int, wandb_run):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    # Rows past the checkpoint we resume from are rewritten by the resumed run.
-    kept = [row for row in read_jsonl(self.path) if row.get("step", 0) <= resumed_step]
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(row) + "\n" for row in kept)
-    os.replace(tmp, self.path)
+  def __init__(self, workdir: str | None, resumed_step: int, wandb_run):
+    """workdir None: a process that is not the primary keeps the last row but writes nothing."""
+    self.last_row, self.file, self.wandb_run = {}, None, wandb_run
+    if workdir is None:
+      return
+    path = os.path.join(workdir, "metrics.jsonl")
+    # Rows past the checkpoint we resume from (and any line cut short by a crash) are dropped and
+    # rewritten by the resumed run.
+    kept = [row for row in read_jsonl(path) if row.get("step", 0) <= resumed_step]
+    write_jsonl_atomic(path, kept)
     self.last_row = kept[-1] if kept else {}
-    self.file = open(self.path, "a")
-    self.wandb_run = wandb_run
+    self.file = open(path, "a")
 
   def write(self, row: dict) -> None:
-    self.file.write(json.dumps(row) + "\n")
-    self.file.flush()
     self.last_row = row
+    if self.file is not None:
+      self.file.write(json.dumps(row) + "\n")
+      self.file.flush()
     if self.wandb_run is not None:
       self.wandb_run.log(row)
 
   def close(self):
-    self.file.close()
+    if self.file is not None:
+      self.file.close()
 
 
 def start_wandb(config, plan, workdir: str, run_hash: str):
@@ -385,9 +420,12 @@ def run_training(config, source, model_cfg, plan, workdir: str) -> int:
   """Trains to the budget (or resumes), writing every file SPEC names; returns the exit code."""
   start_time = time.time()
   run_hash = config_hash(config)
-  os.makedirs(workdir, exist_ok=True)
-  write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-  source.tokenizer.save(workdir)
+  # Every process computes; only the first writes the run's files (orbax coordinates checkpoints).
+  primary = jax.process_index() == 0
+  if primary:
+    os.makedirs(workdir, exist_ok=True)
+    write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    source.tokenizer.save(workdir)
 
   mesh = make_mesh(config)
   trainer = Trainer(config, model_cfg, plan, mesh)
@@ -395,10 +433,13 @@ def run_training(config, source, model_cfg, plan, workdir: str) -> int:
   state, meta = checkpoint.restore_latest(manager, trainer.abstract_state)
   if state is None:
     state = trainer.init()
+    if config.init_from:  # fresh optimizer and schedule, the other run's final weights
+      state["params"] = checkpoint.restore_params(config.init_from,
+                                                  trainer.abstract_state["params"])
   wall_before = meta.get("wall_seconds", 0.0)
   first_step = int(state["step"])
   wandb_run = start_wandb(config, plan, workdir, run_hash)
-  log = MetricsLog(workdir, first_step, wandb_run)
+  log = MetricsLog(workdir if primary else None, first_step, wandb_run)
 
   stop_signal = []
   signal.signal(signal.SIGTERM, lambda signum, frame: stop_signal.append(signum))
@@ -477,11 +518,27 @@ def run_training(config, source, model_cfg, plan, workdir: str) -> int:
     save(plan.steps, wait=True)
   wall_seconds = time.time() - start_time + wall_before
   result = make_result(config, plan, source, log.last_row, status, wall_seconds, run_hash)
-  write_json_atomic(os.path.join(workdir, "result.json"), result)
+  if config.init_from and status == "completed":
+    result.update(original_data_losses(config.init_from, trainer, state, plan))
+  if primary:
+    write_json_atomic(os.path.join(workdir, "result.json"), result)
   if wandb_run is not None:
     wandb_run.summary.update({k: v for k, v in result.items() if not isinstance(v, dict)})
   _close(manager, log, wandb_run)
   return 0
+
+
+def original_data_losses(run_dir: str, trainer, state, plan) -> dict:
+  """Loss on the data the initial weights were trained on, before and after: forgetting."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(run_dir, "config.json")) as f:
+    original_source = data.make_source(ml_collections.ConfigDict(json.load(f)))
+  with open(os.path.join(run_dir, "result.json")) as f:
+    before = json.load(f).get("final_eval_loss")
+  batches = [trainer.global_batch(original_source, "eval", start, plan.batch_size)
+             for start in range(0, plan.eval_sequences, plan.batch_size)]
+  return {"init_from": run_dir, "original_data_eval_loss_before": before,
+          "original_data_eval_loss": float(trainer.evaluate(state, batches))}
 
 
 def _close(manager, log, wandb_run):
@@ -588,7 +645,8 @@ def main(argv=None) -> int:
     result = {"status": "failed", "error": f"{type(error).__name__}: {error}",
               "config_hash": run_hash, "n_params": plan.n_params,
               "n_params_total": plan.n_params_total}
-    write_json_atomic(os.path.join(args.workdir, "result.json"), result)
+    if jax.process_index() == 0:
+      write_json_atomic(os.path.join(args.workdir, "result.json"), result)
     return 1
 
 

@@ -21,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = "base"
   c.seed = 0
+  c.init_from = ""                     # a run directory: start from its final weights (same shape)
 
   c.model = ml_collections.ConfigDict()
   c.model.family = "decoder"           # decoder | encoder | encoder_decoder

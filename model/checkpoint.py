@@ -60,14 +60,19 @@ def load_model(workdir: str):
   model_cfg = sizing.model_config_from(config.model, vocab_size=config.model.vocab_size,
                                        seq_len=config.train.seq_len)
   model = Transformer(model_cfg, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  params = jax.tree.map(np.asarray, restore_params(workdir, abstract))
+  return nnx.merge(graphdef, params, rest), config
+
+
+def restore_params(workdir: str, abstract_params):
+  """The parameters of a run's newest checkpoint, shaped (and sharded) like `abstract_params`."""
   mgr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"))
   step = mgr.latest_step()
   if step is None:
     raise FileNotFoundError(f"{workdir} has no complete checkpoint to load")
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
   restored = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(item={"params": abstract}, partial_restore=True)))
+      state=ocp.args.PyTreeRestore(item={"params": abstract_params}, partial_restore=True)))
   mgr.close()
-  params = jax.tree.map(np.asarray, restored["state"]["params"])
-  return nnx.merge(graphdef, params, rest), config
+  return restored["state"]["params"]

@@ -147,3 +147,23 @@ def test_gradient_accumulation_matches_the_full_batch(finished_run, tmp_path):
   assert run(workdir, "--config.train.grad_accum=4") == 0
   assert read_result(workdir)["final_eval_loss"] == pytest.approx(
       read_result(finished_run)["final_eval_loss"], abs=1e-4)
+
+
+def test_continued_pretraining_starts_from_the_run_and_reports_forgetting(finished_run, tmp_path):
+  workdir = tmp_path / "continued"
+  assert run(workdir, f"--config.init_from={finished_run}", "--config.seed=1",
+             "--config.train.tokens=10240") == 0
+  fresh_first_loss = read_rows(finished_run)[0]["train_loss"]
+  continued_first_loss = read_rows(workdir)[0]["train_loss"]
+  # New sequences of the same language: the old weights already beat a fresh model on them.
+  assert continued_first_loss < fresh_first_loss - 0.1
+  result = read_result(workdir)
+  assert result["init_from"] == str(finished_run)
+  assert result["original_data_eval_loss_before"] == read_result(finished_run)["final_eval_loss"]
+  assert math.isfinite(result["original_data_eval_loss"])
+
+
+def test_continued_pretraining_refuses_another_shape(finished_run, tmp_path, capsys):
+  assert run(tmp_path / "other", f"--config.init_from={finished_run}",
+             "--config.model.d_model=32") == 2
+  assert "another model shape" in capsys.readouterr().err
