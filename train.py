@@ -32,8 +32,7 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from experiments.base import ConfigError, load_config
-from model import checkpoint, hparams, sizing
-from model.transformer import Transformer
+from model import checkpoint, hparams, objectives, sizing
 import data
 
 EXIT_BAD_INPUT = 2
@@ -191,13 +190,6 @@ def make_optimizer(config, plan):
   return optimizer, lr_schedule
 
 
-def cross_entropy(logits, targets):
-  """Mean next-token loss in nats, computed in float32."""
-  logits = logits.astype(jnp.float32)
-  return jnp.mean(jax.nn.logsumexp(logits, axis=-1)
-                  - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0])
-
-
 class Trainer:
   """Builds the jitted init, train and eval functions for one model, optimizer and mesh."""
 
@@ -206,13 +198,15 @@ class Trainer:
     self.optimizer, self.lr_schedule = make_optimizer(config, plan)
     seed = config.seed
 
+    self.noise_key = jax.random.key(seed + 1)
+
     def init():
-      model = Transformer(model_cfg, rngs=nnx.Rngs(seed))
+      model = objectives.build_model(model_cfg, nnx.Rngs(seed))
       params = nnx.state(model, nnx.Param)
       return {"step": jnp.zeros((), jnp.int32), "params": params,
               "opt_state": self.optimizer.init(params)}
 
-    abstract_model = nnx.eval_shape(lambda: Transformer(model_cfg, rngs=nnx.Rngs(seed)))
+    abstract_model = nnx.eval_shape(lambda: objectives.build_model(model_cfg, nnx.Rngs(seed)))
     self.graphdef, _, self.rest = nnx.split(abstract_model, nnx.Param, ...)
     abstract_state = jax.eval_shape(init)
     self.state_sharding = jax.tree.map(lambda x: fsdp_sharding(mesh, x.shape), abstract_state)
@@ -225,28 +219,32 @@ class Trainer:
     self.train_step = jax.jit(self._train_step, donate_argnums=0,
                               in_shardings=(self.state_sharding, self.batch_sharding),
                               out_shardings=(self.state_sharding, replicated))
-    self.eval_step = jax.jit(self._loss, in_shardings=(self.state_sharding["params"],
-                                                      self.batch_sharding),
-                             out_shardings=replicated)
+    # Evaluation noise (for families that corrupt inputs) is fixed, so evaluations are comparable.
+    self.eval_step = jax.jit(
+        lambda params, batch: self._loss(params, batch, jax.random.key(0)),
+        in_shardings=(self.state_sharding["params"], self.batch_sharding),
+        out_shardings=replicated)
 
-  def _loss(self, params, batch):
-    model = nnx.merge(self.graphdef, params, self.rest)
-    return cross_entropy(model(batch[:, :-1]), batch[:, 1:])
+  def _loss(self, params, batch, key):
+    return objectives.loss(nnx.merge(self.graphdef, params, self.rest), batch, key)
 
   def _train_step(self, state, batch):
     params = state["params"]
     grad_fn = jax.value_and_grad(self._loss)
+    step_key = jax.random.fold_in(self.noise_key, state["step"])
     if self.grad_accum == 1:
-      loss, grads = grad_fn(params, batch)
+      loss, grads = grad_fn(params, batch, step_key)
     else:
       micro_batches = batch.reshape(self.grad_accum, -1, batch.shape[-1])
 
-      def accumulate(carry, micro_batch):
-        loss, grads = grad_fn(params, micro_batch)
+      def accumulate(carry, micro):
+        index, micro_batch = micro
+        loss, grads = grad_fn(params, micro_batch, jax.random.fold_in(step_key, index))
         return jax.tree.map(jnp.add, carry, (loss, grads)), None
 
       zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-      (loss, grads), _ = jax.lax.scan(accumulate, zeros, micro_batches)
+      (loss, grads), _ = jax.lax.scan(accumulate, zeros,
+                                      (jnp.arange(self.grad_accum), micro_batches))
       loss, grads = jax.tree.map(lambda x: x / self.grad_accum, (loss, grads))
     updates, opt_state = self.optimizer.update(grads, state["opt_state"], params)
     metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads),
@@ -571,7 +569,7 @@ def make_result(config, plan, source, last_row, status, wall_seconds, run_hash) 
       "wall_seconds": wall_seconds,
       "config_hash": run_hash,
       "family": config.model.family,
-      "objective": "causal_lm",
+      "objective": objectives.OBJECTIVES[config.model.family],
       "steps": last_row.get("step", 0),
       "batch_size": plan.batch_size,
       "seq_len": plan.seq_len,
