@@ -109,8 +109,8 @@ def resolve(config, n_devices: int):
     train.lr = hparams.learning_rate(n_params)
   if train.warmup_tokens == 0:
     train.warmup_tokens = hparams.warmup_tokens(n_params, steps * tokens_per_step)
-  eval_sequences = max(1, train.eval_tokens // train.seq_len)
-  eval_sequences = -(-eval_sequences // math.prod(mesh_devices)) * math.prod(mesh_devices)
+  # Whole evaluation batches, so the sequences scored are exactly those the loss floor is taken on.
+  eval_sequences = _round_up(max(1, train.eval_tokens // train.seq_len), train.batch_size)
   # Evaluations and checkpoints land on logging steps so resumed runs log the same rows.
   log_every = max(1, train.log_every)
   eval_every = train.eval_every or _round_up(max(1, steps // 10), log_every)

@@ -167,3 +167,17 @@ def test_continued_pretraining_refuses_another_shape(finished_run, tmp_path, cap
   assert run(tmp_path / "other", f"--config.init_from={finished_run}",
              "--config.model.d_model=32") == 2
   assert "another model shape" in capsys.readouterr().err
+
+
+def test_generate_cli_samples_from_the_trained_run_with_its_tokenizer(finished_run, capsys):
+  from data import load_tokenizer
+  from model import generate
+  args = ["--workdir", str(finished_run), "--prompt", "abc", "--max-new-tokens", "8", "--json"]
+  assert generate.main([*args, "--temperature", "0"]) == 0
+  greedy = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert greedy["prompt_tokens"] == load_tokenizer(str(finished_run)).encode("abc")
+  assert len(greedy["new_tokens"]) == 8 and all(0 <= t < 64 for t in greedy["new_tokens"])
+  assert generate.main([*args, "--temperature", "0"]) == 0  # greedy is deterministic
+  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == greedy
+  assert generate.main([*args, "--max-new-tokens", "100"]) == 2  # past the 64-token context
+  assert "context" in capsys.readouterr().err

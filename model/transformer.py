@@ -1,0 +1,258 @@
+"""A decoder-only transformer in Flax NNX, GPT-2 shaped and written to be counted exactly.
+
+Design choices (model/sizing.py counts exactly these parameters):
+- Pre-norm blocks with RMSNorm (a scale, no bias) and no biases in any linear layer, as in PaLM
+  and LLaMA: the parameter count is then a clean polynomial of the shape, and nothing is lost.
+- Multi-head attention has a query projection (d, d), a fused key/value projection (d, 2d) and an
+  output projection (d, d). Keys and values come from the block's own input (self-attention) or
+  from `context` (cross-attention), so an encoder or an encoder-decoder can reuse `Attention`.
+- MLP: GELU (d -> d_ff -> d) or SwiGLU (gate and up d -> d_ff, down d_ff -> d).
+- Positions: rotary (applied to queries and keys, no parameters), learned (a (max_len, d) table)
+  or sinusoidal (computed, no parameters), the last two added to the token embeddings.
+- The output projection is the token embedding transposed when `tie_embeddings`, else its own
+  (d, vocab) matrix. Logits are always float32 (accumulated in float32 from any compute dtype).
+- Parameters are float32; activations are computed in `cfg.dtype` (bfloat16 on accelerators).
+- Initialisation as GPT-2: normal(0.02) everywhere, residual output projections normal(0.02 /
+  sqrt(2 n_layer)), norm scales one.
+- Attention goes through `jax.nn.dot_product_attention`. With implementation=None, JAX 0.10 always
+  uses its XLA kernel, so `attend` asks for cuDNN flash attention itself where cuDNN supports the
+  call (GPU, 16-bit dtype, head dim a multiple of 8 up to 128, no explicit mask).
+
+The model is stateless at call time: `decode` takes a KV cache (a pytree from `init_cache`) and
+returns the new one, so a decode step jits with fixed shapes and no recompilation per token.
+"""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from experiments.base import ConfigError
+
+MLPS = ("gelu", "swiglu")
+POSITIONS = ("rope", "learned", "sinusoidal")
+DTYPES = ("float32", "bfloat16")
+INIT_STD = 0.02
+ROPE_BASE = 10_000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The shape of a decoder; invalid values raise ConfigError at construction."""
+  vocab_size: int
+  max_len: int          # positions (train.seq_len)
+  n_layer: int
+  d_model: int
+  n_heads: int
+  d_ff: int
+  mlp: str = "gelu"     # gelu | swiglu
+  pos: str = "rope"     # rope | learned | sinusoidal
+  tie_embeddings: bool = False
+  dtype: str = "float32"   # compute dtype; params are always float32
+  remat: bool = False
+
+  def __post_init__(self):
+    if self.mlp not in MLPS:
+      raise ConfigError(f"model.mlp={self.mlp!r} is unknown; use one of {', '.join(MLPS)}")
+    if self.pos not in POSITIONS:
+      raise ConfigError(f"model.pos={self.pos!r} is unknown; use one of {', '.join(POSITIONS)}")
+    if self.dtype not in DTYPES:
+      raise ConfigError(f"model.dtype={self.dtype!r} is unknown; use one of auto, {', '.join(DTYPES)}")
+    for name in ("vocab_size", "max_len", "n_layer", "d_model", "n_heads", "d_ff"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
+    if self.d_model % self.n_heads:
+      raise ConfigError(f"model.n_heads={self.n_heads} does not divide model.d_model={self.d_model}")
+    if self.pos == "rope" and self.head_dim % 2:
+      raise ConfigError(f"rotary positions need an even head dim, got {self.head_dim}; change n_heads")
+    if self.pos == "sinusoidal" and self.d_model % 2:
+      raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.n_heads
+
+  @property
+  def compute_dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.dtype)
+
+
+def _normal(std):
+  return nnx.initializers.normal(stddev=std)
+
+
+def rope(x, positions):
+  """Rotates query/key pairs (x[..., i], x[..., i + D/2]) by position-dependent angles.
+
+  x: [B, T, H, D]; positions: int [T]. Computed in float32, returned in x's dtype.
+  """
+  half = x.shape[-1] // 2
+  freq = ROPE_BASE ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle = positions.astype(jnp.float32)[:, None] * freq[None, :]
+  sin, cos = jnp.sin(angle)[None, :, None, :], jnp.cos(angle)[None, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def sinusoidal(positions, d_model):
+  """The original transformer's position encoding: [T] -> [T, d_model] float32."""
+  half = d_model // 2
+  freq = ROPE_BASE ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle = positions.astype(jnp.float32)[:, None] * freq[None, :]
+  return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+
+
+def attend(q, k, v, *, causal, mask=None):
+  """Scaled dot-product attention, q [B, T, H, D], k/v [B, S, H, D] -> [B, T, H, D].
+
+  `causal` masks key s > query t (needs T == S); `mask` (bool, broadcastable to [B, H, T, S],
+  True = attend) is for anything else, e.g. a partly filled KV cache.
+  """
+  head_dim = q.shape[-1]
+  use_cudnn = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+               and head_dim % 8 == 0 and head_dim <= 128 and mask is None)
+  return jax.nn.dot_product_attention(
+      q, k, v, mask=mask, is_causal=causal, implementation="cudnn" if use_cudnn else None)
+
+
+class Attention(nnx.Module):
+  """Multi-head attention: self-attention, or cross-attention over `context` when given."""
+
+  def __init__(self, d_model: int, n_heads: int, *, causal: bool, rotary: bool, dtype,
+               out_std: float, rngs: nnx.Rngs):
+    linear = lambda d_in, d_out, std: nnx.Linear(
+        d_in, d_out, use_bias=False, dtype=dtype, kernel_init=_normal(std), rngs=rngs)
+    self.query = linear(d_model, d_model, INIT_STD)
+    self.key_value = linear(d_model, 2 * d_model, INIT_STD)
+    self.out = linear(d_model, d_model, out_std)
+    self.n_heads = n_heads
+    self.causal = causal
+    self.rotary = rotary
+
+  def __call__(self, x, context=None, *, positions=None, cache=None):
+    """x [B, T, d] -> ([B, T, d], new cache).
+
+    positions: int [T], the absolute positions of x (rotary self-attention needs them).
+    cache: None, or {"k", "v": [B, L, H, D], "index": int32 []} holding the keys and values of
+      positions < index for causal decoding; x's are written at index.. and attended to causally.
+      Rotary positions are applied in self-attention only (keys from `context` have their own).
+    """
+    batch, length, d_model = x.shape
+    heads = lambda y: y.reshape(*y.shape[:2], self.n_heads, d_model // self.n_heads)
+    q = heads(self.query(x))
+    k, v = map(heads, jnp.split(self.key_value(x if context is None else context), 2, axis=-1))
+    if self.rotary and context is None:
+      q, k = rope(q, positions), rope(k, positions)
+    if cache is None:
+      y = attend(q, k, v, causal=self.causal)
+    else:
+      index = cache["index"]
+      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
+      cache = {"k": k, "v": v, "index": index + length}
+      # Query at absolute position index + t sees cached keys 0..index + t (unfilled ones never).
+      visible = jnp.arange(k.shape[1])[None, :] <= (index + jnp.arange(length))[:, None]
+      y = attend(q, k, v, causal=False, mask=visible[None, None])
+    return self.out(y.reshape(batch, length, d_model)), cache
+
+
+class MLP(nnx.Module):
+  """GELU (tanh approximation, as GPT-2) or SwiGLU feed-forward."""
+
+  def __init__(self, cfg: ModelConfig, *, out_std: float, rngs: nnx.Rngs):
+    linear = lambda d_in, d_out, std: nnx.Linear(
+        d_in, d_out, use_bias=False, dtype=cfg.compute_dtype, kernel_init=_normal(std), rngs=rngs)
+    self.up = linear(cfg.d_model, cfg.d_ff, INIT_STD)
+    self.gate = linear(cfg.d_model, cfg.d_ff, INIT_STD) if cfg.mlp == "swiglu" else None
+    self.down = linear(cfg.d_ff, cfg.d_model, out_std)
+
+  def __call__(self, x):
+    if self.gate is None:
+      return self.down(jax.nn.gelu(self.up(x)))
+    return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nnx.Module):
+  """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    out_std = INIT_STD / math.sqrt(2 * cfg.n_layer)
+    self.attn_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    self.attn = Attention(cfg.d_model, cfg.n_heads, causal=True, rotary=cfg.pos == "rope",
+                          dtype=cfg.compute_dtype, out_std=out_std, rngs=rngs)
+    self.mlp_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    self.mlp = MLP(cfg, out_std=out_std, rngs=rngs)
+
+  def __call__(self, x, positions, cache=None):
+    y, cache = self.attn(self.attn_norm(x), positions=positions, cache=cache)
+    x = x + y
+    return x + self.mlp(self.mlp_norm(x)), cache
+
+
+class Transformer(nnx.Module):
+  """Decoder-only language model: int32 tokens [B, T] -> float32 logits [B, T, vocab]."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.compute_dtype,
+                           embedding_init=_normal(INIT_STD), rngs=rngs)
+    self.pos_embed = (nnx.Embed(cfg.max_len, cfg.d_model, dtype=cfg.compute_dtype,
+                                embedding_init=_normal(INIT_STD), rngs=rngs)
+                      if cfg.pos == "learned" else None)
+    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
+    self.norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    self.unembed = (None if cfg.tie_embeddings else
+                    nnx.Param(_normal(INIT_STD)(rngs.params(), (cfg.d_model, cfg.vocab_size))))
+
+  def __call__(self, tokens):
+    self._check_length(tokens.shape[1])
+    positions = jnp.arange(tokens.shape[1])
+    x = self._embed(tokens, positions)
+    block_call = nnx.remat(Block.__call__) if self.cfg.remat else Block.__call__
+    for block in self.blocks:
+      x, _ = block_call(block, x, positions)
+    return self._logits(x)
+
+  def init_cache(self, batch: int, max_len: int | None = None):
+    """An empty KV cache for `decode`: one {"k", "v", "index"} per layer, in the compute dtype."""
+    max_len = max_len or self.cfg.max_len
+    self._check_length(max_len)
+    shape = (batch, max_len, self.cfg.n_heads, self.cfg.head_dim)
+    zeros = lambda: jnp.zeros(shape, self.cfg.compute_dtype)
+    return [{"k": zeros(), "v": zeros(), "index": jnp.zeros((), jnp.int32)}
+            for _ in range(self.cfg.n_layer)]
+
+  def decode(self, tokens, cache):
+    """Runs new positions through the model given a cache of the previous ones.
+
+    tokens: int32 [B, S], the tokens at positions index .. index + S - 1 (S = the prompt length to
+    prefill, or 1 per generated token). Returns (float32 logits [B, S, vocab], the new cache).
+    """
+    positions = cache[0]["index"] + jnp.arange(tokens.shape[1])
+    x = self._embed(tokens, positions)
+    new_cache = []
+    for block, layer_cache in zip(self.blocks, cache):
+      x, layer_cache = block(x, positions, layer_cache)
+      new_cache.append(layer_cache)
+    return self._logits(x), new_cache
+
+  def _check_length(self, length):
+    if length > self.cfg.max_len:
+      raise ValueError(f"{length} positions exceed the model's max_len={self.cfg.max_len}")
+
+  def _embed(self, tokens, positions):
+    x = self.embed(tokens)
+    if self.cfg.pos == "learned":
+      x = x + self.pos_embed(positions)[None]
+    elif self.cfg.pos == "sinusoidal":
+      x = x + sinusoidal(positions, self.cfg.d_model).astype(x.dtype)[None]
+    return x
+
+  def _logits(self, x):
+    x = self.norm(x)
+    unembed = self.embed.embedding[...].T if self.unembed is None else self.unembed[...]
+    # Accumulate in float32: bfloat16 logits would put ~1% noise on the loss.
+    return jnp.einsum("btd,dv->btv", x, unembed.astype(x.dtype),
+                      preferred_element_type=jnp.float32)

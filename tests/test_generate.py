@@ -1,0 +1,91 @@
+"""Sampling on hand-made logits, and cached decoding against full recomputation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from model import ModelConfig, Transformer
+from model import generate as gen
+
+SMALL = dict(vocab_size=32, max_len=16, n_layer=2, d_model=32, n_heads=2, d_ff=64)
+
+
+def samples(logits, **kw):
+  """4000 independent draws of sample_token from one [1, V] row of logits -> int [4000]."""
+  rows = jnp.broadcast_to(logits, (4000, logits.shape[-1]))
+  return np.asarray(gen.sample_token(rows, jax.random.key(0), **kw))
+
+
+def test_greedy_and_vanishing_temperature_pick_the_argmax():
+  logits = jax.random.normal(jax.random.key(1), (8, 50)) * 3
+  argmax = np.asarray(jnp.argmax(logits, -1))
+  np.testing.assert_array_equal(gen.sample_token(logits, jax.random.key(2), temperature=0.0), argmax)
+  np.testing.assert_array_equal(
+      gen.sample_token(logits, jax.random.key(2), temperature=1e-7, top_k=5, top_p=0.5), argmax)
+  # Just above the greedy switch: sampling proper, yet the argmax's odds are overwhelming.
+  for seed in range(5):
+    np.testing.assert_array_equal(
+        gen.sample_token(logits, jax.random.key(seed), temperature=1e-3), argmax)
+
+
+def test_top_k_never_leaves_the_k_best():
+  logits = jax.random.normal(jax.random.key(3), (1, 40))
+  best = set(np.argsort(-np.asarray(logits[0]))[:3].tolist())
+  drawn = samples(logits, temperature=2.0, top_k=3)
+  assert set(drawn.tolist()) == best  # every one of the k best, and nothing else
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+  probs = np.array([0.06, 0.25, 0.04, 0.40, 0.10, 0.15])  # sorted: .40 .25 .15 .10 .06 .04
+  logits = jnp.log(jnp.asarray(probs))[None]
+  # Cumulative mass .40, .65, .80, .90: p = 0.7 needs the first three tokens (3, 1, 5).
+  drawn = samples(logits, top_p=0.7)
+  assert set(drawn.tolist()) == {3, 1, 5}
+  frequencies = np.bincount(drawn, minlength=6)[[3, 1, 5]] / len(drawn)
+  np.testing.assert_allclose(frequencies, np.array([0.40, 0.25, 0.15]) / 0.80, atol=0.03)
+  assert set(samples(logits, top_p=0.3).tolist()) == {3}      # the top token alone reaches .3
+  assert set(samples(logits, top_p=0.85).tolist()) == {3, 1, 5, 4}
+  assert set(samples(logits, top_p=1.0).tolist()) == set(range(6))
+  # top-p works on what top-k kept, renormalised: of .40 and .25, .40 / .65 = .62 reaches .6.
+  assert set(samples(logits, top_k=2, top_p=0.6).tolist()) == {3}
+
+
+def test_bad_sampling_arguments_raise():
+  with pytest.raises(ValueError, match="top_p"):
+    gen.sample_token(jnp.zeros((1, 4)), jax.random.key(0), top_p=0.0)
+
+
+@pytest.mark.parametrize("pos", ["rope", "learned"])  # sinusoidal shares learned's position path
+def test_cached_decoding_equals_full_recomputation(pos):
+  model = Transformer(ModelConfig(**SMALL, pos=pos), rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+  tokens = jax.random.randint(jax.random.key(4), (2, 12), 0, 32)
+  full = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, tokens)
+  decode = jax.jit(lambda state, x, cache: nnx.merge(graphdef, state).decode(x, cache))
+  cache = model.init_cache(2)
+  pieces = []
+  for start, stop in [(0, 5)] + [(t, t + 1) for t in range(5, 12)]:  # prefill, then steps
+    logits, cache = decode(state, tokens[:, start:stop], cache)
+    pieces.append(logits)
+  np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=2e-5)
+  assert int(cache[0]["index"]) == 12
+
+
+def test_greedy_generate_matches_rollout_and_compiles_once():
+  model = Transformer(ModelConfig(**SMALL), rngs=nnx.Rngs(1))
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  prompt = jnp.array([[1, 2, 3], [4, 5, 6]], jnp.int32)
+  compiled_before = gen._step._cache_size()
+  out = gen.generate(model, prompt, 10, jax.random.key(0), temperature=0.0)
+  assert gen._step._cache_size() - compiled_before <= 2  # prefill and one step, not one per token
+  assert out.shape == (2, 13)
+  rollout = jnp.zeros((2, 13), jnp.int32).at[:, :3].set(prompt)
+  for t in range(3, 13):  # the slow way: the whole sequence through the model for every token
+    rollout = rollout.at[:, t].set(jnp.argmax(forward(state, rollout)[:, t - 1], -1))
+  np.testing.assert_array_equal(out, rollout)
+  with pytest.raises(ValueError, match="context of 16"):
+    gen.generate(model, [1, 2, 3], 14, jax.random.key(0))
+
