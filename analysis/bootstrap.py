@@ -1,0 +1,107 @@
+"""Bootstrap confidence intervals: resample the runs with replacement, refit, take percentiles.
+
+A resample is a vector of counts over the runs (multinomial), used as point weights, so every
+refit is the same fit with other weights and the Approach 3 and Kaplan refits of all resamples run
+together in one batched L-BFGS call. Refits start from the full-data optimum plus the other best
+distinct minima the full grid found (approach3.Approach3Fit.alternates), not from the whole grid:
+a resample moves the optimum a little, and these few starts cover the basins the grid found.
+IsoFLOP groups keep their labels under resampling; a budget left with fewer than 3 sizes is skipped
+(silently here; the full fit warns). A refit that fails (no convergence, too few budgets) is
+counted out, and the intervals say how many refits they rest on. Intervals are 95% percentile
+intervals.
+"""
+import numpy as np
+
+from analysis import approach3
+from analysis import curves
+from analysis import isoflop
+from analysis import kaplan
+from analysis import laws
+
+MIN_SAMPLES = 10
+
+
+def resample_counts(n_runs: int, n_samples: int, seed: int = 0) -> np.ndarray:
+  """[n_samples, n_runs] how often each run is drawn in each resample."""
+  rng = np.random.default_rng(seed)
+  return rng.multinomial(n_runs, np.full(n_runs, 1 / n_runs), size=n_samples).astype(np.float64)
+
+
+def interval(samples) -> list | None:
+  """The 95% percentile interval of the finite samples; None with fewer than MIN_SAMPLES."""
+  samples = np.asarray(samples, np.float64)
+  samples = samples[np.isfinite(samples)]
+  if len(samples) < MIN_SAMPLES:
+    return None
+  return [float(v) for v in np.percentile(samples, [2.5, 97.5])]
+
+
+def approach3_samples(runs, fit3: approach3.Approach3Fit, counts) -> dict:
+  """Per resample: E, A, B, alpha, beta, a, b, G (NaN where the refit did not converge)."""
+  starts = fit3.alternates
+  n_samples, k = len(counts), len(starts)
+  minima = approach3.minimize_starts(runs.n, runs.d, runs.loss, np.tile(starts, (n_samples, 1)),
+                                     np.repeat(counts, k, axis=0))
+  f = np.where(np.isfinite(minima.f), minima.f, np.inf).reshape(n_samples, k)
+  best = np.argmin(f, 1) + k * np.arange(n_samples)
+  law = approach3.to_law(minima.x[best])
+  ok = minima.converged[best]
+  law = {name: np.where(ok, v, np.nan) for name, v in law.items()}
+  law["a"], law["b"] = laws.frontier_exponents(law["alpha"], law["beta"])
+  law["G"] = laws.frontier_G(law["A"], law["B"], law["alpha"], law["beta"])
+  return law
+
+
+def approach2_samples(runs, labels, budgets, counts) -> dict:
+  """Per resample: a, b, n_coef, d_coef of the IsoFLOP power laws (NaN below 2 usable budgets)."""
+  samples = {k: np.full(len(counts), np.nan) for k in ("a", "b", "n_coef", "d_coef")}
+  for i, weights in enumerate(counts):
+    fit = isoflop.fit_frontier(isoflop.fit_profiles(runs, labels, budgets, weights, warn=False))
+    for k in samples:
+      samples[k][i] = fit[k] if fit else np.nan
+  return samples
+
+
+def approach1_samples(n, loss, tokens, flops_grid, counts) -> dict:
+  """Per resample of the runs with curves: a, b, n_coef, d_coef of the envelope power laws."""
+  samples = {k: np.full(len(counts), np.nan) for k in ("a", "b", "n_coef", "d_coef")}
+  for i, weights in enumerate(counts):
+    fit = curves.fit_envelope(curves.envelope(n, loss, tokens, flops_grid, weights > 0))
+    for k in samples:
+      samples[k][i] = fit[k] if isinstance(fit, dict) else np.nan
+  return samples
+
+
+def kaplan_samples(runs, joint: dict, counts) -> dict:
+  """Per resample: the joint law's alpha_N, alpha_D, N_c, D_c, warm-started at the full fit."""
+  minima = kaplan.minimize_starts(runs.n_kaplan, runs.d, runs.loss,
+                                  np.tile(joint["start"], (len(counts), 1)), counts)
+  return {k: np.where(minima.converged, v, np.nan) for k, v in kaplan.to_law(minima.x).items()}
+
+
+def one_variable_samples(x, loss, counts) -> dict:
+  """Per resample: alpha and x_c of a Kaplan one-variable law (L(N) or L(D))."""
+  samples = {"alpha": np.full(len(counts), np.nan), "x_c": np.full(len(counts), np.nan)}
+  for i, weights in enumerate(counts):
+    fit = kaplan.fit_one_variable(x, loss, weights)
+    if fit:
+      samples["alpha"][i], samples["x_c"][i] = fit["alpha"], fit["x_c"]
+  return samples
+
+
+
+
+def compute_samples(runs, grid, counts, with_curves) -> dict:
+  """Per resample: alpha_C and C_c of L(C) through the envelope of the training curves (`grid` from
+  curves.loss_grid, for the runs in with_curves) or, without curves, of the final points."""
+  samples = {"alpha_C": np.full(len(counts), np.nan), "C_c": np.full(len(counts), np.nan)}
+  for i, weights in enumerate(counts):
+    if grid is not None:
+      env = curves.envelope(*grid, weights[with_curves] > 0)
+      fit = kaplan.fit_compute(env["flops"], env["loss"])
+    else:
+      chosen = weights > 0
+      fit = kaplan.fit_compute(*kaplan.pareto_envelope(runs.c[chosen], runs.loss[chosen]))
+    if fit:
+      samples["alpha_C"][i], samples["C_c"][i] = fit["alpha_C"], fit["C_c"]
+  return samples

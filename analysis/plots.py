@@ -1,0 +1,216 @@
+"""The figures, drawn like the papers' (matplotlib, PNG, log axes).
+
+Figures are built with matplotlib's object API (`Figure`, no pyplot), so nothing global changes
+and no display is needed. Each function draws one figure to a path; `make_all` draws every figure
+the fits support and returns {name: file name}. CAPTIONS says what each one shows.
+"""
+import os
+
+import matplotlib.cm
+import matplotlib.colors
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
+
+from analysis import isoflop
+from analysis import laws
+
+CAPTIONS = {
+    "loss_vs_flops": "Loss against training FLOPs for every run, coloured by model size N, with the "
+                     "lower envelope that Approach 1 reads the optimal N off (Chinchilla Figure 2, "
+                     "left; final points only when there are no training curves).",
+    "isoflop": "IsoFLOP profiles: final loss against N for each compute budget, the parabola in "
+               "log N fitted to each, and its minimum (Chinchilla Figure 3, left).",
+    "frontier": "The compute-optimal N_opt(C) and D_opt(C) from each approach, with the "
+                "20-tokens-per-parameter rule (Chinchilla Figure 3, centre and right).",
+    "contours": "Contours of the Approach 3 law L(N, D = C/6N) over compute and model size, the "
+                "efficient frontier N_opt(C) and the runs (Chinchilla Figure 4, left).",
+    "kaplan_loss_vs_n": "Loss against non-embedding N grouped by token count D, with Kaplan's joint "
+                        "law L(N, D) at each group's D and the one-variable L(N) fit "
+                        "(Kaplan Figure 4, left).",
+    "extrapolation": "The extrapolation check: losses of the largest-compute runs predicted by laws "
+                     "fitted without them, against the losses measured.",
+}
+SIZE_CMAP = "viridis"
+
+
+def _figure(ncols=1):
+  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=110, layout="constrained")
+  return fig, fig.subplots(1, ncols)
+
+
+def _log_axes(ax, xlabel, ylabel, title=None, loss_axis=False):
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  if loss_axis:  # losses span less than a decade: plain numbers, not 3 x 10^0
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.grid(True, which="major", alpha=0.3)
+
+
+def _size_colours(fig, ax, n):
+  norm = matplotlib.colors.LogNorm(min(n), max(n) * 1.0001)
+  mappable = matplotlib.cm.ScalarMappable(norm, SIZE_CMAP)
+  fig.colorbar(mappable, ax=ax, label="parameters N")
+  return lambda value: mappable.to_rgba(value)
+
+
+def loss_vs_flops(path, runs, curves, curve_n, envelope):
+  fig, ax = _figure()
+  colour = _size_colours(fig, ax, runs.n)
+  if curves:
+    for (flops, _, loss), n in zip(curves, curve_n):
+      ax.plot(flops, loss, color=colour(n), lw=1, alpha=0.8)
+    ax.plot(envelope["flops"], envelope["loss"], color="k", lw=2, label="envelope (min over runs)")
+    inside = envelope["interior"]
+    ax.scatter(envelope["flops"][inside], envelope["loss"][inside], s=6, color="k", zorder=3,
+               label="envelope points used by Approach 1")
+  else:
+    ax.scatter(runs.c, runs.loss, c=[colour(n) for n in runs.n], s=14)
+    order = np.argsort(runs.c)
+    best = np.minimum.accumulate(runs.loss[order])
+    ax.step(runs.c[order], best, where="post", color="k", lw=1.5,
+            label="compute-efficient envelope")
+  _log_axes(ax, "training FLOPs C", "loss", "Loss vs compute", loss_axis=True)
+  ax.legend(fontsize=8)
+  fig.savefig(path)
+
+
+def isoflop_profiles(path, profiles, max_legend=10):
+  fig, ax = _figure()
+  norm = matplotlib.colors.LogNorm(profiles[0].budget, profiles[-1].budget * 1.0001)
+  budget_colour = matplotlib.cm.ScalarMappable(norm, "plasma").to_rgba
+  if len(profiles) > max_legend:
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm, "plasma"), ax=ax, label="budget C (FLOPs)")
+  for p in profiles:
+    colour = budget_colour(p.budget)
+    ax.scatter(p.n, p.loss, color=colour, s=14)
+    x = np.linspace(np.log10(p.n.min()) - 0.1, np.log10(p.n.max()) + 0.1, 100)
+    ax.plot(10 ** x, np.polyval(p.parabola, x), color=colour, lw=1.2, label=f"C = {p.budget:.2g}")
+    ax.scatter([p.n_opt], [p.loss_opt], color=colour, marker="*", s=120, edgecolor="k", zorder=4)
+  _log_axes(ax, "parameters N", "final loss", "IsoFLOP profiles (stars: minima)", loss_axis=True)
+  if len(profiles) <= max_legend:
+    ax.legend(fontsize=8, ncol=2)
+  fig.savefig(path)
+
+
+def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_range):
+  fig, (ax_n, ax_d) = _figure(2)
+  flops = np.geomspace(*flops_range, 100)
+  lines = [("Approach 3 (parametric)", "-", laws.chinchilla_optimum(
+      flops, fit3.A, fit3.B, fit3.alpha, fit3.beta), fit3.a, fit3.b)]
+  if approach2:
+    lines.append(("Approach 2 (IsoFLOP)", "--", isoflop.optimum(approach2, flops),
+                  approach2["a"], approach2["b"]))
+  if approach1:
+    lines.append(("Approach 1 (envelope)", ":", isoflop.optimum(approach1, flops),
+                  approach1["a"], approach1["b"]))
+  if joint:
+    k = joint["alpha_D"] / (joint["alpha_N"] + joint["alpha_D"])
+    lines.append(("Kaplan L(N, D)", "-.", laws.kaplan_optimum(
+        flops, joint["alpha_N"], joint["alpha_D"], joint["N_c"], joint["D_c"]), k, 1 - k))
+  for label, style, (n_opt, d_opt), a, b in lines:
+    ax_n.plot(flops, n_opt, style, lw=1.6, label=f"{label}: C^{a:.2f}")
+    ax_d.plot(flops, d_opt, style, lw=1.6, label=f"{label}: C^{b:.2f}")
+  rule_n, rule_d = laws.rule_optimum(flops)
+  ax_n.plot(flops, rule_n, color="grey", lw=1, label="20 tokens per parameter")
+  ax_d.plot(flops, rule_d, color="grey", lw=1, label="20 tokens per parameter")
+  if profiles:
+    ax_n.scatter([p.budget for p in profiles], [p.n_opt for p in profiles], color="C1", zorder=3,
+                 label="IsoFLOP minima")
+    ax_d.scatter([p.budget for p in profiles], [p.d_opt for p in profiles], color="C1", zorder=3,
+                 label="IsoFLOP minima")
+  if envelope is not None and approach1:
+    inside = envelope["interior"]
+    ax_n.scatter(envelope["flops"][inside], envelope["n"][inside], s=4, color="C2", alpha=0.5)
+    ax_d.scatter(envelope["flops"][inside], envelope["d"][inside], s=4, color="C2", alpha=0.5)
+  _log_axes(ax_n, "training FLOPs C", "optimal parameters N_opt", "N_opt(C)")
+  _log_axes(ax_d, "training FLOPs C", "optimal tokens D_opt", "D_opt(C)")
+  ax_n.legend(fontsize=7)
+  ax_d.legend(fontsize=7)
+  fig.savefig(path)
+
+
+def contours(path, runs, fit3):
+  fig, ax = _figure()
+  flops = np.geomspace(runs.c.min() / 10, runs.c.max() * 100, 200)
+  n = np.geomspace(runs.n.min() / 10, runs.n.max() * 10, 200)
+  grid_c, grid_n = np.meshgrid(flops, n)
+  loss = laws.chinchilla_loss(grid_n, grid_c / (6 * grid_n), **fit3.law())
+  levels = np.unique(np.quantile(loss, np.linspace(0.02, 0.9, 12)).round(3))
+  lines = ax.contour(grid_c, grid_n, loss, levels=levels, cmap="viridis_r", linewidths=1)
+  ax.clabel(lines, fontsize=7, fmt="%.2f")
+  n_opt, _ = laws.chinchilla_optimum(flops, fit3.A, fit3.B, fit3.alpha, fit3.beta)
+  ax.plot(flops, n_opt, color="C3", lw=2, label=f"efficient frontier N_opt ∝ C^{fit3.a:.2f}")
+  ax.scatter(runs.c, runs.n, s=8, color="k", alpha=0.6, label="runs")
+  ax.set_ylim(n.min(), n.max())
+  _log_axes(ax, "training FLOPs C", "parameters N", "Approach 3: iso-loss contours")
+  ax.legend(fontsize=8, loc="upper left")
+  fig.savefig(path)
+
+
+def kaplan_loss_vs_n(path, runs, joint, l_n, n_bins=6):
+  fig, ax = _figure()
+  log_d = np.log(runs.d)
+  edges = np.linspace(log_d.min(), log_d.max() + 1e-9, n_bins + 1)
+  bins = np.clip(np.digitize(log_d, edges) - 1, 0, n_bins - 1)
+  cmap = matplotlib.colormaps["cividis"]
+  n_line = np.geomspace(runs.n_kaplan.min() / 2, runs.n_kaplan.max() * 2, 100)
+  for k in np.unique(bins):
+    colour = cmap(k / max(1, n_bins - 1))
+    d = np.exp(np.mean(log_d[bins == k]))
+    ax.scatter(runs.n_kaplan[bins == k], runs.loss[bins == k], color=colour, s=14)
+    ax.plot(n_line, laws.kaplan_loss(n_line, d, joint["alpha_N"], joint["alpha_D"], joint["N_c"],
+                                     joint["D_c"]), color=colour, lw=1, label=f"D ≈ {d:.2g}")
+  if l_n:
+    ax.plot(n_line, (l_n["x_c"] / n_line) ** l_n["alpha"], "k--", lw=1,
+            label=f"L(N) = (N_c/N)^{l_n['alpha']:.3f}")
+  _log_axes(ax, "non-embedding parameters N", "final loss", "Kaplan: loss vs N, by tokens D",
+            loss_axis=True)
+  ax.legend(fontsize=7, ncol=2)
+  fig.savefig(path)
+
+
+def extrapolation(path, check):
+  fig, ax = _figure()
+  observed = np.array(check["observed"])
+  for key, label in (("predicted_approach3", "Approach 3"), ("predicted_kaplan", "Kaplan L(N, D)")):
+    ax.scatter(observed, check[key], s=20, label=label)
+  values = np.concatenate([observed, check["predicted_approach3"], check["predicted_kaplan"]])
+  span = [values.min() * 0.97, values.max() * 1.03]
+  ax.plot(span, span, "k--", lw=1, label="perfect prediction")
+  ax.set_xlabel("measured final loss (held-out runs)")
+  ax.set_ylabel("predicted final loss")
+  ax.set_title(f"Extrapolation: fitted on C <= {check['fitted_flops_max']:.2g}")
+  ax.legend(fontsize=8)
+  fig.savefig(path)
+
+
+def make_all(arrays: dict, fit: dict, out: str) -> dict:
+  """Draws every figure the fits support into `out`; returns {name: file name}."""
+  runs, fit3 = arrays["runs"], arrays["fit3"]
+  budgets = [row["flops"] for row in arrays["frontier"]]
+  flops_range = (min(runs.c.min(), min(budgets)) / 3, max(runs.c.max(), max(budgets)))
+  figures = {
+      "loss_vs_flops": lambda p: loss_vs_flops(p, runs, arrays["curves"], arrays["curve_n"],
+                                               arrays["envelope"]),
+      "isoflop": ((lambda p: isoflop_profiles(p, arrays["profiles"]))
+                  if arrays["profiles"] else None),
+      "frontier": lambda p: frontier(p, fit3, arrays["approach2"], arrays["profiles"],
+                                     arrays["approach1"], arrays["envelope"], arrays["joint"],
+                                     flops_range),
+      "contours": lambda p: contours(p, runs, fit3),
+      "kaplan_loss_vs_n": lambda p: kaplan_loss_vs_n(p, runs, arrays["joint"], arrays["l_n"]),
+      "extrapolation": ((lambda p: extrapolation(p, fit["extrapolation"]))
+                        if "observed" in fit["extrapolation"] else None),
+  }
+  made = {}
+  for name, draw in figures.items():
+    if draw is not None:
+      draw(os.path.join(out, f"{name}.png"))
+      made[name] = f"{name}.png"
+  return made

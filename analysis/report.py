@@ -1,0 +1,247 @@
+"""report.md and a self-contained report.html from fit.json.
+
+The report is built once as a list of blocks (heading, paragraph, table, list, figure) and rendered
+twice, to Markdown (figures linked) and to HTML (figures embedded as base64 PNG, so the one file
+can be mailed or attached). PUBLISHED holds the numbers the comparison table quotes.
+"""
+import base64
+import html
+import os
+
+from analysis import plots
+
+# Hoffmann et al. 2022 (Chinchilla; Approach 3 from their section 3.3, a and b from Table 2),
+# Besiroglu et al. 2024 (Epoch's replication; the grid fit of ../shared/data/chinchilla/README.md),
+# Kaplan et al. 2020 (equations 1.1, 1.2, 1.3 and 1.7 / Figure 14 for N_opt ∝ C^0.73).
+PUBLISHED = {
+    "chinchilla": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28,
+                   "approach1_a": 0.50, "approach2_a": 0.49, "approach3_a": 0.46,
+                   "tokens_per_param": 20.0},
+    "epoch": {"E": 1.8172, "A": 477.8, "B": 2143.8, "alpha": 0.3473, "beta": 0.3672,
+              "approach3_a": 0.5139, "tokens_per_param_1e18": 26.0, "tokens_per_param_1e24": 18.0},
+    "kaplan": {"alpha_N": 0.076, "alpha_D": 0.095, "N_c": 8.8e13, "D_c": 5.4e13, "alpha_C": 0.050,
+               "n_opt_exponent": 0.73},
+}
+
+
+def fmt(value) -> str:
+  if value is None:
+    return "–"
+  if isinstance(value, bool):
+    return "yes" if value else "NO"
+  if isinstance(value, str):
+    return value
+  if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+    return f"{value:.3g}"
+  return f"{value:.4g}"
+
+
+def fmt_ci(ci) -> str:
+  return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+
+
+def _param_rows(section: dict, names) -> list:
+  ci = section.get("ci95") or {}
+  return [[name, fmt(section.get(name)), fmt_ci(ci.get(name))] for name in names]
+
+
+def _fit_blocks(fit: dict) -> list:
+  blocks = []
+  a3 = fit["chinchilla_approach3"]
+  blocks += [
+      ("h2", "Chinchilla Approach 3: L(N, D) = E + A/N^alpha + B/D^beta"),
+      ("p", f"Huber (delta {a3['huber_delta']}) on log L, L-BFGS from {a3['n_starts']} starting "
+            f"points in float64; {a3['n_starts_converged']} converged, {a3['n_starts_at_best']} "
+            f"reached the best objective ({fmt(a3['objective'])}). Converged: "
+            f"{fmt(a3['converged'])}. N_opt = G (C/6)^a, D_opt = (C/6)^b / G."),
+      ("table", ["parameter", "value", "95% CI"],
+       _param_rows(a3, ("E", "A", "B", "alpha", "beta", "a", "b", "G")))]
+  if fit.get("loss_floor") is not None:
+    blocks.append(("p", f"The data's known loss floor is {fmt(fit['loss_floor'])} nats; the fitted "
+                        f"irreducible loss E is {fmt(a3['E'])}."))
+  a2 = fit.get("chinchilla_approach2")
+  if a2:
+    blocks += [
+        ("h2", "Chinchilla Approach 2: IsoFLOP profiles"),
+        ("p", f"N_opt ∝ C^a, D_opt ∝ C^b through the minima of {len(a2['budgets'])} parabolas."),
+        ("table", ["parameter", "value", "95% CI"], _param_rows(a2, ("a", "b"))),
+        ("table", ["budget C", "runs", "N_opt", "D_opt", "D_opt/N_opt", "min loss"],
+         [[fmt(p["flops"]), str(p["n_runs"]), fmt(p["n_opt"]), fmt(p["d_opt"]),
+           fmt(p["d_opt"] / p["n_opt"]), fmt(p["loss_opt"])] for p in a2["profiles"]])]
+  a1 = fit.get("chinchilla_approach1")
+  if a1:
+    blocks += [
+        ("h2", "Chinchilla Approach 1: envelope of the training curves"),
+        ("p", f"{a1['n_curves']} training curves; {a1['n_points']} envelope points over "
+              f"{a1['n_sizes']} interior model sizes."),
+        ("table", ["parameter", "value", "95% CI"], _param_rows(a1, ("a", "b")))]
+  k = fit["kaplan"]
+  rows = _param_rows(k, ("alpha_N", "alpha_D", "N_c", "D_c"))
+  rows.append(["N_opt exponent of the joint law", fmt(k["n_opt_exponent"]),
+               fmt_ci((k.get("ci95") or {}).get("n_opt_exponent"))])
+  for name, keys in (("L_N", ("alpha_N", "N_c")), ("L_D", ("alpha_D", "D_c")),
+                     ("L_C", ("alpha_C", "C_c"))):
+    if name in k:
+      rows += [[f"{key} of {name.replace('_', '(')})", fmt(k[name][key]),
+                fmt_ci((k[name].get("ci95") or {}).get(key))] for key in keys]
+  blocks += [
+      ("h2", "Kaplan et al. (2020)"),
+      ("p", f"Joint L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D, least squares on log L "
+            f"(rms error {fmt(k['rms_log_error'])}, converged: {fmt(k['converged'])}); "
+            "one-variable laws through the best loss per size and per token count; L(C) through "
+            f"the compute-efficient envelope ({k.get('L_C', {}).get('envelope', '–')})."),
+      ("table", ["parameter", "value", "95% CI"], rows)]
+  return blocks
+
+
+def _comparison_block(fit: dict) -> list:
+  a3, k = fit["chinchilla_approach3"], fit["kaplan"]
+  chin, epoch, kap = PUBLISHED["chinchilla"], PUBLISHED["epoch"], PUBLISHED["kaplan"]
+  tokens = {row["flops"]: row["tokens_per_param"] for row in fit["frontier"]}
+  rows = [[name, fmt(a3[name]), fmt(chin[name]), fmt(epoch[name]), "–"]
+          for name in ("E", "A", "B", "alpha", "beta")]
+  rows += [
+      ["a (N_opt ∝ C^a), Approach 3", fmt(a3["a"]), fmt(chin["approach3_a"]),
+       fmt(epoch["approach3_a"]), "–"],
+      ["a, Approach 2", fmt(fit.get("chinchilla_approach2", {}).get("a")),
+       fmt(chin["approach2_a"]), "–", "–"],
+      ["a, Approach 1", fmt(fit.get("chinchilla_approach1", {}).get("a")),
+       fmt(chin["approach1_a"]), "–", "–"],
+      ["tokens per parameter at 1e18", fmt(tokens.get(1e18)), fmt(chin["tokens_per_param"]),
+       fmt(epoch["tokens_per_param_1e18"]), "–"],
+      ["tokens per parameter at 1e24", fmt(tokens.get(1e24)), fmt(chin["tokens_per_param"]),
+       fmt(epoch["tokens_per_param_1e24"]), "–"]]
+  rows += [[name, fmt(k[name]), "–", "–", fmt(kap[name])]
+           for name in ("alpha_N", "alpha_D", "N_c", "D_c")]
+  rows += [["alpha_C (L(C) envelope)", fmt(k.get("L_C", {}).get("alpha_C")), "–", "–",
+            fmt(kap["alpha_C"])],
+           ["Kaplan N_opt exponent", fmt(k["n_opt_exponent"]), "–", "–",
+            fmt(kap["n_opt_exponent"])]]
+  return [
+      ("h2", "Comparison with published numbers"),
+      ("p", "Chinchilla: Hoffmann et al. 2022; Epoch: Besiroglu et al. 2024 (grid fit of the "
+            "Chinchilla runs); Kaplan: Kaplan et al. 2020 (its N_opt exponent comes from its "
+            "L(N, S) analysis, not from the joint law). Losses, A, B, N_c and D_c depend on the "
+            "data and tokenizer; exponents are what carries across setups."),
+      ("table", ["quantity", "this analysis", "Chinchilla", "Epoch", "Kaplan"], rows)]
+
+
+def _frontier_block(fit: dict) -> list:
+  names = [n for n in ("approach2", "approach1", "kaplan") if n in fit["frontier"][0]]
+  header = ["C", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
+  header += [f"{n.replace('approach', 'A')} {q}" for n in names for q in ("N_opt", "D/N")]
+  header += ["20x N", "20x D"]
+  rows = []
+  for row in fit["frontier"]:
+    cells = [fmt(row["flops"]), fmt(row["n_opt"]), fmt(row["d_opt"]),
+             f"{fmt(row['tokens_per_param'])} {fmt_ci(row.get('tokens_per_param_ci95'))}"]
+    cells += [fmt(row[n][q]) for n in names for q in ("n_opt", "tokens_per_param")]
+    cells += [fmt(row["rule_20x"]["n_opt"]), fmt(row["rule_20x"]["d_opt"])]
+    rows.append(cells)
+  return [("h2", "Compute-optimal frontier"),
+          ("p", "At the sweep's budgets and 1e18..1e24 FLOPs. A3 and Kaplan minimise their laws "
+                "under C = 6ND; A1 and A2 extend the power laws through their minima."),
+          ("table", header, rows)]
+
+
+def _extrapolation_block(fit: dict) -> list:
+  check = fit["extrapolation"]
+  if "skipped" in check:
+    return [("h2", "Extrapolation check"), ("p", check["skipped"])]
+  rows = [[name, fmt(check[key]["mean_abs_error"]), fmt(check[key]["max_abs_error"]),
+           fmt(check[key]["mean_error"]), fmt(check[key]["mean_abs_rel_error"])]
+          for name, key in (("Approach 3", "approach3"), ("Kaplan L(N, D)", "kaplan"))]
+  return [("h2", "Extrapolation check"),
+          ("p", f"Refitted on the {check['n_fitted']} runs with C <= "
+                f"{fmt(check['fitted_flops_max'])}, then predicted the {len(check['held_out'])} "
+                f"held-out runs (C >= {fmt(check['held_out_flops_min'])})."),
+          ("table", ["law", "mean abs error", "max abs error", "mean error",
+                     "mean abs relative error"], rows)]
+
+
+def blocks(fit: dict) -> list:
+  """The report as blocks: (h1|h2|p, text), (table, header, rows), (list, items),
+  (figure, file, caption)."""
+  out = [("h1", "Scaling-law analysis"),
+         ("p", f"{fit['n_points']} runs from {fit['source']}."),
+         ("table", ["role", "column"], [[k, v] for k, v in fit["columns"].items()])]
+  if fit["excluded"]:
+    out += [("p", f"{len(fit['excluded'])} runs not completed, excluded from every fit:"),
+            ("table", ["run", "status", "reason"],
+             [[e["run_id"], e["status"], e["reason"]] for e in fit["excluded"]])]
+  if fit["dropped_top_loss"]:
+    out.append(("p", f"Dropped as the {len(fit['dropped_top_loss'])} highest losses: "
+                     f"{', '.join(fit['dropped_top_loss'])}."))
+  if fit["warnings"]:
+    out += [("h2", "Warnings"), ("list", fit["warnings"])]
+  out += _fit_blocks(fit) + _comparison_block(fit) + _frontier_block(fit)
+  out += _extrapolation_block(fit)
+  if fit["bootstrap"]["n_samples"]:
+    out.append(("p", f"95% intervals: {fit['bootstrap']['n_samples']} bootstrap resamples of the "
+                     f"runs (seed {fit['bootstrap']['seed']})."))
+  out.append(("h2", "Figures"))
+  out += [("figure", file, plots.CAPTIONS[name]) for name, file in fit["plots"].items()]
+  wandb = fit.get("wandb") or {}
+  if wandb.get("report_spec"):
+    out += [("h2", "Weights & Biases"),
+            ("p", f"Analysis run: {wandb.get('run') or '–'} (mode {wandb['mode']}). Report: "
+                  f"{wandb.get('report_url') or wandb['report_spec']}; publish it with: "
+                  f"{wandb['publish_command']}")]
+  return out
+
+
+def to_markdown(blocks_) -> str:
+  lines = []
+  for block in blocks_:
+    kind = block[0]
+    if kind == "h1":
+      lines += [f"# {block[1]}", ""]
+    elif kind == "h2":
+      lines += [f"## {block[1]}", ""]
+    elif kind == "p":
+      lines += [block[1], ""]
+    elif kind == "list":
+      lines += [f"- {item}" for item in block[1]] + [""]
+    elif kind == "table":
+      lines += ["| " + " | ".join(h.replace("|", "/") for h in block[1]) + " |",
+                "|" + "---|" * len(block[1])]
+      lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in block[2]]
+      lines.append("")
+    elif kind == "figure":
+      lines += [f"![{block[1]}]({block[1]})", "", f"*{block[2]}*", ""]
+  return "\n".join(lines)
+
+
+def to_html(blocks_, out: str) -> str:
+  body = []
+  for block in blocks_:
+    kind = block[0]
+    if kind in ("h1", "h2", "p"):
+      body.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+    elif kind == "list":
+      body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>")
+    elif kind == "table":
+      head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+      rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                     for row in block[2])
+      body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    elif kind == "figure":
+      with open(os.path.join(out, block[1]), "rb") as f:
+        data = base64.b64encode(f.read()).decode()
+      body.append(f'<figure><img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}">'
+                  f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+  style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+           "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
+           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+           "th{background:#f3f3f3}img{max-width:100%}figcaption{font-style:italic}")
+  return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Scaling-law analysis</title>"
+          f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write(fit: dict, out: str):
+  """Writes out/report.md and out/report.html."""
+  report = blocks(fit)
+  with open(os.path.join(out, "report.md"), "w") as f:
+    f.write(to_markdown(report))
+  with open(os.path.join(out, "report.html"), "w") as f:
+    f.write(to_html(report, out))

@@ -1,0 +1,196 @@
+"""Weights & Biases: an analysis run with the fit and frontier tables and the figures, and a Report.
+
+The analysis run (job type `analysis`) is offline by default, written under OUT/wandb/ (sync it
+later with `wandb sync`). The Report is built with wandb-workspaces from a small JSON spec of its
+blocks: loss against FLOPs of the training runs grouped by N, one IsoFLOP panel per budget, and
+the analysis run's figures. Building a Report's panels needs the W&B server (it looks projects
+up), so the spec is always written to OUT/wandb_report.json with the command that publishes it
+(`python -m analysis.wandb_report OUT/wandb_report.json`), and it is saved at once when the mode
+is online.
+
+The Report reads what train.py logs: history `flops`, `train_loss`, `eval_loss`; config
+`scaling.N` (non-embedding N) and `scaling.C_6ND`; summary `final_eval_loss`. An IsoFLOP panel
+selects the runs whose 6ND lies within BUDGET_WINDOW of the budget.
+"""
+import argparse
+import json
+import os
+import shlex
+import sys
+
+BUDGET_WINDOW = 0.1
+N_KEY = "scaling.N"
+C_KEY = "scaling.C_6ND"
+FIGURE_KEYS = ("frontier", "isoflop", "contours", "loss_vs_flops", "kaplan_loss_vs_n",
+               "extrapolation")
+
+
+def _fit_table_rows(fit: dict) -> list:
+  rows = []
+  for approach in ("chinchilla_approach3", "chinchilla_approach2", "chinchilla_approach1",
+                   "kaplan"):
+    section = fit.get(approach) or {}
+    for name, value in section.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = ((section.get("ci95") or {}).get(name) or (None, None))
+        rows.append([approach, name, value, low, high])
+  return rows
+
+
+def _frontier_table_rows(fit: dict) -> list:
+  rows = []
+  for row in fit["frontier"]:
+    rows.append([row["flops"], "approach3", row["n_opt"], row["d_opt"], row["tokens_per_param"]])
+    for name in ("approach2", "approach1", "kaplan", "rule_20x"):
+      if name in row:
+        point = row[name]
+        rows.append([row["flops"], name, point["n_opt"], point["d_opt"],
+                     point["tokens_per_param"]])
+  return rows
+
+
+def log_run(fit: dict, out: str, mode: str, project: str, entity=None) -> str:
+  """Logs the analysis run; returns its URL (online) or its directory (offline)."""
+  import wandb  # pylint: disable=g-import-not-at-top  (slow import, only when logging)
+  run = wandb.init(project=project, entity=entity, mode=mode, dir=out, job_type="analysis",
+                   name="analysis", config={"source": fit["source"], "columns": fit["columns"],
+                                            "n_points": fit["n_points"],
+                                            "bootstrap": fit["bootstrap"]},
+                   settings=wandb.Settings(silent=True, x_disable_stats=True))
+  run.log({
+      "fit": wandb.Table(columns=["approach", "parameter", "value", "ci_low", "ci_high"],
+                         data=_fit_table_rows(fit)),
+      "frontier_table": wandb.Table(
+          columns=["flops", "approach", "n_opt", "d_opt", "tokens_per_param"],
+          data=_frontier_table_rows(fit)),
+      **{name: wandb.Image(os.path.join(out, file)) for name, file in fit["plots"].items()}})
+  a3 = fit["chinchilla_approach3"]
+  run.summary.update({f"approach3/{k}": a3[k] for k in ("E", "A", "B", "alpha", "beta", "a", "b")})
+  run.summary.update({f"frontier/tokens_per_param@{row['flops']:.0e}": row["tokens_per_param"]
+                      for row in fit["frontier"]})
+  where = run.url if mode == "online" else os.path.dirname(run.dir)
+  run.finish()
+  return where
+
+
+def report_spec(fit: dict, project: str, entity=None) -> dict:
+  """The W&B Report as plain JSON: title, description and blocks (see `build`)."""
+  a3 = fit["chinchilla_approach3"]
+  tokens = "; ".join(f"{row['tokens_per_param']:.1f} tokens/param at {row['flops']:.0e}"
+                     for row in fit["frontier"][:3])
+  training = "Metric('JobType') != 'analysis'"
+  blocks = [
+      {"type": "h1", "text": "Scaling laws"},
+      {"type": "p", "text": f"{fit['n_points']} runs. Approach 3: L = {a3['E']:.3f} + "
+                            f"{a3['A']:.4g}/N^{a3['alpha']:.3f} + {a3['B']:.4g}/D^{a3['beta']:.3f}; "
+                            f"N_opt ∝ C^{a3['a']:.3f}, D_opt ∝ C^{a3['b']:.3f}; {tokens}."},
+      {"type": "h2", "text": "Training loss against FLOPs, grouped by N"},
+      {"type": "panel_grid", "filters": training, "groupby": [f"config.{N_KEY}"], "panels": [
+          {"type": "line", "title": "train loss vs FLOPs", "x": "flops", "y": ["train_loss"],
+           "log_x": True, "log_y": True},
+          {"type": "line", "title": "eval loss vs FLOPs", "x": "flops", "y": ["eval_loss"],
+           "log_x": True, "log_y": True}]},
+      {"type": "h2", "text": "IsoFLOP profiles"}]
+  for budget in (fit.get("chinchilla_approach2") or {}).get("budgets", []):
+    low, high = budget * (1 - BUDGET_WINDOW), budget * (1 + BUDGET_WINDOW)
+    blocks.append({
+        "type": "panel_grid",
+        "filters": f"{training} and Config('{C_KEY}') >= {low:.6g} and "
+                   f"Config('{C_KEY}') <= {high:.6g}",
+        "groupby": [],
+        "panels": [{"type": "scatter", "title": f"IsoFLOP C = {budget:.3g}",
+                    "x": f"config:{N_KEY}", "y": "summary:final_eval_loss", "log_x": True,
+                    "log_y": False}]})
+  blocks += [
+      {"type": "h2", "text": "Fits and the compute-optimal frontier"},
+      {"type": "panel_grid", "filters": "Metric('JobType') == 'analysis'", "groupby": [],
+       "panels": [{"type": "media", "title": "analysis figures",
+                   "media_keys": [k for k in FIGURE_KEYS if k in fit["plots"]]}]},
+      {"type": "markdown", "text": "\n".join(
+          ["| C | N_opt | D_opt | tokens/param |", "|---|---|---|---|"] +
+          [f"| {r['flops']:.3g} | {r['n_opt']:.3g} | {r['d_opt']:.3g} | "
+           f"{r['tokens_per_param']:.1f} |" for r in fit["frontier"]])}]
+  return {"entity": entity, "project": project, "title": f"Scaling laws: {project}",
+          "description": "Kaplan and Chinchilla fits of a sweep (python -m analysis)",
+          "blocks": blocks}
+
+
+def _metric(name: str):
+  import wandb_workspaces.reports.v2 as wr  # pylint: disable=g-import-not-at-top
+  section, key = name.split(":", 1)
+  return wr.Config(key) if section == "config" else wr.SummaryMetric(key)
+
+
+def _panel(spec: dict):
+  import wandb_workspaces.reports.v2 as wr  # pylint: disable=g-import-not-at-top
+  if spec["type"] == "line":
+    return wr.LinePlot(title=spec["title"], x=spec["x"], y=spec["y"], log_x=spec["log_x"],
+                       log_y=spec["log_y"])
+  if spec["type"] == "scatter":
+    return wr.ScatterPlot(title=spec["title"], x=_metric(spec["x"]), y=_metric(spec["y"]),
+                          log_x=spec["log_x"], log_y=spec["log_y"])
+  if spec["type"] == "media":
+    return wr.MediaBrowser(title=spec["title"], media_keys=spec["media_keys"])
+  raise ValueError(f"unknown panel type {spec['type']!r} in the report spec")
+
+
+def build(spec: dict, entity=None):
+  """The wandb-workspaces Report of a spec (no server needed until it is saved)."""
+  import wandb_workspaces.reports.v2 as wr  # pylint: disable=g-import-not-at-top
+  entity = entity or spec.get("entity") or ""
+  text_blocks = {"h1": wr.H1, "h2": wr.H2, "p": wr.P, "markdown": wr.MarkdownBlock}
+  blocks = []
+  for block in spec["blocks"]:
+    if block["type"] in text_blocks:
+      blocks.append(text_blocks[block["type"]](text=block["text"]))
+    elif block["type"] == "panel_grid":
+      runset = wr.Runset(entity=entity, project=spec["project"], filters=block["filters"],
+                         groupby=block["groupby"])
+      blocks.append(wr.PanelGrid(runsets=[runset], panels=[_panel(p) for p in block["panels"]]))
+    else:
+      raise ValueError(f"unknown block type {block['type']!r} in the report spec")
+  extra = {"entity": entity} if entity else {}
+  return wr.Report(project=spec["project"], title=spec["title"], description=spec["description"],
+                   blocks=blocks, **extra)
+
+
+def publish(fit: dict, out: str, mode: str = "offline", project: str = "scaling",
+            entity=None) -> dict:
+  """Logs the analysis run (unless disabled), writes the Report spec, saves it when online."""
+  entity = entity or os.environ.get("WANDB_ENTITY") or None
+  info = {"mode": mode, "run": None}
+  if mode != "disabled":
+    info["run"] = log_run(fit, out, mode, project, entity)
+  spec = report_spec(fit, project, entity)
+  path = os.path.join(out, "wandb_report.json")
+  with open(path, "w") as f:
+    json.dump(spec, f, indent=1)
+  info["report_spec"] = path
+  info["publish_command"] = f"python -m analysis.wandb_report {shlex.quote(path)}"
+  if mode == "online":
+    try:
+      info["report_url"] = build(spec).save().url
+    except Exception as e:  # pylint: disable=broad-except  (any server failure: keep the spec)
+      print(f"W&B report not saved ({e}); publish it later with: {info['publish_command']}",
+            file=sys.stderr)
+  return info
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description="Publish a W&B Report spec written by the analysis.")
+  parser.add_argument("spec", help="wandb_report.json written by python -m analysis")
+  parser.add_argument("--entity", default=None, help="W&B entity (default: the spec's or yours)")
+  args = parser.parse_args(argv)
+  try:
+    with open(args.spec) as f:
+      spec = json.load(f)
+    report = build(spec, args.entity).save()
+  except (OSError, ValueError, KeyError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(report.url)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

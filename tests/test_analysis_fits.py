@@ -1,0 +1,126 @@
+"""Approach 2 (IsoFLOP parabolas), Approach 1 (curve envelope), Kaplan fits, bootstrap intervals."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from analysis import bootstrap
+from analysis import curves
+from analysis import isoflop
+from analysis import kaplan
+from analysis import laws
+from analysis import runs as runs_lib
+
+
+def _runs(n, d, loss, budget=None):
+  n, d, loss = (np.asarray(v, np.float64) for v in (n, d, loss))
+  budget = np.full(len(n), np.nan) if budget is None else np.asarray(budget, np.float64)
+  return runs_lib.Runs(np.array([f"r{i}" for i in range(len(n))]), n, d, 6 * n * d, loss, n,
+                       budget, {}, "test")
+
+
+def test_isoflop_vertex_of_an_exact_parabola():
+  n = np.geomspace(1e5, 1e7, 5)
+  loss = 0.1 * (np.log10(n) - np.log10(3e6)) ** 2 + 2.0
+  profile = isoflop.fit_profile(1e15, n, 1e15 / (6 * n), loss)
+  assert profile.n_opt == pytest.approx(3e6, rel=1e-6)
+  assert profile.d_opt == pytest.approx(1e15 / (6 * 3e6), rel=1e-6)
+  assert profile.loss_opt == pytest.approx(2.0)
+
+
+def test_isoflop_power_law_recovers_the_chinchilla_exponent():
+  truth = {"E": 1.5, "A": 50.0, "B": 150.0, "alpha": 0.35, "beta": 0.30}
+  rows = []
+  for budget in (1e12, 1e13, 1e14, 1e15):
+    centre = laws.chinchilla_optimum(budget, 50.0, 150.0, 0.35, 0.30)[0]
+    for n in centre * np.geomspace(1 / 4, 4, 9):
+      rows.append((n, budget / (6 * n), budget))
+  n, d, budget = np.array(rows).T
+  runs = _runs(n, d, laws.chinchilla_loss(n, d, **truth), budget)
+  labels, budgets = runs_lib.isoflop_groups(runs)
+  assert list(budgets) == [1e12, 1e13, 1e14, 1e15]
+  fit = isoflop.fit_frontier(isoflop.fit_profiles(runs, labels, budgets))
+  # Parabolas only approximate the profile; the exponent is still close to beta/(alpha+beta).
+  assert fit["a"] == pytest.approx(0.30 / 0.65, abs=0.02)
+  assert fit["a"] + fit["b"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_isoflop_groups_without_a_budget_column_and_skipped_budgets():
+  c = np.array([1.0e18, 1.05e18, 0.98e18, 3e18, 3.1e18, 1e19])
+  labels = runs_lib.group_log(c, 0.1)
+  assert labels.tolist() == [0, 0, 0, 1, 1, 2]
+  runs = _runs([1e8, 2e8, 4e8, 1e8, 2e8, 1e8], [1e9] * 6, [3.0, 2.9, 3.0, 2.8, 2.7, 2.6],
+               [1e18, 1e18, 1e18, 3e18, 3e18, np.nan])
+  labels, budgets = runs_lib.isoflop_groups(runs)
+  assert labels.tolist() == [0, 0, 0, 1, 1, -1]
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    profiles = isoflop.fit_profiles(runs, labels, budgets)
+  assert [p.budget for p in profiles] == [1e18]
+  assert any("3e+18 has 2 model sizes" in str(w.message) for w in caught)
+
+
+def test_metrics_reader_skips_garbled_lines(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  rows = [{"step": s, "tokens": 100 * s, "flops": 1e6 * s, "train_loss": 3 - 0.1 * s}
+          for s in range(1, 8)]
+  path.write_text("\n".join(json.dumps(r) for r in rows) + '\n[1, 2]\n{"step": 8, "tok')
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    read = curves.read_metrics(str(path))
+  assert len(read) == 7 and len(caught) == 2
+  flops, tokens, loss = curves.curve_of(read)
+  assert flops.tolist() == [1e6 * s for s in range(1, 8)] and tokens[-1] == 700
+  assert loss[3] == pytest.approx(2.6)  # the moving average keeps a straight line
+
+
+def test_envelope_follows_the_best_run_and_fits_its_optimum():
+  # Curves from a known law: the envelope's N_opt(C) should scale like the law's frontier.
+  law = {"E": 1.5, "A": 50.0, "B": 150.0, "alpha": 0.35, "beta": 0.30}
+  sizes = np.geomspace(1e4, 3e6, 12)
+  runs_curves = []
+  for n in sizes:
+    tokens = np.geomspace(1e5, 1e10, 200)
+    runs_curves.append((6 * n * tokens, tokens, laws.chinchilla_loss(n, tokens, **law)))
+  grid_flops = curves.flops_grid_of(runs_curves)
+  loss, tokens = curves.loss_grid(runs_curves, grid_flops)
+  env = curves.envelope(sizes, loss, tokens, grid_flops)
+  assert np.all(np.diff(env["loss"]) <= 1e-12)  # the envelope never rises with compute
+  fit = curves.fit_envelope(env)
+  assert fit["a"] == pytest.approx(0.30 / 0.65, abs=0.05)
+  assert curves.fit_envelope(curves.envelope(sizes[:2], loss[:2], tokens[:2], grid_flops)) == (
+      "approach 1: the loss envelope passes through 0 model sizes other than the smallest and "
+      "largest; it needs at least 2")
+
+
+def test_kaplan_joint_law_is_recovered():
+  truth = (0.076, 0.095, 8.8e13, 5.4e13)
+  n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e9, 6), np.geomspace(1e8, 1e11, 6)))
+  rng = np.random.default_rng(1)
+  loss = laws.kaplan_loss(n, d, *truth) * np.exp(rng.normal(0, 0.002, n.shape))
+  fit = kaplan.fit_joint(n, d, loss)
+  assert fit["converged"]
+  assert fit["alpha_N"] == pytest.approx(0.076, abs=0.005)
+  assert fit["alpha_D"] == pytest.approx(0.095, abs=0.008)
+  assert np.log10(fit["N_c"]) == pytest.approx(np.log10(8.8e13), abs=0.5)
+  one = kaplan.fit_one_variable(n, laws.kaplan_loss(n, 1e40, *truth))
+  assert one["alpha"] == pytest.approx(0.076, abs=1e-6)
+  assert one["x_c"] == pytest.approx(8.8e13, rel=1e-4)
+  flops, loss_c = kaplan.pareto_envelope(np.array([1.0, 2, 3, 4]), np.array([3.0, 3.1, 2.5, 2.6]))
+  assert flops.tolist() == [1, 3] and loss_c.tolist() == [3.0, 2.5]
+
+
+def test_bootstrap_intervals_cover_the_truth():
+  counts = bootstrap.resample_counts(10, 200, seed=3)
+  assert counts.shape == (200, 10) and (counts.sum(1) == 10).all()
+  assert bootstrap.interval([np.nan] * 20) is None
+  assert bootstrap.interval(np.arange(101.0)) == pytest.approx([2.5, 97.5])
+  truth = (0.076, 0.095, 8.8e13, 5.4e13)
+  n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e11, 5)))
+  loss = laws.kaplan_loss(n, d, *truth) * np.exp(np.random.default_rng(2).normal(0, 0.003, n.shape))
+  runs = _runs(n, d, loss)
+  joint = kaplan.fit_joint(n, d, loss)
+  samples = bootstrap.kaplan_samples(runs, joint, bootstrap.resample_counts(len(n), 20))
+  low, high = bootstrap.interval(samples["alpha_N"])
+  assert low < joint["alpha_N"] < high and high - low < 0.02

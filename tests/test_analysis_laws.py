@@ -1,0 +1,56 @@
+"""analysis.laws: the closed forms against hand-computed values and brute-force minimisation."""
+import numpy as np
+import pytest
+
+from analysis import laws
+
+EPOCH = {"E": 1.8172, "A": 477.8, "B": 2143.8, "alpha": 0.3473, "beta": 0.3672}
+
+
+def test_frontier_exponents_and_g_by_hand():
+  a, b = laws.frontier_exponents(0.34, 0.28)
+  assert a == pytest.approx(0.28 / 0.62) and b == pytest.approx(0.34 / 0.62)
+  assert a + b == pytest.approx(1.0)
+  # G = (alpha A / (beta B))^(1/(alpha+beta)) with Chinchilla's published fit.
+  assert laws.frontier_G(406.4, 410.7, 0.34, 0.28) == pytest.approx(
+      (0.34 * 406.4 / (0.28 * 410.7)) ** (1 / 0.62))
+
+
+def test_chinchilla_optimum_is_the_minimum_along_the_isoflop_line():
+  flops = 1e21
+  n_opt, d_opt = laws.chinchilla_optimum(flops, EPOCH["A"], EPOCH["B"], EPOCH["alpha"],
+                                         EPOCH["beta"])
+  assert 6 * n_opt * d_opt == pytest.approx(flops)
+  n = n_opt * np.geomspace(0.2, 5, 2001)
+  loss = laws.chinchilla_loss(n, flops / (6 * n), **EPOCH)
+  assert n[np.argmin(loss)] == pytest.approx(n_opt, rel=2e-3)
+
+
+def test_epoch_fit_gives_the_published_tokens_per_parameter():
+  # Besiroglu et al. 2024: about 26 at 1e18, 23 at 1e20, 18 at 1e24 FLOPs.
+  for flops, tokens in ((1e18, 26), (1e20, 23), (1e24, 18)):
+    n_opt, d_opt = laws.chinchilla_optimum(flops, EPOCH["A"], EPOCH["B"], EPOCH["alpha"],
+                                           EPOCH["beta"])
+    assert d_opt / n_opt == pytest.approx(tokens, abs=0.6)
+
+
+def test_kaplan_law_and_its_optimum():
+  alpha_n, alpha_d, n_c, d_c = 0.076, 0.095, 8.8e13, 5.4e13
+  # D -> infinity recovers L(N) = (N_c/N)^alpha_N; N -> infinity recovers L(D).
+  assert laws.kaplan_loss(1e9, 1e30, alpha_n, alpha_d, n_c, d_c) == pytest.approx(
+      (n_c / 1e9) ** alpha_n, rel=1e-9)
+  assert laws.kaplan_loss(1e40, 1e10, alpha_n, alpha_d, n_c, d_c) == pytest.approx(
+      (d_c / 1e10) ** alpha_d, rel=1e-9)
+  flops = 1e20
+  n_opt, d_opt = laws.kaplan_optimum(flops, alpha_n, alpha_d, n_c, d_c)
+  assert 6 * n_opt * d_opt == pytest.approx(flops)
+  n = n_opt * np.geomspace(0.1, 10, 4001)
+  loss = laws.kaplan_loss(n, flops / (6 * n), alpha_n, alpha_d, n_c, d_c)
+  assert n[np.argmin(loss)] == pytest.approx(n_opt, rel=3e-3)
+
+
+def test_rule_of_20_and_power_law_fit():
+  n, d = laws.rule_optimum(1.2e22)  # 6 N (20 N) = 120 N^2
+  assert n == pytest.approx(1e10) and d == pytest.approx(2e11)
+  x = np.geomspace(1, 1e6, 7)
+  assert laws.fit_power_law(x, 3.0 * x ** -0.25) == pytest.approx((3.0, -0.25))
