@@ -1,0 +1,39 @@
+"""A Chinchilla-style IsoFLOP study (Hoffmann et al. 2022, Figure 3 and Approach 2) at small scale.
+
+  python sweep.py --config experiments/chinchilla_repro.py --dry-run   # the plan and its wall time
+  python sweep.py --config experiments/chinchilla_repro.py
+
+Like the paper: 9 model sizes per budget, spread evenly in log N over a 64x span (neighbours 1.68x
+apart) around N = sqrt(C/120), so every IsoFLOP curve reaches well past its minimum on both sides;
+4 budgets a half decade apart (the paper's 9 budgets span 6e18..3e21 FLOPs); a cosine schedule
+fitted to each run's own token budget (decaying to 10% exactly at D); parabolas in log N through
+each curve give N_opt(C) (Approach 2) and the parametric fit L(N, D) = E + A/N^alpha + B/D^beta
+gives Approach 3. The synthetic source's exact loss floor is the true E to hold the fit against.
+
+32 runs (small targets at the two lowest budgets round to the same smallest shapes and are run
+once), 1.2e13 FLOPs as 6ND and 1.9e13 counted: 20-35 minutes on 2 CPU cores, minutes on a GPU
+(--dry-run measured 34 min on one worker, ~17 with two, on the shared 2 cores). The batch is
+fixed at 8 sequences for the reason in default_sweep.py.
+"""
+import ml_collections
+
+from experiments import base
+
+
+def get_config():
+  c = base.get_config()
+  c.name = "chinchilla_repro"
+  c.train.batch_size = 8
+  c.train.eval_tokens = 32_768
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.kind = "isoflop"
+  c.sweep.budgets = (3e10, 1e11, 3e11, 1e12)
+  c.sweep.sizes_per_budget = 9
+  c.sweep.span = 64.0
+  c.sweep.tokens_per_param = 20.0
+  c.sweep.n_params = ()
+  c.sweep.tokens = ()
+  c.sweep.devices = 1
+  c.sweep.workers = 2  # a run keeps one CPU core busy (see default_sweep.py)
+  c.sweep.sbatch = ()
+  return c

@@ -1,0 +1,59 @@
+"""The embedded default (`python sweep.py`): a small IsoFLOP sweep on the synthetic source.
+
+4 compute budgets x 5 model sizes (3K..230K non-embedding parameters, 0.1M..8M tokens), sized to
+finish in about 10 minutes on 2 CPU cores, analysis included. Choices, each measured on this source:
+- budgets 4e10..6e11 FLOPs (C = 6ND, N non-embedding), 2.4-2.5x apart: the best loss falls from
+  ~3.2 to ~2.7 nats across them, far above the source's 0.92 floor (as the SPEC's table predicts).
+  Each budget is picked so the sizing rule's coarse grid of small shapes (3.1K, 6.2K, 12K, 25-28K,
+  49-56K, 77K, ...) gives five sizes about 2x apart, with no two nearly equal;
+- sizes a factor 2 apart (span 16), centred on 30 tokens per parameter rather than Chinchilla's 20:
+  at these budgets the IsoFLOP minima sit at 40-160 tokens per parameter (the optimum grows
+  with compute at this scale), and this centre keeps them inside every curve while the smallest
+  budget's smallest model is still the smallest shape there is (1 layer, d_model 16: 3,120);
+- a fixed batch of 8 sequences (1,024 tokens): the batch rule's larger batches leave the big
+  models of such tiny budgets ~110 optimiser steps, which cost them 0.1+ nats and pushed the
+  minima to the smallest models; with 8, the largest model of the 6e11 budget takes 423 steps
+  instead of 106 (every run takes at least 117);
+- 16K held-out tokens per evaluation (evaluating costs a third of a training token per token, and
+  the default 64K would add 20-60% to the smallest runs);
+- 2 workers: a run keeps about one core busy (88% CPU measured), so two runs at once use both.
+
+Measured (2 workers on 2 CPU cores shared with other jobs, load average ~10): 14.7 min wall,
+13.6 CPU-minutes, so about 7 minutes on 2 idle cores. Every IsoFLOP curve has an interior minimum;
+the best loss per budget is 3.22, 3.06, 2.92, 2.73 nats; approach 3 gives a = 0.24 (approach 2:
+0.33, approach 1: 0.26), 40 -> 160 tokens per parameter across the budgets, E = 2.14 nats against
+the source's exact floor of 0.917 (the floor is far below anything these budgets reach).
+
+The `sweep` section (sweep.py reads it; train.py ignores it, and it is left out of a run's hash):
+  kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
+  budgets           IsoFLOP compute budgets C in FLOPs (C = 6ND, N non-embedding)
+  sizes_per_budget  model sizes on each IsoFLOP curve
+  span              largest / smallest N on a curve, evenly spaced in log N around the centre
+  tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
+  n_params, tokens  the grid's target non-embedding N values and token budgets D
+  devices           devices each run trains on: batches are planned as multiples of it
+  workers           runs trained at once by --executor local (--workers overrides it)
+  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1", "--time=4:00:00")
+"""
+import ml_collections
+
+from experiments import base
+
+
+def get_config():
+  c = base.get_config()
+  c.name = "default_sweep"
+  c.train.batch_size = 8
+  c.train.eval_tokens = 16_384
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.kind = "isoflop"
+  c.sweep.budgets = (4e10, 1e11, 2.4e11, 6e11)
+  c.sweep.sizes_per_budget = 5
+  c.sweep.span = 16.0
+  c.sweep.tokens_per_param = 30.0
+  c.sweep.n_params = ()
+  c.sweep.tokens = ()
+  c.sweep.devices = 1
+  c.sweep.workers = 2
+  c.sweep.sbatch = ()
+  return c
