@@ -61,7 +61,8 @@ def load_model(workdir: str):
                                        seq_len=config.train.seq_len)
   model = Transformer(model_cfg, rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  on_host = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_host), params)
   params = jax.tree.map(np.asarray, restore_params(workdir, abstract))
   return nnx.merge(graphdef, params, rest), config
 
@@ -72,7 +73,9 @@ def restore_params(workdir: str, abstract_params):
   step = mgr.latest_step()
   if step is None:
     raise FileNotFoundError(f"{workdir} has no complete checkpoint to load")
+  restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_params)
   restored = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(item={"params": abstract_params}, partial_restore=True)))
+      state=ocp.args.PyTreeRestore(item={"params": abstract_params},
+                                   restore_args={"params": restore_args}, partial_restore=True)))
   mgr.close()
   return restored["state"]["params"]
