@@ -88,6 +88,29 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
+def sweep_section(**values) -> ml_collections.ConfigDict:
+  """The `sweep` section of a sweep config (sweep.py reads it; it is left out of a run's hash).
+
+  kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
+  budgets           IsoFLOP compute budgets C in FLOPs (C = 6ND, N non-embedding)
+  sizes_per_budget  model sizes on each IsoFLOP curve
+  span              largest / smallest N on a curve, evenly spaced in log N around the centre
+  tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
+  n_params, tokens  the grid's target non-embedding N values and token budgets D
+  devices           devices each run trains on: batches are planned as multiples of it
+  workers           runs trained at once by --executor local (--workers overrides it)
+  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
+  """
+  sweep = ml_collections.ConfigDict(dict(
+      kind="isoflop", budgets=(), sizes_per_budget=5, span=16.0, tokens_per_param=20.0,
+      n_params=(), tokens=(), devices=1, workers=1, sbatch=()))
+  for key, value in values.items():
+    if key not in sweep:
+      raise ConfigError(f"unknown sweep key {key!r}")
+    sweep[key] = value
+  return sweep
+
+
 def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
   """Loads `get_config()` from a Python file and applies `--config.a.b=value` overrides."""
   if not os.path.isfile(path):

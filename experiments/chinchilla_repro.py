@@ -15,8 +15,6 @@ once), 1.2e13 FLOPs as 6ND and 1.9e13 counted: 20-35 minutes on 2 CPU cores, min
 (--dry-run measured 34 min on one worker, ~17 with two, on the shared 2 cores). The batch is
 fixed at 8 sequences for the reason in default_sweep.py.
 """
-import ml_collections
-
 from experiments import base
 
 
@@ -25,15 +23,7 @@ def get_config():
   c.name = "chinchilla_repro"
   c.train.batch_size = 8
   c.train.eval_tokens = 32_768
-  c.sweep = ml_collections.ConfigDict()
-  c.sweep.kind = "isoflop"
-  c.sweep.budgets = (3e10, 1e11, 3e11, 1e12)
-  c.sweep.sizes_per_budget = 9
-  c.sweep.span = 64.0
-  c.sweep.tokens_per_param = 20.0
-  c.sweep.n_params = ()
-  c.sweep.tokens = ()
-  c.sweep.devices = 1
-  c.sweep.workers = 2  # a run keeps one CPU core busy (see default_sweep.py)
-  c.sweep.sbatch = ()
+  # A run keeps one CPU core busy (see default_sweep.py), so two run at once.
+  c.sweep = base.sweep_section(budgets=(3e10, 1e11, 3e11, 1e12), sizes_per_budget=9, span=64.0,
+                               workers=2)
   return c

@@ -24,19 +24,8 @@ the best loss per budget is 3.22, 3.06, 2.92, 2.73 nats; approach 3 gives a = 0.
 0.33, approach 1: 0.26), 40 -> 160 tokens per parameter across the budgets, E = 2.14 nats against
 the source's exact floor of 0.917 (the floor is far below anything these budgets reach).
 
-The `sweep` section (sweep.py reads it; train.py ignores it, and it is left out of a run's hash):
-  kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
-  budgets           IsoFLOP compute budgets C in FLOPs (C = 6ND, N non-embedding)
-  sizes_per_budget  model sizes on each IsoFLOP curve
-  span              largest / smallest N on a curve, evenly spaced in log N around the centre
-  tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
-  n_params, tokens  the grid's target non-embedding N values and token budgets D
-  devices           devices each run trains on: batches are planned as multiples of it
-  workers           runs trained at once by --executor local (--workers overrides it)
-  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1", "--time=4:00:00")
+The `sweep` keys are documented in experiments/base.py (`sweep_section`).
 """
-import ml_collections
-
 from experiments import base
 
 
@@ -45,15 +34,6 @@ def get_config():
   c.name = "default_sweep"
   c.train.batch_size = 8
   c.train.eval_tokens = 16_384
-  c.sweep = ml_collections.ConfigDict()
-  c.sweep.kind = "isoflop"
-  c.sweep.budgets = (4e10, 1e11, 2.4e11, 6e11)
-  c.sweep.sizes_per_budget = 5
-  c.sweep.span = 16.0
-  c.sweep.tokens_per_param = 30.0
-  c.sweep.n_params = ()
-  c.sweep.tokens = ()
-  c.sweep.devices = 1
-  c.sweep.workers = 2
-  c.sweep.sbatch = ()
+  c.sweep = base.sweep_section(budgets=(4e10, 1e11, 2.4e11, 6e11), tokens_per_param=30.0,
+                               workers=2)
   return c

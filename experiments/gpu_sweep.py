@@ -16,8 +16,6 @@ that the largest models still have a Zipf tail to learn, with 512-token contexts
 Batch size, learning rate and warmup follow the rules of N in model/hparams.py; bfloat16 compute.
 On a Slurm cluster: --executor slurm and --config.sweep.sbatch="('--gpus-per-node=1','--time=12:00:00')".
 """
-import ml_collections
-
 from experiments import base
 
 
@@ -27,15 +25,5 @@ def get_config():
   c.data.synthetic.n_topics = 4096
   c.train.seq_len = 512
   c.train.eval_tokens = 262_144
-  c.sweep = ml_collections.ConfigDict()
-  c.sweep.kind = "isoflop"
-  c.sweep.budgets = (1e15, 1e16, 1e17, 1e18)
-  c.sweep.sizes_per_budget = 5
-  c.sweep.span = 16.0
-  c.sweep.tokens_per_param = 20.0
-  c.sweep.n_params = ()
-  c.sweep.tokens = ()
-  c.sweep.devices = 1
-  c.sweep.workers = 1
-  c.sweep.sbatch = ()
+  c.sweep = base.sweep_section(budgets=(1e15, 1e16, 1e17, 1e18))
   return c
