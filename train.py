@@ -336,23 +336,27 @@ def _measured_matmul_peak(size: int = 1024, repeats: int = 5) -> float:
   return _MEASURED_PEAK["cpu"]
 
 
-def write_json_atomic(path: str, obj) -> None:
-  """Writes JSON under a temporary name and renames it, so a crash never leaves half a file."""
+def write_atomic(path: str, text: str) -> None:
+  """Writes under a temporary name, then renames: a crash or a full disk never leaves half a file,
+  and the previous version stays intact until the new one is complete."""
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_json_atomic(path: str, obj) -> None:
+  write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in rows)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_jsonl(path: str) -> list[dict]:

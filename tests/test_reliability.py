@@ -134,3 +134,25 @@ def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
                                                             abs=1e-5)
   for ours, theirs in zip(rows(workdir), rows(reference), strict=True):
     assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
+
+
+def test_a_write_that_runs_out_of_space_leaves_the_previous_file_intact(tmp_path):
+  """A real failed write: the file-size limit (RLIMIT_FSIZE) stops it part-way, as a full disk would."""
+  path = tmp_path / "result.json"
+  train.write_json_atomic(str(path), {"status": "completed", "final_eval_loss": 2.5})
+  script = f"""
+import resource, signal, sys
+sys.path.insert(0, {ROOT!r})
+import train
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+  train.write_json_atomic({str(path)!r}, {{"status": "failed", "padding": "x" * 100_000}})
+except OSError as error:
+  print("write failed:", error.strerror)
+"""
+  completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=120)
+  assert "write failed" in completed.stdout, completed.stderr[-2000:]
+  assert result(tmp_path) == {"status": "completed", "final_eval_loss": 2.5}
+  assert os.listdir(tmp_path) == ["result.json"]  # no partial file left behind
