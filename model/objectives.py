@@ -2,27 +2,39 @@
 
 train.py trains every family through these two functions, so a family is added here (and in
 model/transformer.py) without touching the trainer. Losses are means over target tokens, in nats,
-so that laws fitted to different families are comparable.
+so that laws fitted to different families are comparable. Each family reads the first seq_len
+tokens of a batch row (the rows hold seq_len + 1), so train.tokens counts the same tokens for all.
 
-  decoder   causal language modelling: predict tokens 1..T of each sequence from their prefixes.
+  decoder          causal language modelling: predict tokens 1..T of each sequence from their
+                   prefixes (T targets per sequence).
+  encoder          masked language modelling (BERT): predict the round(0.15 T) chosen tokens from
+                   the corrupted sequence, seen bidirectionally (model/corruption.py).
+  encoder_decoder  span corruption (T5): the decoder predicts each sentinel and the span it stands
+                   for, reading the corrupted sequence through cross-attention (n_noise + n_spans
+                   targets per sequence; the sentinels are targets too, as in T5, since the decoder
+                   must learn where a span ends).
 """
 import jax
 import jax.numpy as jnp
 
+from model import corruption
 from model.transformer import Transformer
 
-OBJECTIVES = {"decoder": "causal_lm"}
+OBJECTIVES = {"decoder": "causal_lm", "encoder": "masked_lm", "encoder_decoder": "span_corruption"}
 
 
 def build_model(cfg, rngs):
   return Transformer(cfg, rngs=rngs)
 
 
-def cross_entropy(logits, targets):
-  """Mean next-token loss in nats, computed in float32."""
+def cross_entropy(logits, targets, weights=None):
+  """Mean loss per target in nats, computed in float32; weights (0 or 1) select the targets."""
   logits = logits.astype(jnp.float32)
-  return jnp.mean(jax.nn.logsumexp(logits, axis=-1)
-                  - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0])
+  losses = (jax.nn.logsumexp(logits, axis=-1)
+            - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0])
+  if weights is None:
+    return jnp.mean(losses)
+  return jnp.sum(losses * weights) / jnp.sum(weights)
 
 
 def loss(model, batch, key):
@@ -31,5 +43,13 @@ def loss(model, batch, key):
   `key` is the step's own randomness (for families that corrupt their inputs), a pure function of
   (seed, step) so a resumed run draws the same noise.
   """
-  del key  # causal language modelling uses no noise
-  return cross_entropy(model(batch[:, :-1]), batch[:, 1:])
+  family, vocab_size = model.cfg.family, model.cfg.vocab_size
+  if family == "decoder":
+    return cross_entropy(model(batch[:, :-1]), batch[:, 1:])
+  tokens = batch[:, :-1]
+  if family == "encoder":
+    inputs, weights = corruption.mask_tokens(key, tokens, vocab_size)
+    return cross_entropy(model(inputs), tokens, weights)
+  encoder_tokens, targets = corruption.corrupt_spans(key, tokens, vocab_size)
+  return cross_entropy(model(corruption.decoder_inputs(targets, vocab_size), encoder_tokens),
+                       targets)

@@ -9,6 +9,11 @@ Parameter counts (model/transformer.py: no biases, RMSNorm scales only, h * d_he
                  per layer more than Kaplan's 12 n_layer d^2) keeps the norm scales.
   total          N_total = N + V d (token embedding) + max_len d (learned positions only)
                  + d V (output matrix, unless tied): every parameter, Chinchilla's N.
+  families       the encoder has the decoder's N (only its attention mask differs); the
+                 encoder-decoder has n_layer encoder layers and n_layer decoder layers, each decoder
+                 layer adding cross-attention (4 d^2 + d, its norm scale), plus a second final norm
+                 (d). V is the model's vocabulary, the data's plus the family's special tokens
+                 (model/corruption.py): + 1 (mask) for the encoder, + 1 + n_spans for the enc-dec.
 
 Training FLOPs per token, counted as Hoffmann et al. 2022 (Chinchilla), Appendix F, for a sequence
 of T tokens, vocabulary V, h heads of size d_head (h d_head = d):
@@ -18,20 +23,33 @@ of T tokens, vocabulary V, h heads of size d_head (h d_head = d):
   training = 3 x forward (the backward pass costs twice the forward). Like Chinchilla this counts the
   full T x T attention, not the causal half a fused kernel computes, and ignores norms,
   nonlinearities, position encodings and the optimizer. 6N is reported beside it for comparison.
+  The encoder counts as the decoder (logits at every position, as computed). The encoder-decoder
+  runs its encoder on T_e = T - n_noise + n_spans tokens and its decoder on T_d = n_noise + n_spans
+  (model/corruption.py), each with its own embedding lookup; each decoder layer adds cross-attention
+  (query and output 2 T_d d^2 each, keys and values 2 * 2 T_e d^2 on the encoder output, logits and
+  softmax @ values 2 T_d T_e d each, softmax 3 h T_d T_e), and the output logits are the decoder's.
+  Per token always means per token of the data (T = train.seq_len per sequence, what train.tokens
+  counts), so FLOPs budgets of the families are comparable.
 
-The sizing rule (`shape_for_params`), one rule for every N:
-  - aspect ratio d_model / n_layer near 64 (Kaplan et al. 2020 find loss flat over a wide range of
-    aspect ratios; 64 is in the middle of GPT-2/GPT-3's shapes): L* = (N / (12 * 64^2))^(1/3),
-    and n_layer is one of round(L*) - 1, round(L*), round(L*) + 1 (at least 1);
+The sizing rule (`shape_for_params`), one rule for every N and family:
+  - aspect ratio d_model / depth near 64 (Kaplan et al. 2020 find loss flat over a wide range of
+    aspect ratios; 64 is in the middle of GPT-2/GPT-3's shapes), depth = n_layer (decoder, encoder)
+    or 2 n_layer (encoder-decoder: a token's path runs through both stacks): with c d^2 parameters
+    per n_layer (c = 12, or 28 for an encoder layer plus a decoder layer with cross-attention),
+    L* = (N / (c * 64^2 * stacks^2))^(1/3), and n_layer is one of round(L*) - 1, round(L*),
+    round(L*) + 1 (at least 1). An encoder-decoder thus has equal layers in its encoder and
+    decoder, as T5 does, and its N splits 12:16 (43% / 57%) between them, the decoder's share
+    holding its cross-attention;
   - d_model on a grid whose head dim grows with width: multiples of 16 below 256 (heads of 16),
     multiples of 32 below 512 (heads of 32), multiples of 64 from 512 (heads of 64);
   - d_ff = 4 d_model (GELU) or 8/3 d_model rounded up to a multiple of 32 (SwiGLU: the same
     8 d^2 MLP parameters as GELU);
   - of these (n_layer, d_model) pairs, the one whose exact non-embedding N is closest to the target.
   The grid's steps bound how close it gets: within 7% of the target for N >= 3e5, 18% for
-  N >= 5e4 and 35% down to 1e4 (tests/test_sizing.py checks these on a dense grid of N). It gives
-  exactly the SPEC's measured shapes: 1e4-ish -> 1 x 32 (12,384), 1e5 -> 2 x 64 (98,624),
-  6e5 -> 3 x 128 (590,592). Runs record their exact N, so the fit never uses the target.
+  N >= 5e4 and 35% down to 1e4 (tests/test_sizing.py checks these on a dense grid of N); an
+  encoder-decoder, shallower for its N, has coarser steps: 16%, 28% and 35%. It gives exactly the
+  SPEC's measured shapes: 1e4-ish -> 1 x 32 (12,384), 1e5 -> 2 x 64 (98,624), 6e5 -> 3 x 128
+  (590,592). Runs record their exact N, so the fit never uses the target.
 
 `model_config_from` turns the config file's `model` section into a ModelConfig with this rule.
 """
@@ -43,7 +61,8 @@ import sys
 import jax
 
 from experiments.base import ConfigError
-from model.transformer import ModelConfig
+from model import corruption
+from model.transformer import FAMILIES, ModelConfig
 
 ASPECT_RATIO = 64
 MIN_D_MODEL = 16
@@ -59,39 +78,52 @@ def head_dim_for(d_model: int) -> int:
   return 16 if d_model < 256 else 32 if d_model < 512 else 64
 
 
+def _non_embedding(n_layer: int, d_model: int, d_ff: int, mlp: str, family: str) -> int:
+  """Non-embedding parameters; see the module docstring."""
+  d = d_model
+  layer = 4 * d * d + (2 if mlp == "gelu" else 3) * d * d_ff + 2 * d
+  if family == "encoder_decoder":  # encoder layer + decoder layer with cross-attention, 2 norms
+    return n_layer * (2 * layer + 4 * d * d + d) + 2 * d
+  return n_layer * layer + d
+
+
 def count_params(cfg: ModelConfig) -> tuple[int, int]:
   """(non-embedding N, total N) of a Transformer(cfg), exactly; see the module docstring."""
   d = cfg.d_model
-  mlp_matrices = 2 if cfg.mlp == "gelu" else 3
-  per_layer = 4 * d * d + mlp_matrices * d * cfg.d_ff + 2 * d
-  non_embedding = cfg.n_layer * per_layer + d
-  total = non_embedding + cfg.vocab_size * d
+  non_embedding = _non_embedding(cfg.n_layer, d, cfg.d_ff, cfg.mlp, cfg.family)
+  total = non_embedding + cfg.model_vocab * d
   if cfg.pos == "learned":
     total += cfg.max_len * d
   if not cfg.tie_embeddings:
-    total += d * cfg.vocab_size
+    total += d * cfg.model_vocab
   return non_embedding, total
 
 
+def _attention_flops(queries: int, keys: int, d: int, heads: int) -> int:
+  """Forward FLOPs of one attention of `queries` positions over `keys` positions (h d_head = d)."""
+  return (2 * queries * d * d            # query projection
+          + 2 * 2 * keys * d * d         # key and value projections
+          + 2 * queries * keys * d       # attention logits
+          + 3 * heads * queries * keys   # softmax
+          + 2 * queries * keys * d       # softmax @ values
+          + 2 * queries * d * d)         # output projection
+
+
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-  """Training FLOPs per token (3 x forward), Chinchilla Appendix F; see the module docstring."""
-  t, v, d, h = seq_len, cfg.vocab_size, cfg.d_model, cfg.n_heads
-  attn_width = h * cfg.head_dim
-  mlp_matrices = 2 if cfg.mlp == "gelu" else 3
-  per_layer = (2 * 3 * t * d * attn_width      # query, key, value projections
-               + 2 * t * t * attn_width        # attention logits
-               + 3 * h * t * t                 # softmax
-               + 2 * t * t * attn_width        # softmax @ values
-               + 2 * t * attn_width * d        # output projection
-               + 2 * t * mlp_matrices * d * cfg.d_ff)
-  forward = 2 * t * v * d + cfg.n_layer * per_layer + 2 * t * d * v
-  return 3.0 * forward / t
-
-
-def _non_embedding(n_layer: int, d_model: int, mlp: str) -> int:
-  d_ff = default_d_ff(d_model, mlp)
-  return n_layer * (4 * d_model ** 2 + (2 if mlp == "gelu" else 3) * d_model * d_ff
-                    + 2 * d_model) + d_model
+  """Training FLOPs per data token (3 x forward), Chinchilla Appendix F; see the module doc."""
+  v, d, h = cfg.model_vocab, cfg.d_model, cfg.n_heads
+  mlp = lambda t: 2 * t * (2 if cfg.mlp == "gelu" else 3) * d * cfg.d_ff
+  if cfg.family == "encoder_decoder":
+    sizes = corruption.span_lengths(seq_len)
+    t_enc, t_dec = sizes["encoder_len"], sizes["decoder_len"]
+    encoder = 2 * t_enc * v * d + cfg.n_layer * (_attention_flops(t_enc, t_enc, d, h) + mlp(t_enc))
+    decoder = cfg.n_layer * (_attention_flops(t_dec, t_dec, d, h)
+                             + _attention_flops(t_dec, t_enc, d, h) + mlp(t_dec))
+    forward = encoder + 2 * t_dec * v * d + decoder + 2 * t_dec * d * v
+  else:
+    t = seq_len
+    forward = 2 * t * v * d + cfg.n_layer * (_attention_flops(t, t, d, h) + mlp(t)) + 2 * t * d * v
+  return 3.0 * forward / seq_len
 
 
 def _d_model_grid(up_to: int) -> list[int]:
@@ -102,27 +134,32 @@ def _d_model_grid(up_to: int) -> list[int]:
   return grid
 
 
-def shape_for_params(target_params: float, mlp: str = "gelu") -> dict:
+def shape_for_params(target_params: float, mlp: str = "gelu", family: str = "decoder") -> dict:
   """The shape whose exact non-embedding N is closest to target_params, by the module's rule.
 
-  Returns dict(n_layer, d_model, n_heads, d_ff). The non-embedding count does not depend on the
-  vocabulary or the context, so neither is an argument.
+  Returns dict(n_layer, d_model, n_heads, d_ff); an encoder-decoder has n_layer layers in each
+  stack. The non-embedding count does not depend on the vocabulary or the context, so neither is
+  an argument.
   """
   if mlp not in ("gelu", "swiglu"):
     raise ConfigError(f"mlp={mlp!r} is unknown; use gelu or swiglu")
+  if family not in FAMILIES:
+    raise ConfigError(f"family={family!r} is unknown; use one of {', '.join(FAMILIES)}")
   if not target_params > 0:
     raise ConfigError(f"target_params must be positive, got {target_params!r}")
-  layers_ideal = (target_params / (12 * ASPECT_RATIO ** 2)) ** (1 / 3)
+  stacks, per_layer = (2, 28) if family == "encoder_decoder" else (1, 12)
+  non_embedding = lambda n, d: _non_embedding(n, d, default_d_ff(d, mlp), mlp, family)
+  layers_ideal = (target_params / (per_layer * ASPECT_RATIO ** 2 * stacks ** 2)) ** (1 / 3)
   middle = max(1, round(layers_ideal))
   layer_choices = range(max(1, middle - 1), middle + 2)
   # Widths up to twice the one-layer solution hold the closest width for every layer choice.
   grid = _d_model_grid(2 * math.isqrt(int(target_params // 12) + 1) + 2 * MIN_D_MODEL)
   n_layer, d_model = min(((n, d) for n in layer_choices for d in grid),
-                         key=lambda s: abs(_non_embedding(*s, mlp) - target_params))
-  ratio = _non_embedding(n_layer, d_model, mlp) / target_params
+                         key=lambda s: abs(non_embedding(*s) - target_params))
+  ratio = non_embedding(n_layer, d_model) / target_params
   if not 0.5 <= ratio <= 2:
-    raise ConfigError(f"target_params={target_params:g} is too small: the smallest shape "
-                      f"(1 layer, d_model {MIN_D_MODEL}) has {_non_embedding(1, MIN_D_MODEL, mlp)} "
+    raise ConfigError(f"target_params={target_params:g} is too small: the smallest {family} "
+                      f"(1 layer, d_model {MIN_D_MODEL}) has {non_embedding(1, MIN_D_MODEL)} "
                       "non-embedding parameters")
   return dict(n_layer=n_layer, d_model=d_model, n_heads=d_model // head_dim_for(d_model),
               d_ff=default_d_ff(d_model, mlp))
@@ -143,10 +180,9 @@ def model_config_from(model_cfg, vocab_size: int, seq_len: int) -> ModelConfig:
   refused. With target_params == 0, n_layer and d_model are required; n_heads 0 means heads of
   head_dim_for(d_model), d_ff 0 means default_d_ff. dtype 'auto' is resolve_dtype's choice.
   """
-  if model_cfg.family in ("encoder", "encoder_decoder"):
-    raise ConfigError(f"model.family={model_cfg.family!r} is not implemented yet; use decoder")
-  if model_cfg.family != "decoder":
-    raise ConfigError(f"model.family={model_cfg.family!r} is unknown; use decoder")
+  if model_cfg.family not in FAMILIES:
+    raise ConfigError(f"model.family={model_cfg.family!r} is unknown; "
+                      f"use one of {', '.join(FAMILIES)}")
   shape_keys = ("n_layer", "d_model", "n_heads", "d_ff")
   for key in ("target_params",) + shape_keys:
     if model_cfg[key] < 0:
@@ -156,7 +192,7 @@ def model_config_from(model_cfg, vocab_size: int, seq_len: int) -> ModelConfig:
     if explicit:
       raise ConfigError(f"model.target_params={model_cfg.target_params:g} derives the shape; "
                         f"set model.{', model.'.join(explicit)} to 0 or target_params to 0")
-    shape = shape_for_params(model_cfg.target_params, model_cfg.mlp)
+    shape = shape_for_params(model_cfg.target_params, model_cfg.mlp, model_cfg.family)
   else:
     if model_cfg.n_layer <= 0 or model_cfg.d_model <= 0:
       raise ConfigError("set model.target_params, or model.n_layer and model.d_model "
@@ -170,16 +206,17 @@ def model_config_from(model_cfg, vocab_size: int, seq_len: int) -> ModelConfig:
       shape["n_heads"] = shape["d_model"] // head_dim
     if shape["d_ff"] == 0 and model_cfg.mlp in ("gelu", "swiglu"):
       shape["d_ff"] = default_d_ff(shape["d_model"], model_cfg.mlp)
-  return ModelConfig(vocab_size=vocab_size, max_len=seq_len, mlp=model_cfg.mlp,
+  return ModelConfig(vocab_size=vocab_size, max_len=seq_len, family=model_cfg.family,
+                     mlp=model_cfg.mlp,
                      pos=model_cfg.pos, tie_embeddings=bool(model_cfg.tie_embeddings),
                      dtype=resolve_dtype(model_cfg.dtype), remat=bool(model_cfg.remat), **shape)
 
 
 def describe(target_params: float, vocab_size: int, seq_len: int, mlp: str = "gelu",
-             pos: str = "rope", tie_embeddings: bool = False) -> dict:
+             pos: str = "rope", tie_embeddings: bool = False, family: str = "decoder") -> dict:
   """The rule's shape for target_params with its exact counts and FLOPs: one table row."""
-  shape = shape_for_params(target_params, mlp)
-  cfg = ModelConfig(vocab_size=vocab_size, max_len=seq_len, mlp=mlp, pos=pos,
+  shape = shape_for_params(target_params, mlp, family)
+  cfg = ModelConfig(vocab_size=vocab_size, max_len=seq_len, family=family, mlp=mlp, pos=pos,
                     tie_embeddings=tie_embeddings, **shape)
   n_params, n_params_total = count_params(cfg)
   flops = flops_per_token(cfg, seq_len)
@@ -189,8 +226,9 @@ def describe(target_params: float, vocab_size: int, seq_len: int, mlp: str = "ge
               ratio_6n_total=flops / (6 * n_params_total))
 
 
-def _print_table(rows: list[dict], vocab_size: int, seq_len: int) -> None:
-  print(f"vocab {vocab_size}, seq_len {seq_len}; N = non-embedding, N_total = all parameters, "
+def _print_table(rows: list[dict], vocab_size: int, seq_len: int, family: str) -> None:
+  print(f"{family}, vocab {vocab_size}, seq_len {seq_len}; N = non-embedding, "
+        "N_total = all parameters, "
         "C/token = Chinchilla training FLOPs per token")
   header = (f"{'target':>8} {'layers':>6} {'d_model':>7} {'heads':>5} {'d_ff':>6} {'N':>14} "
             f"{'N_total':>14} {'C/token':>10} {'6N':>10} {'C/6N':>6} {'C/6N_tot':>8}")
@@ -213,21 +251,22 @@ def main(argv=None) -> int:
   parser.add_argument("--mlp", default="gelu", choices=("gelu", "swiglu"))
   parser.add_argument("--pos", default="rope", choices=("rope", "learned", "sinusoidal"))
   parser.add_argument("--tie-embeddings", action="store_true")
+  parser.add_argument("--family", default="decoder", choices=FAMILIES)
   parser.add_argument("--json", action="store_true", help="end with one JSON object")
   args = parser.parse_args(argv)
   if args.n is None and not args.table:
     parser.error("give --n N or --table")
   targets = [10.0 ** e for e in range(4, 10)] if args.table else [args.n]
   try:
-    rows = [describe(n, args.vocab, args.seq_len, args.mlp, args.pos, args.tie_embeddings)
-            for n in targets]
+    rows = [describe(n, args.vocab, args.seq_len, args.mlp, args.pos, args.tie_embeddings,
+                     args.family) for n in targets]
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  _print_table(rows, args.vocab, args.seq_len)
+  _print_table(rows, args.vocab, args.seq_len, args.family)
   if args.json:
-    settings = dict(vocab_size=args.vocab, seq_len=args.seq_len, mlp=args.mlp, pos=args.pos,
-                    tie_embeddings=args.tie_embeddings)
+    settings = dict(family=args.family, vocab_size=args.vocab, seq_len=args.seq_len,
+                    mlp=args.mlp, pos=args.pos, tie_embeddings=args.tie_embeddings)
     print(json.dumps({**settings, "rows": rows} if args.table else {**settings, **rows[0]}))
   return 0
 

@@ -1,4 +1,14 @@
-"""A decoder-only transformer in Flax NNX, GPT-2 shaped and written to be counted exactly.
+"""The three transformer families in Flax NNX, GPT-2 shaped and written to be counted exactly.
+
+One `Transformer` class, by `cfg.family` (model/objectives.py says what each is trained to predict):
+- decoder: a stack of causal blocks, tokens -> next-token logits.
+- encoder: the same stack without the causal mask (bidirectional), tokens -> logits per position.
+- encoder_decoder: an encoder stack (bidirectional, with its own final norm) and a decoder stack,
+  n_layer blocks each (equal layers); the decoder's blocks add cross-attention to the encoder's
+  output between self-attention and the MLP, as in the original transformer and T5. Encoder and
+  decoder share the token embedding (and the learned position table), as T5 does.
+All three use the same Attention and Block code; the encoder families embed a few special tokens
+above the data's vocabulary (model/corruption.py lists them), so `cfg.vocab_size` stays the data's.
 
 Design choices (model/sizing.py counts exactly these parameters):
 - Pre-norm blocks with RMSNorm (a scale, no bias) and no biases in any linear layer, as in PaLM
@@ -29,7 +39,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from experiments.base import ConfigError
+from model import corruption
 
+FAMILIES = ("decoder", "encoder", "encoder_decoder")
 MLPS = ("gelu", "swiglu")
 POSITIONS = ("rope", "learned", "sinusoidal")
 DTYPES = ("float32", "bfloat16")
@@ -39,13 +51,14 @@ ROPE_BASE = 10_000.0
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """The shape of a decoder; invalid values raise ConfigError at construction."""
-  vocab_size: int
+  """The shape of a model; invalid values raise ConfigError at construction."""
+  vocab_size: int       # the data's vocabulary; `model_vocab` adds the family's special tokens
   max_len: int          # positions (train.seq_len)
   n_layer: int
   d_model: int
   n_heads: int
   d_ff: int
+  family: str = "decoder"   # decoder | encoder | encoder_decoder (n_layer blocks in each stack)
   mlp: str = "gelu"     # gelu | swiglu
   pos: str = "rope"     # rope | learned | sinusoidal
   tie_embeddings: bool = False
@@ -53,6 +66,9 @@ class ModelConfig:
   remat: bool = False
 
   def __post_init__(self):
+    if self.family not in FAMILIES:
+      raise ConfigError(f"model.family={self.family!r} is unknown; "
+                        f"use one of {', '.join(FAMILIES)}")
     if self.mlp not in MLPS:
       raise ConfigError(f"model.mlp={self.mlp!r} is unknown; use one of {', '.join(MLPS)}")
     if self.pos not in POSITIONS:
@@ -69,6 +85,22 @@ class ModelConfig:
       raise ConfigError(f"rotary positions need an even head dim, got {self.head_dim}; change n_heads")
     if self.pos == "sinusoidal" and self.d_model % 2:
       raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
+    if self.family == "encoder_decoder" and self.max_len < 2:
+      raise ConfigError(f"span corruption needs train.seq_len >= 2, got {self.max_len}")
+
+  @property
+  def n_special(self) -> int:
+    """Tokens the family adds above the data's: the mask (encoder), pad and sentinels (enc-dec)."""
+    if self.family == "encoder":
+      return 1
+    if self.family == "encoder_decoder":
+      return 1 + corruption.span_lengths(self.max_len)["n_spans"]
+    return 0
+
+  @property
+  def model_vocab(self) -> int:
+    """Rows of the embedding and columns of the output: data tokens plus special tokens."""
+    return self.vocab_size + self.n_special
 
   @property
   def head_dim(self) -> int:
@@ -131,18 +163,26 @@ class Attention(nnx.Module):
     self.causal = causal
     self.rotary = rotary
 
+  def keys_values(self, source):
+    """Keys and values [B, S, H, D] of source [B, S, d], before any rotary positions."""
+    heads = lambda y: y.reshape(*y.shape[:2], self.n_heads, -1)
+    return tuple(map(heads, jnp.split(self.key_value(source), 2, axis=-1)))
+
   def __call__(self, x, context=None, *, positions=None, cache=None):
     """x [B, T, d] -> ([B, T, d], new cache).
 
+    context: None (self-attention), the encoder output [B, S, d], or its (keys, values) from
+      `keys_values`, which a decoder computes once per generated sequence.
     positions: int [T], the absolute positions of x (rotary self-attention needs them).
-    cache: None, or {"k", "v": [B, L, H, D], "index": int32 []} holding the keys and values of
+    cache: None, or {"k", "v": [B, L, H, D], "index": int32 [], ...} holding the keys and values of
       positions < index for causal decoding; x's are written at index.. and attended to causally.
-      Rotary positions are applied in self-attention only (keys from `context` have their own).
+      Other entries pass through unchanged. Rotary positions are applied in self-attention only
+      (keys from `context` have their own).
     """
     batch, length, d_model = x.shape
-    heads = lambda y: y.reshape(*y.shape[:2], self.n_heads, d_model // self.n_heads)
-    q = heads(self.query(x))
-    k, v = map(heads, jnp.split(self.key_value(x if context is None else context), 2, axis=-1))
+    q = self.query(x).reshape(batch, length, self.n_heads, d_model // self.n_heads)
+    k, v = context if isinstance(context, tuple) else self.keys_values(
+        x if context is None else context)
     if self.rotary and context is None:
       q, k = rope(q, positions), rope(k, positions)
     if cache is None:
@@ -151,7 +191,7 @@ class Attention(nnx.Module):
       index = cache["index"]
       k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
       v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
-      cache = {"k": k, "v": v, "index": index + length}
+      cache = {**cache, "k": k, "v": v, "index": index + length}
       # Query at absolute position index + t sees cached keys 0..index + t (unfilled ones never).
       visible = jnp.arange(k.shape[1])[None, :] <= (index + jnp.arange(length))[:, None]
       y = attend(q, k, v, causal=False, mask=visible[None, None])
@@ -175,54 +215,85 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-  """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+  """Pre-norm block: x + attn(norm(x)), [x + cross_attn(norm(x), context)], x + mlp(norm(x))."""
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, causal: bool = True, cross: bool = False,
+               rngs: nnx.Rngs):
     out_std = INIT_STD / math.sqrt(2 * cfg.n_layer)
-    self.attn_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
-    self.attn = Attention(cfg.d_model, cfg.n_heads, causal=True, rotary=cfg.pos == "rope",
-                          dtype=cfg.compute_dtype, out_std=out_std, rngs=rngs)
-    self.mlp_norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    norm = lambda: nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+    attention = lambda causal, rotary: Attention(
+        cfg.d_model, cfg.n_heads, causal=causal, rotary=rotary, dtype=cfg.compute_dtype,
+        out_std=out_std, rngs=rngs)
+    self.attn_norm = norm()
+    self.attn = attention(causal, cfg.pos == "rope")
+    self.cross_norm = norm() if cross else None
+    self.cross_attn = attention(False, False) if cross else None
+    self.mlp_norm = norm()
     self.mlp = MLP(cfg, out_std=out_std, rngs=rngs)
 
-  def __call__(self, x, positions, cache=None):
+  def __call__(self, x, positions, cache=None, context=None):
+    """context: what cross-attention reads (see Attention), for blocks built with cross=True."""
     y, cache = self.attn(self.attn_norm(x), positions=positions, cache=cache)
     x = x + y
+    if self.cross_attn is not None:
+      x = x + self.cross_attn(self.cross_norm(x), context)[0]
     return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class Transformer(nnx.Module):
-  """Decoder-only language model: int32 tokens [B, T] -> float32 logits [B, T, vocab]."""
+  """A transformer of `cfg.family`; the encoder family is the decoder without the causal mask.
+
+  decoder, encoder: model(tokens int32 [B, T]) -> float32 logits [B, T, model_vocab].
+  encoder_decoder: model(tokens [B, T], encoder_tokens [B, S]) -> logits [B, T, model_vocab] of
+    the decoder, which reads tokens causally and all of encoder_tokens.
+  """
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=cfg.compute_dtype,
+    seq2seq = cfg.family == "encoder_decoder"
+    self.embed = nnx.Embed(cfg.model_vocab, cfg.d_model, dtype=cfg.compute_dtype,
                            embedding_init=_normal(INIT_STD), rngs=rngs)
     self.pos_embed = (nnx.Embed(cfg.max_len, cfg.d_model, dtype=cfg.compute_dtype,
                                 embedding_init=_normal(INIT_STD), rngs=rngs)
                       if cfg.pos == "learned" else None)
-    self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
+    self.encoder = (nnx.List([Block(cfg, causal=False, rngs=rngs) for _ in range(cfg.n_layer)])
+                    if seq2seq else None)
+    self.encoder_norm = (nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
+                         if seq2seq else None)
+    self.blocks = nnx.List([Block(cfg, causal=cfg.family != "encoder", cross=seq2seq, rngs=rngs)
+                            for _ in range(cfg.n_layer)])
     self.norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
     self.unembed = (None if cfg.tie_embeddings else
-                    nnx.Param(_normal(INIT_STD)(rngs.params(), (cfg.d_model, cfg.vocab_size))))
+                    nnx.Param(_normal(INIT_STD)(rngs.params(), (cfg.d_model, cfg.model_vocab))))
 
-  def __call__(self, tokens):
-    self._check_length(tokens.shape[1])
-    positions = jnp.arange(tokens.shape[1])
-    x = self._embed(tokens, positions)
-    block_call = nnx.remat(Block.__call__) if self.cfg.remat else Block.__call__
-    for block in self.blocks:
-      x, _ = block_call(block, x, positions)
-    return self._logits(x)
+  def __call__(self, tokens, encoder_tokens=None):
+    context = self.encode(encoder_tokens) if self._needs_encoder_tokens(encoder_tokens) else None
+    return self._logits(self._stack(self.blocks, tokens, context))
 
-  def init_cache(self, batch: int, max_len: int | None = None):
-    """An empty KV cache for `decode`: one {"k", "v", "index"} per layer, in the compute dtype."""
+  def encode(self, tokens):
+    """encoder_decoder: the encoder's output [B, S, d] for int32 tokens [B, S]."""
+    return self.encoder_norm(self._stack(self.encoder, tokens))
+
+  def init_cache(self, batch: int, max_len: int | None = None, encoder_tokens=None):
+    """An empty KV cache for `decode`: one {"k", "v", "index"} per layer, in the compute dtype.
+
+    encoder_decoder: encoder_tokens [batch, S] are encoded once here, and each layer's entry also
+    holds the keys and values its cross-attention reads ("cross_k", "cross_v").
+    """
+    if self.cfg.family == "encoder":
+      raise ValueError("an encoder has no causal decoding; fill masked positions with "
+                       "model(tokens)")
     max_len = max_len or self.cfg.max_len
     self._check_length(max_len)
     shape = (batch, max_len, self.cfg.n_heads, self.cfg.head_dim)
     zeros = lambda: jnp.zeros(shape, self.cfg.compute_dtype)
-    return [{"k": zeros(), "v": zeros(), "index": jnp.zeros((), jnp.int32)}
-            for _ in range(self.cfg.n_layer)]
+    cache = [{"k": zeros(), "v": zeros(), "index": jnp.zeros((), jnp.int32)}
+             for _ in range(self.cfg.n_layer)]
+    if self._needs_encoder_tokens(encoder_tokens):
+      context = self.encode(encoder_tokens)
+      for layer_cache, block in zip(cache, self.blocks):
+        layer_cache["cross_k"], layer_cache["cross_v"] = block.cross_attn.keys_values(context)
+    return cache
 
   def decode(self, tokens, cache):
     """Runs new positions through the model given a cache of the previous ones.
@@ -234,9 +305,29 @@ class Transformer(nnx.Module):
     x = self._embed(tokens, positions)
     new_cache = []
     for block, layer_cache in zip(self.blocks, cache):
-      x, layer_cache = block(x, positions, layer_cache)
+      context = ((layer_cache["cross_k"], layer_cache["cross_v"]) if "cross_k" in layer_cache
+                 else None)
+      x, layer_cache = block(x, positions, layer_cache, context)
       new_cache.append(layer_cache)
     return self._logits(x), new_cache
+
+  def _needs_encoder_tokens(self, encoder_tokens) -> bool:
+    """Whether this family reads encoder tokens; they must be given exactly when it does."""
+    seq2seq = self.cfg.family == "encoder_decoder"
+    if seq2seq != (encoder_tokens is not None):
+      raise ValueError(f"this {self.cfg.family} model " + (
+          "needs encoder_tokens" if seq2seq else "takes no encoder_tokens"))
+    return seq2seq
+
+  def _stack(self, blocks, tokens, context=None):
+    """Embeds tokens [B, T] and runs them through `blocks` -> hidden states [B, T, d]."""
+    self._check_length(tokens.shape[1])
+    positions = jnp.arange(tokens.shape[1])
+    x = self._embed(tokens, positions)
+    block_call = nnx.remat(Block.__call__) if self.cfg.remat else Block.__call__
+    for block in blocks:
+      x, _ = block_call(block, x, positions, None, context)
+    return x
 
   def _check_length(self, length):
     if length > self.cfg.max_len:

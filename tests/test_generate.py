@@ -89,3 +89,64 @@ def test_greedy_generate_matches_rollout_and_compiles_once():
   with pytest.raises(ValueError, match="context of 16"):
     gen.generate(model, [1, 2, 3], 14, jax.random.key(0))
 
+
+
+@pytest.fixture(scope="module")
+def seq2seq():
+  return Transformer(ModelConfig(**SMALL, family="encoder_decoder"), rngs=nnx.Rngs(2))
+
+
+def test_encoder_decoder_cached_decoding_equals_full_recomputation(seq2seq):
+  graphdef, state = nnx.split(seq2seq)
+  inputs = jax.random.randint(jax.random.key(5), (2, 14), 0, 32)
+  targets = jax.random.randint(jax.random.key(6), (2, 9), 0, 32)
+  full = jax.jit(lambda state, x, y: nnx.merge(graphdef, state)(y, x))(state, inputs, targets)
+  cache = gen._encode(graphdef, state, inputs)
+  assert cache[0]["cross_k"].shape == (2, 14, 2, 16)  # the encoder's keys, computed once
+  decode = jax.jit(lambda state, y, cache: nnx.merge(graphdef, state).decode(y, cache))
+  pieces = []
+  for start, stop in [(0, 4)] + [(t, t + 1) for t in range(4, 9)]:
+    logits, cache = decode(state, targets[:, start:stop], cache)
+    pieces.append(logits)
+  np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=2e-5)
+
+
+def test_greedy_encoder_decoder_generation_matches_rollout(seq2seq):
+  model = seq2seq
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda state, y, x: gen.emittable(nnx.merge(graphdef, state)(y, x),
+                                                      model.cfg))
+  inputs = jnp.array([[1, 2, 33, 4, 5], [6, 34, 7, 8, 9]], jnp.int32)  # 33, 34: sentinels 0, 1
+  out = gen.generate_encoder_decoder(model, inputs, 6, jax.random.key(0), temperature=0.0)
+  assert out.shape == (2, 6)
+  # The slow way: the start (pad) token and the tokens so far through the whole model, per token
+  # (positions not yet generated are placeholders the causal decoder cannot see).
+  rollout = jnp.full((2, 7), 32, jnp.int32)
+  for t in range(6):
+    rollout = rollout.at[:, t + 1].set(jnp.argmax(forward(state, rollout, inputs)[:, t], -1))
+  np.testing.assert_array_equal(out, rollout[:, 1:])
+  sampled = gen.generate_encoder_decoder(model, inputs, 16, jax.random.key(1), temperature=5.0)
+  assert sampled.shape == (2, 16) and not bool(jnp.any(sampled == 32))  # never the pad id
+  with pytest.raises(ValueError, match="sample this encoder_decoder with generate_encoder_decoder"):
+    gen.generate(model, [1, 2], 3, jax.random.key(0))
+
+
+def test_fill_masks_fills_only_masked_positions_with_data_tokens():
+  model = Transformer(ModelConfig(**SMALL, family="encoder"), rngs=nnx.Rngs(3))
+  tokens = jnp.array([[1, 32, 3, 4, 32, 6], [32, 8, 9, 10, 11, 32]], jnp.int32)  # 32: the mask id
+  logits = jax.jit(lambda state, x: nnx.merge(*state)(x))(nnx.split(model), tokens)
+  out = gen.fill_masks(model, tokens, jax.random.key(0), temperature=0.0)
+  masked = tokens == 32
+  np.testing.assert_array_equal(out[~masked], tokens[~masked])
+  np.testing.assert_array_equal(out[masked], jnp.argmax(logits[..., :32], -1)[masked])
+  sampled = gen.fill_masks(model, jnp.full((64, 16), 32), jax.random.key(1), temperature=5.0)
+  assert int(sampled.max()) < 32 and len(np.unique(sampled)) > 16
+  with pytest.raises(ValueError, match="sample this encoder with fill_masks"):
+    gen.generate_encoder_decoder(model, tokens, 3, jax.random.key(0))
+
+
+def test_fill_spans_puts_each_span_in_its_sentinels_place():
+  # Vocabulary 10: sentinel i is 11 + i. The output fills sentinel 0 with 7 8, sentinel 1 with 9;
+  # sentinel 2 never appears in the output, so its place stays empty.
+  assert gen.fill_spans([1, 11, 2, 12, 3, 13], [11, 7, 8, 12, 9], 10) == [1, 7, 8, 2, 9, 3]
+  assert gen.fill_spans([1, 2], [5, 11, 6], 10) == [1, 2]  # tokens before any sentinel: nowhere
