@@ -47,6 +47,7 @@ import time
 import jax
 
 from experiments.base import ConfigError, apply_override, load_config
+from model import memory
 import train
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -94,10 +95,13 @@ def plan_sweep(config, overrides: list[str]) -> list[dict]:
                                      sweep.tokens_per_param)]
   else:
     points = [(None, n, d) for n in sweep.n_params for d in sweep.tokens]
+  # Runs that cannot fit this machine's accelerator are refused before anything is launched
+  # (model/memory.py's estimate; no limit is known on a CPU, so nothing is refused there).
+  device_memory = memory.device_memory_limit()
   rows, seen = [], set()
   for budget, n_target, tokens in points:
     try:
-      row = plan_row(config, sweep.devices, run_overrides, n_target, budget, tokens)
+      row = plan_row(config, sweep.devices, run_overrides, n_target, budget, tokens, device_memory)
     except ConfigError as error:
       where = f"budget {budget:.3g}, " if budget else ""
       raise ConfigError(f"plan point ({where}N {n_target:.3g}): {error}") from None
@@ -136,7 +140,8 @@ def sweep_section(config):
   return sweep
 
 
-def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=None) -> dict:
+def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=None,
+             device_memory=None) -> dict:
   """One run: the overrides that make train.py train it, its id and its N, D and FLOPs."""
   def resolved(*extra):
     run_config = config.copy_and_resolve_references()
@@ -155,6 +160,7 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
   row_overrides = [size, f"--config.train.tokens={steps * plan.tokens_per_step}",
                    f"--config.train.batch_size={plan.batch_size}"]
   run_config, _, _, plan = resolved(*row_overrides)
+  memory.check_fits(run_config, device_memory, n_devices)
   return {
       "run_id": f"n{short(plan.n_params)}_d{short(plan.tokens)}_{train.config_hash(run_config)}",
       "budget": budget, "n_target": n_target, "n_params": plan.n_params,

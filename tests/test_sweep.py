@@ -383,3 +383,13 @@ def test_wandb_sweep_yaml_is_a_grid_over_plan_rows(planned, monkeypatch, capsys)
   assert command[command.index("--workdir") + 1] == str(sweep_dir)  # outside the repo: absolute
   out = capsys.readouterr().out
   assert f"wandb sweep {path}" in out and "wandb agent scaling/SWEEP_ID" in out
+
+
+def test_runs_that_cannot_fit_the_device_are_refused_before_planning(monkeypatch):
+  """A CPU reports no memory limit, so an accelerator's (a 1 KiB device here) is stood in for."""
+  config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
+  monkeypatch.setattr(sweep.memory, "device_memory_limit", lambda: 2**10)
+  with pytest.raises(ConfigError, match=r"needs ~.* GiB per device .* but the device has 0\.00 GiB"):
+    sweep.plan_sweep(config, overrides)
+  monkeypatch.setattr(sweep.memory, "device_memory_limit", lambda: 2**40)
+  assert sweep.plan_sweep(config, overrides)
