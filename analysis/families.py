@@ -15,8 +15,13 @@ Table 1 gives each family's Approach 3 law (E, A, B, alpha, beta) and frontier e
 parameter D_opt/N_opt at every budget the sweeps planned, from each family's law. Every loss is a mean per
 target token of the family's own objective (model/objectives.py), so the exponents compare
 directly, while each E is the floor of a different task (a masked token seen from both sides is
-easier to predict than the next one). The figure draws N_opt(C) and D_opt/N_opt against C: the
-Approach 3 laws as lines, Approach 2's IsoFLOP minima as points, one colour per family.
+easier to predict than the next one). A family whose runs do not pin the law down (a fitted
+exponent alpha or beta at or below 0: loss that does not fall with N, or with D, over the sweep)
+has no frontier; the table says so rather than print one.
+
+The figure, one colour per family: N_opt(C) and D_opt/N_opt against C (Approach 3 laws as lines,
+Approach 2's IsoFLOP minima as points) and, for results tables, the final loss of every run against
+N, one line per budget (the IsoFLOP profiles the frontiers come from).
 """
 import argparse
 import csv
@@ -52,8 +57,10 @@ def summarise(fit: dict) -> dict:
   """The part of a fit (fit.json contents, or pipeline.fit_all's) that the comparison uses."""
   a3 = fit["chinchilla_approach3"]
   a2 = fit.get("chinchilla_approach2")
+  law = {k: float(a3[k]) for k in LAW_KEYS}
   return {"n_points": int(fit["n_points"]), "loss_floor": fit.get("loss_floor"),
-          "converged": bool(a3["converged"]), **{k: float(a3[k]) for k in LAW_KEYS},
+          "converged": bool(a3["converged"]), **law,
+          "has_frontier": law["alpha"] > 0 and law["beta"] > 0,
           "approach2": ({"a": float(a2["a"]), "b": float(a2["b"]),
                          "minima": [{k: float(p[k]) for k in ("flops", "n_opt", "d_opt")}
                                     for p in a2["profiles"]]} if a2 else None)}
@@ -66,8 +73,11 @@ def fit_results(paths, n_col=None) -> dict:
     for family in families_in(path):
       if family in summaries:
         raise runs_lib.DataError(f"family {family} is in two of the tables; give each once")
-      fit, _ = pipeline.fit_all(runs_lib.load(path, n_col=n_col, family=family))
-      summaries[family] = summarise(fit)
+      runs = runs_lib.load(path, n_col=n_col, family=family)
+      fit, _ = pipeline.fit_all(runs)
+      summaries[family] = {**summarise(fit), "runs": [
+          {"n": float(n), "loss": float(loss), "budget": float(budget)}
+          for n, loss, budget in zip(runs.n, runs.loss, runs.budget)]}
   if not summaries:
     raise runs_lib.DataError("the tables hold no completed runs")
   return summaries
@@ -105,10 +115,12 @@ def compare(summaries: dict) -> dict:
     row = {"flops": flops}
     for family, summary in summaries.items():
       n_opt, d_opt = frontier(summary, flops)
-      row[family] = {"n_opt": float(n_opt), "d_opt": float(d_opt),
-                     "tokens_per_param": float(d_opt / n_opt)}
+      row[family] = ({"n_opt": float(n_opt), "d_opt": float(d_opt),
+                      "tokens_per_param": float(d_opt / n_opt)}
+                     if summary["has_frontier"] else None)
     rows.append(row)
-  families = {family: {"objective": OBJECTIVES.get(family), **summary}
+  families = {family: {"objective": OBJECTIVES.get(family),
+                       **{k: v for k, v in summary.items() if k != "runs"}}
               for family, summary in summaries.items()}
   return {"families": families, "frontier": rows}
 
@@ -124,43 +136,64 @@ def tables(comparison: dict) -> str:
   families = comparison["families"]
   lines = ["| family | objective | runs | E | A | B | alpha | beta | a | b | a (Appr. 2) "
            "| b (Appr. 2) |", "|" + "---|" * 12]
+  notes = []
   for family, s in families.items():
     a2 = s["approach2"] or {}
     lines.append(f"| {family} | {s['objective'] or '–'} | {s['n_points']} | "
                  + " | ".join(_fmt(s[k]) for k in LAW_KEYS)
-                 + f" | {_fmt(a2.get('a'))} | {_fmt(a2.get('b'))} |"
-                 + ("" if s["converged"] else " (Approach 3 NOT converged)"))
-  lines += ["", "| budget C | " + " | ".join(f"{f}: N_opt, D/N" for f in families) + " |",
+                 + f" | {_fmt(a2.get('a'))} | {_fmt(a2.get('b'))} |")
+    if not s["converged"]:
+      notes.append(f"{family}: Approach 3 did not converge.")
+    if not s["approach2"]:
+      notes.append(f"{family}: fewer than 2 IsoFLOP budgets have their loss minimum inside the "
+                   "sampled sizes, so only the fitted law places the frontier.")
+    if not s["has_frontier"]:
+      notes.append(f"{family}: no frontier; the fitted law has alpha = {_fmt(s['alpha'])}, "
+                   f"beta = {_fmt(s['beta'])} (loss does not fall with both N and D here).")
+  lines += [""] + notes + ([""] if notes else [])
+  lines += ["| budget C | " + " | ".join(f"{f}: N_opt, D/N" for f in families) + " |",
             "|" + "---|" * (len(families) + 1)]
+  cell = lambda point: f"{point['n_opt']:.3g}, {point['tokens_per_param']:.1f}" if point else "–"
   for row in comparison["frontier"]:
-    lines.append(f"| {row['flops']:.3g} | " + " | ".join(
-        f"{row[f]['n_opt']:.3g}, {row[f]['tokens_per_param']:.1f}" for f in families) + " |")
+    lines.append(f"| {row['flops']:.3g} | " + " | ".join(cell(row[f]) for f in families) + " |")
   return "\n".join(lines)
 
 
 def plot(path: str, summaries: dict) -> None:
-  """N_opt(C) and D_opt/N_opt(C) per family: Approach 3 lines, Approach 2 minima as points."""
-  budgets = budgets_of(summaries) or [1e18]
+  """N_opt(C) and D_opt/N_opt(C) per family (Approach 3 lines, Approach 2 minima as points), and
+  the runs' IsoFLOP profiles when the summaries hold them."""
+  budgets = budgets_of(summaries) or sorted(
+      {r["budget"] for s in summaries.values() for r in s.get("runs", ())
+       if np.isfinite(r["budget"])}) or [1e18]
   flops = np.geomspace(budgets[0] / 2, budgets[-1] * 2, 100)
-  fig = Figure(figsize=(12.8, 4.8), dpi=110, layout="constrained")
-  ax_n, ax_r = fig.subplots(1, 2)
+  with_runs = any(s.get("runs") for s in summaries.values())
+  fig = Figure(figsize=(6.4 * (2 + with_runs), 4.8), dpi=110, layout="constrained")
+  ax_n, ax_r, *ax_runs = fig.subplots(1, 2 + with_runs)
   for i, (family, s) in enumerate(summaries.items()):
-    n_opt, d_opt = frontier(s, flops)
-    ax_n.plot(flops, n_opt, color=f"C{i}", label=f"{family}: N_opt ∝ C^{s['a']:.2f}")
-    ax_r.plot(flops, d_opt / n_opt, color=f"C{i}", label=family)
+    if s["has_frontier"]:
+      n_opt, d_opt = frontier(s, flops)
+      ax_n.plot(flops, n_opt, color=f"C{i}", label=f"{family}: N_opt ∝ C^{s['a']:.2f}")
+      ax_r.plot(flops, d_opt / n_opt, color=f"C{i}", label=family)
+    for budget in sorted({r["budget"] for r in s.get("runs", ())}):
+      points = sorted((r["n"], r["loss"]) for r in s["runs"] if r["budget"] == budget)
+      ax_runs[0].plot(*zip(*points), "o-", color=f"C{i}", ms=3, lw=1,
+                      label=family if budget == min(r["budget"] for r in s["runs"]) else None)
     if s["approach2"]:
       minima = s["approach2"]["minima"]
       c = [m["flops"] for m in minima]
       ax_n.scatter(c, [m["n_opt"] for m in minima], color=f"C{i}", zorder=3)
       ax_r.scatter(c, [m["d_opt"] / m["n_opt"] for m in minima], color=f"C{i}", zorder=3)
-  for ax, ylabel in ((ax_n, "compute-optimal parameters N_opt"),
-                     (ax_r, "tokens per parameter D_opt / N_opt")):
+  axes = [(ax_n, "training FLOPs C = 6ND", "compute-optimal parameters N_opt", "log"),
+          (ax_r, "training FLOPs C = 6ND", "tokens per parameter D_opt / N_opt", "log")]
+  axes += [(ax, "parameters N", "final loss (one line per budget)", "linear") for ax in ax_runs]
+  for ax, xlabel, ylabel, yscale in axes:
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training FLOPs C = 6ND")
+    ax.set_yscale(yscale)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8)
   fig.suptitle("Frontiers by model family (lines: Approach 3; points: IsoFLOP minima)")
   fig.savefig(path)
 

@@ -14,6 +14,7 @@ selects the runs whose 6ND lies within BUDGET_WINDOW of the budget.
 """
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -73,17 +74,23 @@ def log_run(fit: dict, out: str, mode: str, project: str, entity=None) -> str:
   return where
 
 
+def _number(value, spec: str) -> str:
+  """A number for the report's text; a degenerate fit (β -> 0 gives no frontier) shows as n/a."""
+  return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
 def report_spec(fit: dict, project: str, entity=None) -> dict:
   """The W&B Report as plain JSON: title, description and blocks (see `build`)."""
-  a3 = fit["chinchilla_approach3"]
-  tokens = "; ".join(f"{row['tokens_per_param']:.1f} tokens/param at {row['flops']:.0e}"
-                     for row in fit["frontier"][:3])
+  a3 = {key: _number(value, ".4g") for key, value in fit["chinchilla_approach3"].items()
+        if not isinstance(value, dict)}
+  tokens = "; ".join(f"{_number(row['tokens_per_param'], '.1f')} tokens/param at "
+                     f"{row['flops']:.0e}" for row in fit["frontier"][:3])
   training = "Metric('JobType') != 'analysis'"
   blocks = [
       {"type": "h1", "text": "Scaling laws"},
-      {"type": "p", "text": f"{fit['n_points']} runs. Approach 3: L = {a3['E']:.3f} + "
-                            f"{a3['A']:.4g}/N^{a3['alpha']:.3f} + {a3['B']:.4g}/D^{a3['beta']:.3f}; "
-                            f"N_opt ∝ C^{a3['a']:.3f}, D_opt ∝ C^{a3['b']:.3f}; {tokens}."},
+      {"type": "p", "text": f"{fit['n_points']} runs. Approach 3: L = {a3['E']} + "
+                            f"{a3['A']}/N^{a3['alpha']} + {a3['B']}/D^{a3['beta']}; "
+                            f"N_opt ∝ C^{a3['a']}, D_opt ∝ C^{a3['b']}; {tokens}."},
       {"type": "h2", "text": "Training loss against FLOPs, grouped by N"},
       {"type": "panel_grid", "filters": training, "groupby": [f"config.{N_KEY}"], "panels": [
           {"type": "line", "title": "train loss vs FLOPs", "x": "flops", "y": ["train_loss"],
@@ -108,8 +115,8 @@ def report_spec(fit: dict, project: str, entity=None) -> dict:
                    "media_keys": [k for k in FIGURE_KEYS if k in fit["plots"]]}]},
       {"type": "markdown", "text": "\n".join(
           ["| C | N_opt | D_opt | tokens/param |", "|---|---|---|---|"] +
-          [f"| {r['flops']:.3g} | {r['n_opt']:.3g} | {r['d_opt']:.3g} | "
-           f"{r['tokens_per_param']:.1f} |" for r in fit["frontier"]])}]
+          [f"| {r['flops']:.3g} | {_number(r['n_opt'], '.3g')} | {_number(r['d_opt'], '.3g')} | "
+           f"{_number(r['tokens_per_param'], '.1f')} |" for r in fit["frontier"]])}]
   return {"entity": entity, "project": project, "title": f"Scaling laws: {project}",
           "description": "Kaplan and Chinchilla fits of a sweep (python -m analysis)",
           "blocks": blocks}

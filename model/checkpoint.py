@@ -59,7 +59,8 @@ def load_model(workdir: str):
     config = ml_collections.ConfigDict(json.load(f))
   model_cfg = sizing.model_config_from(config.model, vocab_size=config.model.vocab_size,
                                        seq_len=config.train.seq_len)
-  model = Transformer(model_cfg, rngs=nnx.Rngs(0))
+  # Shapes only: the parameters come from the checkpoint, so initialising them would be wasted.
+  model = nnx.eval_shape(lambda: Transformer(model_cfg, rngs=nnx.Rngs(0)))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   on_host = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_host), params)

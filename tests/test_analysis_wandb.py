@@ -66,3 +66,16 @@ def test_disabled_mode_writes_the_spec_and_the_publish_command(tmp_path):
   with pytest.raises(ValueError, match="unknown block type"):
     wandb_report.build({"project": "p", "title": "t", "description": "", "blocks": [
         {"type": "video"}]}, entity="me")
+
+
+def test_report_spec_of_a_degenerate_fit_says_n_a_instead_of_failing():
+  """beta -> 0 leaves Approach 3 without a finite frontier (seen on encoder-decoder sweeps)."""
+  fit = {"n_points": 19, "plots": {},
+         "chinchilla_approach3": {"E": 1.67, "A": 2.0, "B": 3.0, "alpha": -555.0, "beta": 1e-9,
+                                  "a": None, "b": float("inf"), "G": None, "ci95": {}},
+         "frontier": [{"flops": 1e18, "n_opt": None, "d_opt": float("nan"),
+                       "tokens_per_param": None}]}
+  spec = wandb_report.report_spec(fit, "scaling")
+  text = json.dumps(spec)
+  assert "N_opt ∝ C^n/a" in spec["blocks"][1]["text"]
+  assert "| 1e+18 | n/a | n/a | n/a |" in text
