@@ -142,7 +142,7 @@ def check_init_from(run_dir: str, model_cfg) -> None:
     source_model = json.load(f)["model"]
   ours = dataclasses.asdict(model_cfg)
   differing = [f"{key} {source_model[key]} vs {ours[key]}" for key in
-               ("vocab_size", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos",
+               ("family", "vocab_size", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos",
                 "tie_embeddings") if source_model.get(key) != ours[key]]
   if differing:
     raise ConfigError(f"init_from={run_dir!r} has another model shape ({', '.join(differing)}); "
@@ -583,7 +583,9 @@ def make_result(config, plan, source, last_row, status, wall_seconds, run_hash) 
       "flops_per_token": plan.flops_per_token,
       "final_train_loss": last_row.get("train_loss"),
       "final_eval_loss": last_row.get("eval_loss"),
-      "loss_floor": source.loss_floor(plan.eval_sequences),
+      # The source's floor is for next-token prediction: it bounds the decoder's loss only.
+      "loss_floor": (source.loss_floor(plan.eval_sequences) if config.model.family == "decoder"
+                     else None),
       "wall_seconds": wall_seconds,
       "config_hash": run_hash,
       "family": config.model.family,
