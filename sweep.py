@@ -22,6 +22,14 @@ A sweep is an experiment file with a `sweep` section (experiments/default_sweep.
   path of a single run), started in its own session so a Ctrl-C reaches only the sweep, which
   forwards SIGTERM (the runs checkpoint and exit) and, on Linux, dies with its parent. The planner
   itself runs JAX on the CPU, so it never holds an accelerator the runs need.
+- Groups. `sweep.seeds` and `sweep.lrs` repeat every point per seed and peak lr. Runs of one shape
+  and budget that differ only in those are planned as one group (the `group` column, at most
+  `sweep.max_replicas` and as many as fit the device together), and the local executor trains a
+  group as one `train.py --config.train.replicas=K` process: one compilation, one jitted step for
+  all of them, each replica written into its own run directory exactly as its single run would be
+  (so a group cut short can be finished by single runs and vice versa). Slurm tasks and W&B agents
+  train one row each. With several lrs, the analysis fits each (N, D, seed)'s best lr
+  (DIR/results_best_lr.csv).
 - Locks. DIR/runs/RUN_ID/sweep.lock, created with O_CREAT|O_EXCL, holds the host and pid of the
   process training the run, so sweeps launched twice on one directory (or on several machines
   sharing it) never train a run twice. A lock is stale when its host is this host and its process
@@ -32,6 +40,7 @@ A sweep is an experiment file with a `sweep` section (experiments/default_sweep.
 """
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -52,8 +61,9 @@ import train
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
-PLAN_COLUMNS = ("row", "run_id", "budget", "n_target", "n_params", "n_params_total", "tokens",
-                "tokens_per_param", "batch_size", "steps", "flops", "flops_6nd", "overrides")
+PLAN_COLUMNS = ("row", "run_id", "group", "budget", "n_target", "n_params", "n_params_total",
+                "tokens", "tokens_per_param", "batch_size", "steps", "seed", "lr", "flops",
+                "flops_6nd", "overrides")
 RESULT_COLUMNS = ("run_id", "status", "budget", "n_planned", "tokens_planned", "n_params",
                   "n_params_total", "tokens", "flops", "flops_6nd", "final_train_loss",
                   "final_eval_loss")
@@ -98,21 +108,50 @@ def plan_sweep(config, overrides: list[str]) -> list[dict]:
   # Runs that cannot fit this machine's accelerator are refused before anything is launched
   # (model/memory.py's estimate; no limit is known on a CPU, so nothing is refused there).
   device_memory = memory.device_memory_limit()
+  # Repeats of every point: one run per seed and per peak lr (the lr rule's when none are given).
+  variants = [([f"--config.seed={seed}"] if seed is not None else [])
+              + ([f"--config.train.lr={float(lr)!r}"] if lr is not None else [])
+              for seed in sweep.seeds or (None,) for lr in sweep.lrs or (None,)]
   rows, seen = [], set()
   for budget, n_target, tokens in points:
-    try:
-      row = plan_row(config, sweep.devices, run_overrides, n_target, budget, tokens, device_memory)
-    except ConfigError as error:
-      where = f"budget {budget:.3g}, " if budget else ""
-      raise ConfigError(f"plan point ({where}N {n_target:.3g}): {error}") from None
-    if row["run_id"] not in seen:
-      seen.add(row["run_id"])
-      rows.append({"row": len(rows), **row})
+    for variant in variants:
+      try:
+        row = plan_row(config, sweep.devices, run_overrides + variant, n_target, budget, tokens,
+                       device_memory)
+      except ConfigError as error:
+        where = f"budget {budget:.3g}, " if budget else ""
+        raise ConfigError(f"plan point ({where}N {n_target:.3g}): {error}") from None
+      if row["run_id"] not in seen:
+        seen.add(row["run_id"])
+        rows.append({"row": len(rows), **row})
+  return group_rows(rows, sweep.max_replicas)
+
+
+def group_rows(rows, max_replicas: int) -> list[dict]:
+  """Sets each row's `group`: runs of one shape and budget that differ only in seed and lr train
+  as one group of replicas (train.replicas, one process and one jitted step), at most
+  `max_replicas` and as many as fit the device together; "" for a run trained alone."""
+  by_shape = {}
+  for row in rows:
+    by_shape.setdefault(row.pop("shape"), []).append(row)
+  for members in by_shape.values():
+    size = max(1, min(max_replicas, *(row.pop("replicas_that_fit") for row in members)))
+    for start in range(0, len(members), size):
+      group = members[start:start + size]
+      group_id = group_id_of([row["run_id"] for row in group]) if len(group) > 1 else ""
+      for row in group:
+        row["group"] = group_id
   return rows
 
 
+def group_id_of(run_ids) -> str:
+  """A group's directory name under DIR/groups: its members, so another membership is another
+  group (train.py refuses to resume a group directory into a different set of replicas)."""
+  return f"g{len(run_ids)}_" + hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:12]
+
+
 SWEEP_KEYS = ("kind", "budgets", "sizes_per_budget", "span", "tokens_per_param", "n_params", "tokens",
-              "devices", "workers", "sbatch")
+              "seeds", "lrs", "max_replicas", "devices", "workers", "sbatch")
 
 
 def sweep_section(config):
@@ -135,8 +174,12 @@ def sweep_section(config):
                         "--config.sweep.n_params=(1e4,1e5) --config.sweep.tokens=(1e6,4e6)")
   else:
     raise ConfigError(f"sweep.kind must be isoflop or grid, got {sweep.kind!r}")
-  if sweep.workers < 1 or sweep.devices < 1:
-    raise ConfigError("sweep.workers and sweep.devices must be at least 1")
+  if sweep.workers < 1 or sweep.devices < 1 or sweep.max_replicas < 1:
+    raise ConfigError("sweep.workers, sweep.devices and sweep.max_replicas must be at least 1")
+  if any(not isinstance(lr, (int, float)) or lr <= 0 for lr in sweep.lrs):
+    raise ConfigError(f"sweep.lrs must be positive peak learning rates, got {sweep.lrs}")
+  if any(not isinstance(seed, int) for seed in sweep.seeds) or len(set(sweep.seeds)) != len(sweep.seeds):
+    raise ConfigError(f"sweep.seeds must be distinct integers, got {sweep.seeds}")
   return sweep
 
 
@@ -160,9 +203,15 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
   row_overrides = [size, f"--config.train.tokens={steps * plan.tokens_per_step}",
                    f"--config.train.batch_size={plan.batch_size}"]
   run_config, _, _, plan = resolved(*row_overrides)
-  memory.check_fits(run_config, device_memory, n_devices)
+  needed = memory.required_bytes(memory.check_fits(run_config, device_memory, n_devices))
+  # Runs that differ only in seed and lr share a shape, a budget and so a compiled step.
+  shape_config = run_config.copy_and_resolve_references()
+  shape_config.seed, shape_config.train.lr = 0, 0.0
   return {
       "run_id": f"n{short(plan.n_params)}_d{short(plan.tokens)}_{train.config_hash(run_config)}",
+      "shape": train.config_hash(shape_config),
+      "replicas_that_fit": int(device_memory // needed) if device_memory else 1 << 30,
+      "seed": run_config.seed, "lr": plan.lr,
       "budget": budget, "n_target": n_target, "n_params": plan.n_params,
       "n_params_total": plan.n_params_total, "tokens": plan.tokens,
       "tokens_per_param": plan.tokens / plan.n_params, "batch_size": plan.batch_size,
@@ -351,15 +400,16 @@ def start_run(config_path: str, run_dir: str, overrides: list[str], workers: int
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def settle(run_dir: str, returncode: int, started: float) -> str:
-  """What became of a finished train.py process: its status, recording failures in result.json."""
+def settle(run_dir: str, returncode: int, started: float, log_path: str = "") -> str:
+  """What became of a finished train.py process: its status, recording failures in result.json.
+  `log_path`: the process's output (default RUN_DIR/train.log; a group's is in its own directory)."""
   if returncode in (train.EXIT_PREEMPTED, -signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGINT):
     return "interrupted"  # stopped on request: the rerun resumes it
   result_path = os.path.join(run_dir, "result.json")
   wrote_result = os.path.exists(result_path) and os.path.getmtime(result_path) >= started
   if returncode == 0 or wrote_result:
     return run_status(run_dir) or "failed"
-  log_path = os.path.join(run_dir, "train.log")
+  log_path = log_path or os.path.join(run_dir, "train.log")
   lines = [line.strip() for line in open(log_path, errors="replace")] if os.path.exists(log_path) else []
   error = next((line for line in reversed(lines) if line), "")
   train.write_json_atomic(result_path, {
@@ -401,48 +451,89 @@ class Forwarder:
       proc.send_signal(signal.SIGTERM)
 
 
+def jobs_of(rows) -> list[list[dict]]:
+  """The plan as the local executor launches it: each group's rows together, other rows alone."""
+  jobs, group_index = [], {}
+  for row in rows:
+    if row.get("group") and row["group"] in group_index:
+      jobs[group_index[row["group"]]].append(row)
+      continue
+    if row.get("group"):
+      group_index[row["group"]] = len(jobs)
+    jobs.append([row])
+  return jobs
+
+
+def start_job(sweep_dir: str, config_path: str, rows, workers: int):
+  """`python train.py` for one run, or for a group of them as replicas; returns (process, log)."""
+  if len(rows) == 1:
+    run_dir = run_dir_of(sweep_dir, rows[0])
+    return (start_run(config_path, run_dir, shlex.split(rows[0]["overrides"]), workers),
+            os.path.join(run_dir, "train.log"))
+  # The runs' common overrides (their seed and lr are the replicas' own) and where each one goes;
+  # every replica directory is the run directory its single run would have written.
+  common = [o for o in shlex.split(rows[0]["overrides"])
+            if not o.startswith(("--config.seed=", "--config.train.lr="))]
+  group_dir = os.path.join(sweep_dir, "groups", group_id_of([row["run_id"] for row in rows]))
+  overrides = common + [
+      f"--config.train.replicas={len(rows)}",
+      f"--config.train.replica_seeds=({', '.join(str(int(row['seed'])) for row in rows)},)",
+      f"--config.train.replica_lrs=({', '.join(repr(float(row['lr'])) for row in rows)},)",
+      "--replica-workdirs", *(run_dir_of(sweep_dir, row) for row in rows)]
+  return start_run(config_path, group_dir, overrides, workers), os.path.join(group_dir, "train.log")
+
+
 def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
-  """Trains the rows that are not finished, `workers` processes at a time.
+  """Trains the rows that are not finished, `workers` processes at a time, the rows of a plan
+  group as one process (what is left of it: finished and locked runs are left out).
 
   Returns {"signal": signum or 0, "locked": [(run_id, holder)], "statuses": {run_id: status}}.
   """
-  todo = [row for row in rows if run_status(run_dir_of(sweep_dir, row)) not in FINISHED]
-  print(f"{len(rows) - len(todo)} of {len(rows)} runs already finished; {len(todo)} to train "
-        f"with {workers} worker{'s' * (workers > 1)}")
+  unfinished = [row for row in rows if run_status(run_dir_of(sweep_dir, row)) not in FINISHED]
+  todo = jobs_of(unfinished)
+  print(f"{len(rows) - len(unfinished)} of {len(rows)} runs already finished; {len(unfinished)} to "
+        f"train in {len(todo)} processes with {workers} worker{'s' * (workers > 1)}")
   running, locked, statuses, count = {}, [], {}, 0
   with Forwarder() as forwarder:
     while (todo and not forwarder.received) or running:
       while todo and len(running) < workers and not forwarder.received:
-        row = todo.pop(0)
-        run_dir = run_dir_of(sweep_dir, row)
-        holder = acquire_lock(run_dir)
-        if holder is not None:
-          locked.append((row["run_id"], holder))
-          print(f"skip {row['run_id']}: locked by host {holder.get('host')} pid {holder.get('pid')}")
-          continue
-        if run_status(run_dir) in FINISHED:  # finished by another sweep since we looked
-          release_lock(run_dir)
+        job = []
+        for row in todo.pop(0):
+          run_dir = run_dir_of(sweep_dir, row)
+          holder = acquire_lock(run_dir)
+          if holder is not None:
+            locked.append((row["run_id"], holder))
+            print(f"skip {row['run_id']}: locked by host {holder.get('host')} pid {holder.get('pid')}")
+          elif run_status(run_dir) in FINISHED:  # finished by another sweep since we looked
+            release_lock(run_dir)
+          else:
+            job.append(row)
+        if not job:
           continue
         count += 1
         started = time.time()
-        proc = start_run(config_path, run_dir, shlex.split(row["overrides"]), workers)
-        hand_lock_to(run_dir, proc.pid)
+        proc, log_path = start_job(sweep_dir, config_path, job, workers)
+        for row in job:
+          hand_lock_to(run_dir_of(sweep_dir, row), proc.pid)
         forwarder.add(proc)
-        running[proc.pid] = (proc, row, started, count)
-        print(f"[{count}/{len(todo) + count}] start {row['run_id']}  (N={row['n_params']:.3g}, "
-              f"D={row['tokens']:.3g})", flush=True)
+        running[proc.pid] = (proc, job, started, count, log_path)
+        what = (f"{job[0]['run_id']}  (N={job[0]['n_params']:.3g}, D={job[0]['tokens']:.3g})"
+                if len(job) == 1 else f"{len(job)} replicas of N={job[0]['n_params']:.3g}, "
+                f"D={job[0]['tokens']:.3g}: {', '.join(row['run_id'] for row in job)}")
+        print(f"[{count}/{len(todo) + count}] start {what}", flush=True)
       time.sleep(POLL_S)
-      for pid, (proc, row, started, number) in list(running.items()):
+      for pid, (proc, job, started, number, log_path) in list(running.items()):
         if proc.poll() is None:
           continue
         del running[pid]
-        run_dir = run_dir_of(sweep_dir, row)
-        status = statuses[row["run_id"]] = settle(run_dir, proc.returncode, started)
-        release_lock(run_dir)
-        loss = (read_result(run_dir) or {}).get("final_eval_loss")
-        detail = f"eval loss {loss:.4f}" if status == "completed" else f"exit {proc.returncode}"
-        print(f"[{number}] {status} {row['run_id']}  {detail}  {time.time() - started:.0f} s "
-              f"(log: {os.path.join(run_dir, 'train.log')})", flush=True)
+        for row in job:
+          run_dir = run_dir_of(sweep_dir, row)
+          status = statuses[row["run_id"]] = settle(run_dir, proc.returncode, started, log_path)
+          release_lock(run_dir)
+          loss = (read_result(run_dir) or {}).get("final_eval_loss")
+          detail = f"eval loss {loss:.4f}" if status == "completed" else f"exit {proc.returncode}"
+          print(f"[{number}] {status} {row['run_id']}  {detail}  {time.time() - started:.0f} s "
+                f"(log: {log_path})", flush=True)
   return {"signal": forwarder.received[0] if forwarder.received else 0, "locked": locked,
           "statuses": statuses}
 
@@ -606,18 +697,35 @@ def collect(sweep_dir: str, rows) -> list[dict]:
       results.append({"run_id": row["run_id"], "budget": row["budget"],
                       "n_planned": row["n_params"], "tokens_planned": row["tokens"],
                       **flatten(result)})
-  extra = sorted({key for result in results for key in result} - set(RESULT_COLUMNS))
-  write_csv_atomic(os.path.join(sweep_dir, "results.csv"), results, RESULT_COLUMNS + tuple(extra))
+  write_csv_atomic(os.path.join(sweep_dir, "results.csv"), results, result_columns(results))
   return results
 
 
-def analyse(sweep_dir: str, wandb_mode: str):
-  """Runs `python -m analysis` on DIR/results.csv into DIR/analysis; returns fit.json or None.
+def result_columns(results) -> tuple:
+  return RESULT_COLUMNS + tuple(sorted({key for result in results for key in result}
+                                       - set(RESULT_COLUMNS)))
+
+
+def best_lr_only(results) -> list[dict]:
+  """The completed runs of an lr sweep, keeping each (N, D, seed)'s lowest final eval loss: the
+  scaling laws are those of tuned models, not of every lr tried."""
+  best = {}
+  for result in results:
+    if result.get("status") != "completed":
+      continue
+    key = (result["n_params"], result["tokens"], result.get("seed"))
+    if key not in best or result["final_eval_loss"] < best[key]["final_eval_loss"]:
+      best[key] = result
+  return list(best.values())
+
+
+def analyse(sweep_dir: str, wandb_mode: str, results_name: str = "results.csv"):
+  """Runs `python -m analysis` on DIR/results_name into DIR/analysis; returns fit.json or None.
 
   The analysis reads the `budget` column for the IsoFLOP groups, the counted `flops` for C, and
   the runs' metrics.jsonl under DIR/runs for Approach 1; it fits completed runs only."""
   out = os.path.join(sweep_dir, "analysis")
-  command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, "results.csv"),
+  command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
              "--out", out, "--wandb-mode", wandb_mode]
   print(f"analysis: {shlex.join(command)}", flush=True)
   returncode = subprocess.run(command, cwd=ROOT).returncode
@@ -677,7 +785,14 @@ def finish(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
           "not started); rerun this command to finish them")
   if not by_status.get("completed"):
     return summary, True
-  fit = analyse(sweep_dir, wandb_mode)
+  results_name = "results.csv"
+  fitted = best_lr_only(results)
+  if len(fitted) < len(by_status["completed"]):  # an lr sweep: fit each point's best lr
+    results_name = "results_best_lr.csv"
+    write_csv_atomic(os.path.join(sweep_dir, results_name), fitted, result_columns(fitted))
+    print(f"{len(fitted)} of {summary['completed']} completed runs have the best lr of their N, D "
+          f"and seed: fitting those ({os.path.join(sweep_dir, results_name)})")
+  fit = analyse(sweep_dir, wandb_mode, results_name)
   if fit is None:
     return summary, False
   report = os.path.join(sweep_dir, "analysis", "report.md")

@@ -74,6 +74,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 2
   c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x ln(vocab)
   c.train.compilation_cache = "~/.cache/scaling/jax"  # persistent XLA cache; "" turns it off
+  c.train.replicas = 1                 # models of this shape trained together in one jitted step
+  c.train.replica_seeds = ()           # one seed per replica; (): seed, seed + 1, ...
+  c.train.replica_lrs = ()             # one peak learning rate per replica; (): train.lr for all
+  c.train.replica_batch = 0            # replicas vmapped together in the step; 0: 1 on CPU, all else
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                     # data-parallel axis size; -1: all devices left
@@ -97,13 +101,16 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   span              largest / smallest N on a curve, evenly spaced in log N around the centre
   tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
   n_params, tokens  the grid's target non-embedding N values and token budgets D
+  seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
+  max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
+                    group of replicas (train.replicas) by --executor local; 1: every run alone
   devices           devices each run trains on: batches are planned as multiples of it
   workers           runs trained at once by --executor local (--workers overrides it)
   sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
   """
   sweep = ml_collections.ConfigDict(dict(
       kind="isoflop", budgets=(), sizes_per_budget=5, span=16.0, tokens_per_param=20.0,
-      n_params=(), tokens=(), devices=1, workers=1, sbatch=()))
+      n_params=(), tokens=(), seeds=(), lrs=(), max_replicas=8, devices=1, workers=1, sbatch=()))
   for key, value in values.items():
     if key not in sweep:
       raise ConfigError(f"unknown sweep key {key!r}")

@@ -271,6 +271,49 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   assert "already completed" in capsys.readouterr().out
 
 
+def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, capsys):
+  """2 seeds x 2 lrs of one shape and budget: one train.py process trains the four runs as
+  replicas, each into the run directory its single run would have, with that run's results."""
+  variants = (f"--config.sweep.tokens=({SHORT},)", "--config.sweep.seeds=(0, 1)",
+              "--config.sweep.lrs=(0.001, 0.003)")
+  config, overrides = micro_config(*variants)
+  rows = sweep.plan_sweep(config, overrides)
+  assert [(row["seed"], row["lr"]) for row in rows] == [(0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
+  assert len({row["group"] for row in rows}) == 1 and rows[0]["group"].startswith("g4_")
+  capped, _ = micro_config(*variants, "--config.sweep.max_replicas=3")
+  assert [row["group"][:3] for row in sweep.plan_sweep(capped, overrides)] == ["g3_"] * 3 + [""]
+
+  sweep.main(sweep_command(tmp_path, *variants)[2:] + ["--workers", "1"])
+  out = capsys.readouterr().out
+  assert "4 to train in 1 processes" in out and "start 4 replicas" in out, out
+  (group_dir,) = (tmp_path / "groups").iterdir()
+  assert json.load(open(group_dir / "group.json"))["status"] == "completed"
+  for row in rows:
+    result = json.load(open(os.path.join(sweep.run_dir_of(str(tmp_path), row), "result.json")))
+    assert result["status"] == "completed" and row["run_id"].endswith(result["config_hash"])
+    assert (result["seed"], result["lr"]) == (row["seed"], row["lr"])
+  # The last run trained alone from its plan row equals its replica.
+  alone = tmp_path / "alone"
+  assert train.main(["--config", DEFAULT, "--workdir", str(alone),
+                     *shlex.split(rows[-1]["overrides"])]) == 0
+  replica = json.load(open(os.path.join(sweep.run_dir_of(str(tmp_path), rows[-1]), "result.json")))
+  assert json.load(open(alone / "result.json"))["final_eval_loss"] == pytest.approx(
+      replica["final_eval_loss"], abs=1e-5)
+  # The fit sees each seed's best lr only.
+  assert len(read_csv(tmp_path / "results_best_lr.csv")) == 2
+  assert "2 of 4 completed runs have the best lr" in out
+
+
+def test_an_lr_sweep_is_fitted_on_the_best_lr_of_each_point():
+  results = [{"status": "completed", "n_params": 10, "tokens": 100, "seed": 0, "lr": lr,
+              "final_eval_loss": loss} for lr, loss in ((1e-3, 3.0), (3e-3, 2.5), (1e-2, 2.8))]
+  results += [{"status": "diverged", "n_params": 10, "tokens": 100, "seed": 0, "lr": 1.0,
+               "final_eval_loss": 1.0},
+              {"status": "completed", "n_params": 10, "tokens": 100, "seed": 1, "lr": 1e-3,
+               "final_eval_loss": 3.1}]
+  assert [(r["seed"], r["lr"]) for r in sweep.best_lr_only(results)] == [(0, 3e-3), (1, 1e-3)]
+
+
 # ------------------------------------------------------------------------ failures and collection
 
 def test_a_failing_run_is_recorded_as_failed_with_its_error(tmp_path):

@@ -1,0 +1,153 @@
+"""Groups of replicas (train.replicas): K models in one jitted step equal K single runs.
+
+Also the property that makes sweeps compile once per shape: a run's seed, lr and budget are inputs
+of the compiled programs, so runs that differ only in them lower to the same program.
+"""
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import train
+from conftest import ROOT
+from experiments.base import load_config
+from model import hparams
+
+TINY = os.path.join(ROOT, "experiments", "tiny.py")
+# 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10.
+FAST = ["--config.train.tokens=20480", "--config.train.log_every=5",
+        "--config.train.checkpoint_every=10", "--config.train.eval_tokens=2048",
+        "--config.wandb.mode=disabled"]
+GROUP = ["--config.train.replicas=2", "--config.train.replica_seeds=(0, 1)",
+         "--config.train.replica_lrs=(0.003, 0.002)"]
+SINGLES = (["--config.seed=0", "--config.train.lr=0.003"], ["--config.seed=1", "--config.train.lr=0.002"])
+TOLERANCE = 1e-5  # vmapped and single programs may round differently; measured gaps are ~1e-7
+
+
+def run(workdir, *overrides):
+  return train.main(["--config", TINY, "--workdir", str(workdir), *FAST, *overrides])
+
+
+def read(path):
+  with open(path) as f:
+    return json.load(f) if path.endswith(".json") else [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """A group of two replicas and the two single runs it stands for."""
+  root = tmp_path_factory.mktemp("replicas")
+  assert run(root / "group", *GROUP) == 0
+  for i, overrides in enumerate(SINGLES):
+    assert run(root / f"single_{i}", *overrides) == 0
+  return root
+
+
+def test_a_group_equals_its_single_runs(runs):
+  group = read(str(runs / "group" / "group.json"))
+  assert group["status"] == "completed" and len(group["replicas"]) == 2
+  for i in range(2):
+    replica, single = runs / "group" / f"replica_{i}", runs / f"single_{i}"
+    for name in ("config.json", "metrics.jsonl", "result.json", "tokenizer.json", "checkpoints"):
+      assert (replica / name).exists(), name
+    mine, theirs = read(str(replica / "result.json")), read(str(single / "result.json"))
+    # The replica's directory is the single run's: same config hash, seed, lr, counts.
+    for key in ("status", "config_hash", "seed", "lr", "n_params", "tokens", "flops", "steps"):
+      assert mine[key] == theirs[key], key
+    assert group["replicas"][i]["config_hash"] == theirs["config_hash"]
+    for key in ("final_train_loss", "final_eval_loss"):
+      assert mine[key] == pytest.approx(theirs[key], abs=TOLERANCE)
+    rows, single_rows = read(str(replica / "metrics.jsonl")), read(str(single / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [r["step"] for r in single_rows] == [5, 10, 15, 20]
+    for a, b in zip(rows, single_rows):
+      assert a["train_loss"] == pytest.approx(b["train_loss"], abs=TOLERANCE)
+      assert a["lr"] == pytest.approx(b["lr"], rel=1e-6)
+  # Different seeds and lrs really trained different models.
+  finals = [read(str(runs / "group" / f"replica_{i}" / "result.json"))["final_train_loss"]
+            for i in range(2)]
+  assert abs(finals[0] - finals[1]) > 1e-3
+
+
+def test_a_replica_directory_is_a_finished_single_run(runs):
+  """Rerunning replica 1's single command on its directory finds it complete."""
+  replica = runs / "group" / "replica_1"
+  before = os.path.getmtime(replica / "result.json")
+  assert run(replica, *SINGLES[1]) == 0
+  assert os.path.getmtime(replica / "result.json") == before
+  assert run(runs / "group", *GROUP) == 0  # and the group is complete as a whole
+
+
+def test_a_diverged_replica_stops_and_the_others_resume_exactly(runs, tmp_path):
+  """Replica 1's lr is absurd: it is written off while replica 0 trains on; then the group is cut
+  back to its step-10 checkpoint and rerun, and replica 0 ends exactly as before."""
+  workdir = tmp_path / "diverging"
+  overrides = ["--config.train.replicas=2", "--config.train.replica_lrs=(0.003, 1e4)"]
+  assert run(workdir, *overrides) == 0
+  diverged = read(str(workdir / "replica_1" / "result.json"))
+  assert diverged["status"] == "diverged"
+  assert len(read(str(workdir / "replica_1" / "metrics.jsonl"))) < 4
+  finished = read(str(workdir / "replica_0" / "result.json"))
+  assert finished["status"] == "completed"
+  # Replica 0 is seed 0 at lr 3e-3: the first single run.
+  assert finished["final_eval_loss"] == pytest.approx(
+      read(str(runs / "single_0" / "result.json"))["final_eval_loss"], abs=TOLERANCE)
+  assert read(str(workdir / "group.json"))["replicas"][1]["status"] == "diverged"
+
+  shutil.rmtree(workdir / "checkpoints" / "20")
+  os.remove(workdir / "group.json")
+  os.remove(workdir / "replica_0" / "result.json")
+  diverged_rows = read(str(workdir / "replica_1" / "metrics.jsonl"))
+  assert run(workdir, *overrides) == 0
+  assert read(str(workdir / "replica_0" / "result.json"))["final_eval_loss"] == finished[
+      "final_eval_loss"]
+  assert [r["step"] for r in read(str(workdir / "replica_0" / "metrics.jsonl"))] == [5, 10, 15, 20]
+  assert read(str(workdir / "replica_1" / "metrics.jsonl")) == diverged_rows  # never relogged
+  assert read(str(workdir / "replica_1" / "result.json"))["status"] == "diverged"
+
+
+def lowered_programs(*overrides):
+  """The text of the init, train and eval programs a run would compile (nothing is compiled)."""
+  config = load_config(TINY, [*FAST, *overrides])
+  config, _, model_cfg, plan = train.resolve(config, jax.device_count())
+  trainer = train.Trainer(config, model_cfg, plan, train.make_mesh(config))
+  batch = jax.ShapeDtypeStruct((plan.batch_size, plan.seq_len + 1), np.int32,
+                               sharding=trainer.batch_sharding)
+  return (trainer._init.lower(trainer.run).as_text(),
+          trainer.train_step.lower(trainer.abstract_state, batch).as_text(),
+          trainer.eval_step.lower(trainer.abstract_state["params"], batch).as_text())
+
+
+def test_runs_differing_in_seed_lr_and_budget_share_their_compiled_programs():
+  """Same programs, so the persistent cache serves one run's compilation to every other."""
+  assert lowered_programs() == lowered_programs(
+      "--config.seed=5", "--config.train.lr=0.01", "--config.train.tokens=40960",
+      "--config.train.warmup_tokens=3000")
+  assert lowered_programs()[1] != lowered_programs("--config.model.d_model=32")[1]
+
+
+@pytest.mark.parametrize("peak, total, warmup", [(3e-3, 100, 10), (1e-3, 7, 0), (0.5, 1, 5),
+                                                 (2e-4, 1000, 999)])
+def test_the_step_learning_rate_is_the_documented_schedule(peak, total, warmup):
+  steps = np.arange(total + 2)
+  expected = np.asarray(hparams.schedule(peak, total, warmup, 0.1)(steps))
+  got = np.asarray(train.learning_rate(steps, np.float32(peak),
+                                       train.schedule_warmup_steps(total, warmup), total, 0.1))
+  np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["--config.train.replicas=2", "--config.train.replica_lrs=(0.001,)"], "one per replica"),
+    (["--config.train.replica_seeds=(1, 2)"], "need train.replicas > 1"),
+    (["--config.train.replicas=2", "--config.train.replica_lrs=(0.001, -1.0)"], "positive"),
+    (["--config.train.replicas=0"], "train.replicas"),
+    (["--replica-workdirs", "a"], "needs train.replicas > 1"),
+    (["--config.train.replicas=2", "--replica-workdirs", "a", "b", "c"], "one per replica"),
+])
+def test_bad_replica_settings_are_one_line_and_exit_2(tmp_path, capsys, overrides, message):
+  assert run(tmp_path / "never", *overrides) == 2
+  err = capsys.readouterr().err.strip()
+  assert message in err and len(err.splitlines()) == 1, err
+  assert not (tmp_path / "never").exists()
