@@ -355,15 +355,17 @@ class Trainer:
         jax.eval_shape(per_replica(init), self.run), self.state_sharding)
     self.batch_sharding = self._sharding(P(("data", "fsdp"), None))
     replicated = NamedSharding(mesh, P())
+    options = compiler_options(mesh.devices.flat[0].platform)
     self._init = jax.jit(per_replica(init), out_shardings=self.state_sharding)
     self.train_step = jax.jit(per_replica(self._train_step), donate_argnums=0,
                               in_shardings=(self.state_sharding, self.batch_sharding),
-                              out_shardings=(self.state_sharding, replicated))
+                              out_shardings=(self.state_sharding, replicated),
+                              compiler_options=options)
     # Evaluation noise (for families that corrupt inputs) is fixed, so evaluations are comparable.
     self.eval_step = jax.jit(
         per_replica(lambda params, batch: self._loss(params, batch, jax.random.key(0))),
         in_shardings=(self.state_sharding["params"], self.batch_sharding),
-        out_shardings=replicated)
+        out_shardings=replicated, compiler_options=options)
 
   def _sharding(self, spec) -> NamedSharding:
     return NamedSharding(self.mesh, P(None, *spec) if self.replicas > 1 else spec)
@@ -448,6 +450,29 @@ class Trainer:
     with the step's metrics."""
     return jnp.mean(jnp.stack([self.eval_step(state["params"], batch) for batch in eval_batches]),
                     axis=0)
+
+
+# XLA:CPU sends matmuls to YNNPACK by default; its kernels ran this model's train step 10-15%
+# slower than XLA's own (Eigen) dots on a 2-core x86 machine (benchmarks/throughput.py).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_COMPILER_OPTIONS = {}
+
+
+def compiler_options(platform: str) -> dict | None:
+  """The XLA options the train and eval steps are compiled with on `platform` (None: defaults).
+
+  The CPU option is experimental: where this XLA does not know it, the defaults are used.
+  """
+  if platform != "cpu":
+    return None
+  if "cpu" not in _COMPILER_OPTIONS:
+    try:
+      jax.jit(lambda x: x @ x, compiler_options=CPU_COMPILER_OPTIONS).lower(
+          jnp.ones((2, 2))).compile()
+      _COMPILER_OPTIONS["cpu"] = CPU_COMPILER_OPTIONS
+    except Exception:  # pylint: disable=broad-except  (an XLA without the option: its defaults)
+      _COMPILER_OPTIONS["cpu"] = None
+  return _COMPILER_OPTIONS["cpu"]
 
 
 def enable_compilation_cache(path: str) -> None:

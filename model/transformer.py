@@ -24,9 +24,10 @@ Design choices (model/sizing.py counts exactly these parameters):
 - Parameters are float32; activations are computed in `cfg.dtype` (bfloat16 on accelerators).
 - Initialisation as GPT-2: normal(0.02) everywhere, residual output projections normal(0.02 /
   sqrt(2 n_layer)), norm scales one.
-- Attention goes through `jax.nn.dot_product_attention`. With implementation=None, JAX 0.10 always
-  uses its XLA kernel, so `attend` asks for cuDNN flash attention itself where cuDNN supports the
-  call (GPU, 16-bit dtype, head dim a multiple of 8 up to 128, no explicit mask).
+- Attention goes through `jax.nn.dot_product_attention` on accelerators. With implementation=None,
+  JAX 0.10 always uses its XLA kernel, so `attend` asks for cuDNN flash attention itself where
+  cuDNN supports the call (GPU, 16-bit dtype, head dim a multiple of 8 up to 128, no explicit
+  mask). On CPUs it is written out with the heads leading, which XLA:CPU runs faster.
 
 The model is stateless at call time: `decode` takes a KV cache (a pytree from `init_cache`) and
 returns the new one, so a decode step jits with fixed shapes and no recompilation per token.
@@ -143,10 +144,42 @@ def attend(q, k, v, *, causal, mask=None):
   True = attend) is for anything else, e.g. a partly filled KV cache.
   """
   head_dim = q.shape[-1]
+  if jax.default_backend() == "cpu":
+    return _attend_heads_leading(q, k, v, causal, mask)
   use_cudnn = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
                and head_dim % 8 == 0 and head_dim <= 128 and mask is None)
   return jax.nn.dot_product_attention(
       q, k, v, mask=mask, is_causal=causal, implementation="cudnn" if use_cudnn else None)
+
+
+def _attend_heads_leading(q, k, v, causal, mask):
+  """Attention with the heads moved next to the batch ([B, H, T, D]) before both products.
+
+  XLA:CPU runs these as plain batched matmuls; jax.nn.dot_product_attention's [B, T, H, D]
+  products took ~1.5x as long, forward and backward, at head dim 32 and context 256 (measured:
+  benchmarks/throughput.py). Softmax in float32, as the library does.
+  """
+  q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
+  logits = jnp.einsum("bhtd,bhsd->bhts", q * q.shape[-1] ** -0.5, k,
+                      preferred_element_type=jnp.float32)
+  if causal:
+    mask = jnp.tril(jnp.ones(logits.shape[-2:], bool))
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.swapaxes(jnp.einsum("bhts,bhsd->bhtd", probs, v), 1, 2)
+
+
+class Linear(nnx.Linear):
+  """nnx.Linear applied to the tokens as one [tokens, d_in] matrix.
+
+  On [B, T, d_in] inputs the weight gradient contracts over two axes, and XLA:CPU transposes the
+  activations to do that: the MLP's forward and backward took 2.4x as long at d_model 128
+  (1.5x at 384) as with the tokens flattened (measured). A 2-D matmul is fine on any backend.
+  """
+
+  def __call__(self, x):
+    return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
 
 
 class Attention(nnx.Module):
@@ -154,7 +187,7 @@ class Attention(nnx.Module):
 
   def __init__(self, d_model: int, n_heads: int, *, causal: bool, rotary: bool, dtype,
                out_std: float, rngs: nnx.Rngs):
-    linear = lambda d_in, d_out, std: nnx.Linear(
+    linear = lambda d_in, d_out, std: Linear(
         d_in, d_out, use_bias=False, dtype=dtype, kernel_init=_normal(std), rngs=rngs)
     self.query = linear(d_model, d_model, INIT_STD)
     self.key_value = linear(d_model, 2 * d_model, INIT_STD)
@@ -202,7 +235,7 @@ class MLP(nnx.Module):
   """GELU (tanh approximation, as GPT-2) or SwiGLU feed-forward."""
 
   def __init__(self, cfg: ModelConfig, *, out_std: float, rngs: nnx.Rngs):
-    linear = lambda d_in, d_out, std: nnx.Linear(
+    linear = lambda d_in, d_out, std: Linear(
         d_in, d_out, use_bias=False, dtype=cfg.compute_dtype, kernel_init=_normal(std), rngs=rngs)
     self.up = linear(cfg.d_model, cfg.d_ff, INIT_STD)
     self.gate = linear(cfg.d_model, cfg.d_ff, INIT_STD) if cfg.mlp == "swiglu" else None
@@ -345,5 +378,7 @@ class Transformer(nnx.Module):
     x = self.norm(x)
     unembed = self.embed.embedding[...].T if self.unembed is None else self.unembed[...]
     # Accumulate in float32: bfloat16 logits would put ~1% noise on the loss.
-    return jnp.einsum("btd,dv->btv", x, unembed.astype(x.dtype),
-                      preferred_element_type=jnp.float32)
+    # Tokens flattened for the matmul, as in `Linear`.
+    logits = jnp.dot(x.reshape(-1, x.shape[-1]), unembed.astype(x.dtype),
+                     preferred_element_type=jnp.float32)
+    return logits.reshape(*x.shape[:-1], -1)

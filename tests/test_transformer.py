@@ -9,6 +9,7 @@ from flax import nnx
 
 from experiments.base import ConfigError
 from model import ModelConfig, Transformer
+from model import transformer
 from model.transformer import Attention
 
 SMALL = dict(vocab_size=32, max_len=16, n_layer=2, d_model=32, n_heads=2, d_ff=64)
@@ -126,3 +127,17 @@ def test_attention_is_reusable_bidirectional_and_cross():
 def test_invalid_config_raises(kw, message):
   with pytest.raises(ConfigError, match=message):
     ModelConfig(**{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("causal, with_mask", [(True, False), (False, False), (False, True)])
+def test_the_cpu_attention_equals_the_library_kernel(causal, with_mask):
+  """On CPUs `attend` writes attention out with the heads leading; values and gradients are
+  jax.nn.dot_product_attention's."""
+  q, k, v = (jax.random.normal(key, (2, 8, 4, 16)) for key in jax.random.split(jax.random.key(0), 3))
+  mask = (jnp.arange(8)[None, :] <= jnp.arange(8)[:, None] + 2)[None, None] if with_mask else None
+  ours = lambda q, k, v: transformer.attend(q, k, v, causal=causal, mask=mask)
+  library = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+  np.testing.assert_allclose(ours(q, k, v), library(q, k, v), atol=1e-5)
+  squared = lambda fn: jax.grad(lambda *qkv: jnp.sum(fn(*qkv) ** 2), argnums=(0, 1, 2))(q, k, v)
+  for a, b in zip(squared(ours), squared(library)):
+    np.testing.assert_allclose(a, b, atol=1e-4)
