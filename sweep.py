@@ -22,6 +22,9 @@ A sweep is an experiment file with a `sweep` section (experiments/default_sweep.
   path of a single run), started in its own session so a Ctrl-C reaches only the sweep, which
   forwards SIGTERM (the runs checkpoint and exit) and, on Linux, dies with its parent. The planner
   itself runs JAX on the CPU, so it never holds an accelerator the runs need.
+- Compilation. The runs share one persistent XLA cache, DIR/compilation_cache (unless the config
+  names another): a run's seed, lr and budget are inputs of its compiled programs, so only the
+  first run of each shape compiles and every later one, on any machine sharing DIR, loads them.
 - Groups. `sweep.seeds` and `sweep.lrs` repeat every point per seed and peak lr. Runs of one shape
   and budget that differ only in those are planned as one group (the `group` column, at most
   `sweep.max_replicas` and as many as fit the device together), and the local executor trains a
@@ -55,12 +58,13 @@ import time
 
 import jax
 
-from experiments.base import ConfigError, apply_override, load_config
+from experiments.base import ConfigError, apply_override, get_config, load_config
 from model import memory
 import train
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
+DEFAULT_COMPILATION_CACHE = get_config().train.compilation_cache
 PLAN_COLUMNS = ("row", "run_id", "group", "budget", "n_target", "n_params", "n_params_total",
                 "tokens", "tokens_per_param", "batch_size", "steps", "seed", "lr", "flops",
                 "flops_6nd", "overrides")
@@ -93,12 +97,14 @@ def short(x: float) -> str:
   return f"{mantissa}e{int(exponent)}"
 
 
-def plan_sweep(config, overrides: list[str]) -> list[dict]:
-  """The plan rows of `config` (loaded with `overrides`), duplicates dropped; see the module doc."""
+def plan_sweep(config, overrides: list[str], sweep_dir: str | None = None) -> list[dict]:
+  """The plan rows of `config` (loaded with `overrides`), duplicates dropped; see the module doc.
+  With `sweep_dir`, the runs share the compilation cache DIR/compilation_cache."""
   sweep = sweep_section(config)
   group = [] if config.wandb.group else [f"--config.wandb.group={config.name}"]
   # sweep.* keys are the sweep's; every other override reaches each run.
-  run_overrides = [o for o in overrides if not o.startswith("--config.sweep.")] + group
+  run_overrides = ([o for o in overrides if not o.startswith("--config.sweep.")] + group
+                   + compilation_cache_override(config, sweep_dir))
   if sweep.kind == "isoflop":
     points = [(budget, n, None) for budget in sweep.budgets
               for n in isoflop_sizes(budget, sweep.sizes_per_budget, sweep.span,
@@ -125,6 +131,15 @@ def plan_sweep(config, overrides: list[str]) -> list[dict]:
         seen.add(row["run_id"])
         rows.append({"row": len(rows), **row})
   return group_rows(rows, sweep.max_replicas)
+
+
+def compilation_cache_override(config, sweep_dir: str | None) -> list[str]:
+  """The runs' persistent compilation cache, DIR/compilation_cache, unless the config names
+  another place (or "" for none): the first run of a shape compiles, every later one loads, on
+  any machine that shares the sweep directory (train.compilation_cache is not hashed)."""
+  if sweep_dir is None or config.train.compilation_cache != DEFAULT_COMPILATION_CACHE:
+    return []
+  return [f"--config.train.compilation_cache={os.path.join(sweep_dir, 'compilation_cache')}"]
 
 
 def group_rows(rows, max_replicas: int) -> list[dict]:
@@ -925,7 +940,7 @@ def main(argv=None) -> int:
     sweep_dir = os.path.abspath(args.workdir or os.path.join("sweeps", config.name))
     if args.row is not None:
       return run_row(sweep_dir, config_path, args.row)
-    rows = plan_sweep(config, overrides)
+    rows = plan_sweep(config, overrides, sweep_dir)
     workers = args.workers or config.sweep.workers
   except ConfigError as error:
     print(f"error: {error}", file=sys.stderr)

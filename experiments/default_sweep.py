@@ -1,7 +1,7 @@
 """The embedded default (`python sweep.py`): a small IsoFLOP sweep on the synthetic source.
 
 4 compute budgets x 5 model sizes (3K..230K non-embedding parameters, 0.1M..8M tokens), sized to
-finish in about 10 minutes on 2 CPU cores, analysis included. Choices, each measured on this source:
+finish in about 6 minutes on 2 CPU cores, analysis included. Choices, each measured on this source:
 - budgets 4e10..6e11 FLOPs (C = 6ND, N non-embedding), 2.4-2.5x apart: the best loss falls from
   ~3.2 to ~2.7 nats across them, far above the source's 0.92 floor (as the SPEC's table predicts).
   Each budget is picked so the sizing rule's coarse grid of small shapes (3.1K, 6.2K, 12K, 25-28K,
@@ -18,8 +18,9 @@ finish in about 10 minutes on 2 CPU cores, analysis included. Choices, each meas
   the default 64K would add 20-60% to the smallest runs);
 - 2 workers: a run keeps about one core busy (88% CPU measured), so two runs at once use both.
 
-Measured (2 workers on 2 CPU cores shared with other jobs, load average ~10): 14.7 min wall,
-13.6 CPU-minutes, so about 7 minutes on 2 idle cores. Every IsoFLOP curve has an interior minimum;
+Measured on 2 idle CPU cores (2 workers): 5.8 min wall and 10.4 CPU-minutes with an empty
+compilation cache, 5.2 min when the shapes are already compiled (14.7 min before the CPU speed-ups
+of issue 6, with other jobs loading the machine). Every IsoFLOP curve has an interior minimum;
 the best loss per budget is 3.22, 3.06, 2.92, 2.73 nats; approach 3 gives a = 0.24 (approach 2:
 0.33, approach 1: 0.26), 40 -> 160 tokens per parameter across the budgets, E = 2.14 nats against
 the source's exact floor of 0.917 (the floor is far below anything these budgets reach).

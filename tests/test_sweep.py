@@ -90,6 +90,18 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
   assert "--config.sweep." not in row["overrides"]
 
 
+def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path):
+  config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
+  (row,) = sweep.plan_sweep(config, overrides, str(tmp_path))
+  assert f"--config.train.compilation_cache={tmp_path / 'compilation_cache'}" in row["overrides"]
+  elsewhere, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)",
+                                      "--config.train.compilation_cache=/cache")
+  (row_elsewhere,) = sweep.plan_sweep(elsewhere, overrides, str(tmp_path))
+  assert "compilation_cache=/cache" in row_elsewhere["overrides"]
+  assert str(tmp_path) not in row_elsewhere["overrides"]
+  assert row_elsewhere["run_id"] == row["run_id"]  # where programs are cached is not the run's
+
+
 def test_grid_plan_is_the_product_and_duplicate_shapes_are_dropped():
   config, overrides = micro_config("--config.sweep.n_params=(3e3, 2e4)",
                                    "--config.sweep.tokens=(1280, 2560, 5120)")
@@ -287,6 +299,7 @@ def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, 
   out = capsys.readouterr().out
   assert "4 to train in 1 processes" in out and "start 4 replicas" in out, out
   (group_dir,) = (tmp_path / "groups").iterdir()
+  assert any((tmp_path / "compilation_cache").iterdir())  # the sweep's own compilation cache
   assert json.load(open(group_dir / "group.json"))["status"] == "completed"
   for row in rows:
     result = json.load(open(os.path.join(sweep.run_dir_of(str(tmp_path), row), "result.json")))
