@@ -55,7 +55,13 @@ def test_sigkill_at_a_random_step_then_rerun_matches_the_uninterrupted_run(refer
   workdir = tmp_path / "killed"
   process = subprocess.Popen(command(workdir), cwd=ROOT, stderr=subprocess.DEVNULL)
   wait_for_checkpoint(workdir, 20, process)
-  time.sleep(random.uniform(0.0, 1.0))  # somewhere after the first checkpoint
+  # Killed at a random logged step after the first checkpoint, well before the last of 60 (a
+  # random delay instead would often outlast a run this short).
+  kill_at = random.choice(range(25, 51, 5))
+  deadline = time.time() + 120
+  while not any(row["step"] >= kill_at for row in train.read_jsonl(workdir / "metrics.jsonl")):
+    assert time.time() < deadline and process.poll() is None, f"step {kill_at} never came"
+    time.sleep(0.005)
   process.send_signal(signal.SIGKILL)
   process.wait()
   assert not (workdir / "result.json").exists()

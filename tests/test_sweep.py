@@ -23,7 +23,7 @@ DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
          "--config.sweep.n_params=(3e3,)"]
-SHORT, LONG = 64 * 20, 64 * 1500  # run 0: 20 steps; run 1: 1500 steps (~3 s), to be killed in
+SHORT, LONG = 64 * 20, 64 * 4000  # run 0: 20 steps; run 1: 4000 steps (~5 s), to be killed in
 
 
 def micro_config(*overrides):
@@ -261,7 +261,7 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   assert "1 of 2 runs already finished; 1 to train" in out, out
   assert os.path.getmtime(os.path.join(first, "result.json")) == first_result
   steps = [row["step"] for row in map(json.loads, open(os.path.join(second, "metrics.jsonl")))]
-  assert steps == list(range(10, 1501, 10))  # every logged step once: nothing lost, nothing doubled
+  assert steps == list(range(10, LONG // 64 + 1, 10))  # every logged step once: nothing lost, nothing doubled
   results = {row["run_id"]: row for row in read_csv(tmp_path / "results.csv")}
   assert sorted(results) == sorted(os.path.basename(d) for d in (first, second))
   assert {row["status"] for row in results.values()} == {"completed"}
