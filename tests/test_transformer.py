@@ -129,12 +129,15 @@ def test_invalid_config_raises(kw, message):
     ModelConfig(**{**SMALL, **kw})
 
 
-@pytest.mark.parametrize("causal, with_mask", [(True, False), (False, False), (False, True)])
-def test_the_cpu_attention_equals_the_library_kernel(causal, with_mask):
-  """On CPUs `attend` writes attention out with the heads leading; values and gradients are
-  jax.nn.dot_product_attention's."""
-  q, k, v = (jax.random.normal(key, (2, 8, 4, 16)) for key in jax.random.split(jax.random.key(0), 3))
-  mask = (jnp.arange(8)[None, :] <= jnp.arange(8)[:, None] + 2)[None, None] if with_mask else None
+@pytest.mark.parametrize("length, causal, with_mask", [
+    (8, True, False), (8, False, False), (8, False, True), (3 * transformer.CAUSAL_BLOCK, True, False)])
+def test_the_cpu_attention_equals_the_library_kernel(length, causal, with_mask):
+  """On CPUs `attend` writes attention out with the heads leading (causal attention over long
+  sequences in blocks of queries); values and gradients are jax.nn.dot_product_attention's."""
+  q, k, v = (jax.random.normal(key, (2, length, 4, 16))
+             for key in jax.random.split(jax.random.key(0), 3))
+  mask = ((jnp.arange(length)[None, :] <= jnp.arange(length)[:, None] + 2)[None, None]
+          if with_mask else None)
   ours = lambda q, k, v: transformer.attend(q, k, v, causal=causal, mask=mask)
   library = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
   np.testing.assert_allclose(ours(q, k, v), library(q, k, v), atol=1e-5)
