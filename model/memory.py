@@ -27,7 +27,9 @@ whose fsdp axis shards arrays as train.fsdp_axis does:
                    + a * 3 b t d_ff   up projection, tanh and GELU output (SwiGLU 5: gate, up,
                                       sigmoid, SiLU, their product)
                    + (8 + a) b h t^2  XLA attention: masked logits and their exponent in float32,
-                                      the probabilities in the compute dtype;
+                                      the probabilities in the compute dtype; x (n + 1) / 2n
+                                      for causal attention on CPUs, which runs in n blocks of
+                                      queries against the keys up to each block's end;
                      or 4 b h t       with cuDNN flash attention (16-bit on a GPU, where
                                       model.transformer.attend picks it): the logsumexp only
     outside        a * 2 b t d        embedding output, final norm output
@@ -70,7 +72,7 @@ from flax import nnx
 
 import train
 from experiments.base import ConfigError, load_config
-from model import objectives, quantize
+from model import objectives, quantize, transformer
 from model.transformer import ModelConfig
 
 GIB = 2 ** 30
@@ -110,13 +112,14 @@ def stored_bytes(path: str, shape: tuple[int, ...], precision: str) -> int:
 
 
 def activation_bytes(cfg: ModelConfig, micro_batch: int, act_bytes: int,
-                     flash_attention: bool) -> tuple[float, float]:
+                     flash_attention: bool, causal_blocks: int = 1) -> tuple[float, float]:
   """(per layer, outside the layers) bytes the backward pass keeps; see the module docstring."""
   b, t, d, h, v = micro_batch, cfg.max_len, cfg.d_model, cfg.n_heads, cfg.vocab_size
   if flash_attention:
     attention = 4 * b * h * t
   else:
-    attention = (4 * SOFTMAX_FLOAT32_TENSORS + act_bytes) * b * h * t * t
+    kept = (causal_blocks + 1) / (2 * causal_blocks) if causal_blocks > 1 else 1.0
+    attention = (4 * SOFTMAX_FLOAT32_TENSORS + act_bytes) * b * h * t * t * kept
   per_layer = act_bytes * (RESIDUAL_STREAM_TENSORS * b * t * d
                            + MLP_TENSORS[cfg.mlp] * b * t * cfg.d_ff) + attention
   outside = act_bytes * OUTSIDE_LAYER_TENSORS * b * t * d + 4 * LOGITS_FLOAT32_TENSORS * b * t * v
@@ -124,7 +127,8 @@ def activation_bytes(cfg: ModelConfig, micro_batch: int, act_bytes: int,
 
 
 def estimate(cfg: ModelConfig, batch_per_device: int, *, precision: str = "fp32",
-             grad_accum: int = 1, fsdp: int = 1, flash_attention: bool = False) -> dict:
+             grad_accum: int = 1, fsdp: int = 1, flash_attention: bool = False,
+             causal_blocks: int = 1) -> dict:
   """Training memory per device in bytes, by component (see the module docstring).
 
   cfg.max_len is the sequence length; batch_per_device the sequences one device takes per step
@@ -151,7 +155,8 @@ def estimate(cfg: ModelConfig, batch_per_device: int, *, precision: str = "fp32"
     weight_copies = 4 * (layer + max(embeddings))
   else:
     weight_copies = 0
-  per_layer, outside = activation_bytes(cfg, batch_per_device // grad_accum, act, flash_attention)
+  per_layer, outside = activation_bytes(cfg, batch_per_device // grad_accum, act, flash_attention,
+                                        causal_blocks)
   activations = cfg.n_layer * per_layer + outside
   block_inputs = cfg.n_layer * act * (batch_per_device // grad_accum) * cfg.max_len * cfg.d_model
   activations_remat = block_inputs + per_layer + outside
@@ -208,9 +213,12 @@ def plan(config, n_devices: int | None = None, vocab_size: int | None = None,
   batch_per_device = run_plan.batch_size // (data_axis * fsdp)
   flash = {precision: uses_flash_attention(model_cfg, precision, backend)
            for precision in PRECISIONS}
+  # model.transformer.attend splits causal attention into blocks of queries on CPUs only.
+  blocks = (transformer.causal_blocks(model_cfg.max_len)
+            if backend == "cpu" and model_cfg.family != "encoder" else 1)
   estimates = {precision: estimate(model_cfg, batch_per_device, precision=precision,
                                    grad_accum=config.train.grad_accum, fsdp=fsdp,
-                                   flash_attention=flash[precision])
+                                   flash_attention=flash[precision], causal_blocks=blocks)
                for precision in PRECISIONS}
   return {"name": config.name, "config": config, "model_cfg": model_cfg, "plan": run_plan,
           "mesh": {"data": data_axis, "fsdp": fsdp}, "batch_per_device": batch_per_device,

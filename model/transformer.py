@@ -155,6 +155,11 @@ def attend(q, k, v, *, causal, mask=None):
 CAUSAL_BLOCK = 64  # query positions per block of causal attention on CPUs
 
 
+def causal_blocks(length: int) -> int:
+  """Blocks of CAUSAL_BLOCK queries causal attention over `length` positions runs in on CPUs."""
+  return length // CAUSAL_BLOCK if length > CAUSAL_BLOCK and length % CAUSAL_BLOCK == 0 else 1
+
+
 def _attend_heads_leading(q, k, v, causal, mask):
   """Attention with the heads moved next to the batch ([B, H, T, D]) before both products.
 
@@ -167,7 +172,7 @@ def _attend_heads_leading(q, k, v, causal, mask):
   """
   q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
   length = q.shape[2]
-  if causal and length > CAUSAL_BLOCK and length % CAUSAL_BLOCK == 0:
+  if causal and causal_blocks(length) > 1:
     blocks = []
     for start in range(0, length, CAUSAL_BLOCK):
       end = start + CAUSAL_BLOCK

@@ -71,6 +71,21 @@ def test_a_group_equals_its_single_runs(runs):
   assert abs(finals[0] - finals[1]) > 1e-3
 
 
+def test_all_replicas_vmapped_together_equal_the_single_runs(runs, tmp_path):
+  """train.replica_batch=2 puts both replicas in one vmap (the accelerator default; CPUs map them
+  one at a time): same results to the tolerance."""
+  assert run(tmp_path / "vmapped", *GROUP, "--config.train.replica_batch=2") == 0
+  for i in range(2):
+    mine = read(str(tmp_path / "vmapped" / f"replica_{i}" / "metrics.jsonl"))
+    theirs = read(str(runs / f"single_{i}" / "metrics.jsonl"))
+    assert [r["step"] for r in mine] == [r["step"] for r in theirs]
+    for a, b in zip(mine, theirs):
+      for key in ("train_loss", "eval_loss"):
+        assert (a.get(key) is None) == (b.get(key) is None)
+        if a.get(key) is not None:
+          assert a[key] == pytest.approx(b[key], abs=TOLERANCE)
+
+
 def test_a_replica_directory_is_a_finished_single_run(runs):
   """Rerunning replica 1's single command on its directory finds it complete."""
   replica = runs / "group" / "replica_1"
