@@ -45,6 +45,7 @@ if __name__ == "__main__":
 
 import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -276,27 +277,6 @@ def make_optimizer(train, lr):
       optax.adamw(lr, b1=train.b1, b2=train.b2, weight_decay=train.weight_decay, mask=decay_mask))
 
 
-def schedule_warmup_steps(total_steps: int, warmup_steps: int) -> int:
-  """The warmup hparams.schedule really uses: at least one step, and at least one step of decay."""
-  return min(max(warmup_steps, 1), total_steps - 1) if total_steps > 1 else 0
-
-
-def learning_rate(step, peak_lr, warmup_steps, total_steps, min_lr_ratio: float):
-  """hparams.schedule (optax's warmup_cosine_decay_schedule) with its numbers as arrays.
-
-  The peak, warmup and length are inputs of the compiled step rather than constants in it, so
-  every run of one shape shares one compiled program whatever its lr and budget (tests check that
-  it equals hparams.schedule). `warmup_steps` is already `schedule_warmup_steps(...)`.
-  """
-  step = jnp.asarray(step, jnp.float32)
-  warmup = jnp.asarray(warmup_steps, jnp.float32)
-  decay_steps = jnp.asarray(total_steps, jnp.float32) - warmup
-  warming = -peak_lr * (1 - jnp.clip(step, 0, warmup) / jnp.maximum(warmup, 1)) + peak_lr
-  cosine = 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(step - warmup, decay_steps) / decay_steps))
-  decayed = peak_lr * ((1 - min_lr_ratio) * cosine + min_lr_ratio)
-  return jnp.where(step < warmup, warming, decayed)
-
-
 ROWS_PER_CHUNK = 256  # train sequences made per call to a source (see Trainer.train_batches)
 
 
@@ -318,8 +298,8 @@ class Trainer:
     self.replicas = plan.replicas
     grouped = self.replicas > 1
     # Replicas vmapped together; groups of them run one after another inside the step. On a CPU
-    # one at a time is fastest (a group of 4-8 small models: 1.3-1.4x the throughput of separate
-    # steps, where vmapping all of them gives 0.8-1.0x); accelerators want them all batched.
+    # one at a time is fastest (4-8 models of 3K parameters: 1.34-1.42x the tokens/s of separate
+    # steps, all vmapped 1.26-1.34x; benchmarks/throughput.py); accelerators want them batched.
     vmapped = self.train.replica_batch or (1 if mesh.devices.flat[0].platform == "cpu"
                                            else self.replicas)
 
@@ -332,8 +312,7 @@ class Trainer:
                                        batch_size=vmapped if vmapped > 1 else None)
     run = {"seed": np.asarray(plan.replica_seeds or (config.seed,), np.int32),
            "peak_lr": np.asarray(plan.replica_lrs or (plan.lr,), np.float32),
-           "warmup_steps": np.full(self.replicas, schedule_warmup_steps(plan.steps,
-                                                                        plan.warmup_steps), np.int32),
+           "warmup_steps": np.full(self.replicas, plan.warmup_steps, np.int32),
            "total_steps": np.full(self.replicas, plan.steps, np.int32)}
     self.run = run if grouped else {key: value[0] for key, value in run.items()}
 
@@ -385,7 +364,7 @@ class Trainer:
     return objectives.loss(nnx.merge(self.graphdef, params, self.rest), batch, key)
 
   def _train_step(self, state, batch):
-    """One model's step; a group runs it under jax.vmap."""
+    """One model's step; a group maps it over its replicas (see `per_replica`)."""
     params, run, step = state["params"], state["run"], state["step"]
     grad_fn = jax.value_and_grad(self._loss)
     step_key = jax.random.fold_in(jax.random.key(run["seed"] + 1), step)
@@ -403,8 +382,8 @@ class Trainer:
       zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
       (loss, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(grad_accum), micro_batches))
       loss, grads = jax.tree.map(lambda x: x / grad_accum, (loss, grads))
-    lr = learning_rate(step, run["peak_lr"], run["warmup_steps"], run["total_steps"],
-                       self.train.min_lr_ratio)
+    lr = hparams.scheduled_lr(step, run["peak_lr"], run["warmup_steps"], run["total_steps"],
+                              self.train.min_lr_ratio)
     updates, opt_state = make_optimizer(self.train, lr).update(grads, state["opt_state"], params)
     metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
     new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
@@ -455,7 +434,6 @@ class Trainer:
 # XLA:CPU sends matmuls to YNNPACK by default; its kernels ran this model's train step 10-15%
 # slower than XLA's own (Eigen) dots on a 2-core x86 machine (benchmarks/throughput.py).
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-_COMPILER_OPTIONS = {}
 
 
 def compiler_options(platform: str) -> dict | None:
@@ -463,16 +441,16 @@ def compiler_options(platform: str) -> dict | None:
 
   The CPU option is experimental: where this XLA does not know it, the defaults are used.
   """
-  if platform != "cpu":
-    return None
-  if "cpu" not in _COMPILER_OPTIONS:
-    try:
-      jax.jit(lambda x: x @ x, compiler_options=CPU_COMPILER_OPTIONS).lower(
-          jnp.ones((2, 2))).compile()
-      _COMPILER_OPTIONS["cpu"] = CPU_COMPILER_OPTIONS
-    except Exception:  # pylint: disable=broad-except  (an XLA without the option: its defaults)
-      _COMPILER_OPTIONS["cpu"] = None
-  return _COMPILER_OPTIONS["cpu"]
+  return CPU_COMPILER_OPTIONS if platform == "cpu" and _xla_accepts_cpu_options() else None
+
+
+@functools.cache
+def _xla_accepts_cpu_options() -> bool:
+  try:
+    jax.jit(lambda x: x @ x, compiler_options=CPU_COMPILER_OPTIONS).lower(jnp.ones((2, 2))).compile()
+    return True
+  except Exception:  # pylint: disable=broad-except  (an XLA without the option)
+    return False
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -700,7 +678,7 @@ def run_training(config, source, model_cfg, plan, workdir: str, replica_dirs=())
   for i, member in enumerate(members):
     member.loss_sum = meta.get("loss_sum", [0.0] * len(members))[i]
     member.loss_count = meta.get("loss_count", [0] * len(members))[i]
-    member.diverged = grouped and _finished_status(member) == "diverged"
+    member.diverged = grouped and recorded_status(member.workdir) == "diverged"
     if not member.diverged:
       member.wandb_run = start_wandb(member.config, plan, member.workdir, config_hash(member.config))
       member.log = MetricsLog(member.workdir if primary else None, first_step, member.wandb_run)
@@ -810,8 +788,9 @@ def run_training(config, source, model_cfg, plan, workdir: str, replica_dirs=())
     return EXIT_PREEMPTED
   if training():
     save(plan.steps, wait=True)
-  for i, member in enumerate(training()):
-    finish_member(member, "completed", trainer.replica_state(state, i) if grouped else None)
+  for i, member in enumerate(members):
+    if not member.diverged:
+      finish_member(member, "completed", trainer.replica_state(state, i) if grouped else None)
   if primary and grouped:
     write_group(workdir, run_hash, members, "completed" if training() else "diverged")
   _close(manager, None, None)
@@ -820,15 +799,6 @@ def run_training(config, source, model_cfg, plan, workdir: str, replica_dirs=())
 
 def _host_step(state) -> int:
   return int(np.max(jax.device_get(state["step"])))
-
-
-def _finished_status(member):
-  """The status in a member's result.json (a replica written off before a restart), or None."""
-  path = os.path.join(member.workdir, "result.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f).get("status")
 
 
 def write_group(workdir: str, run_hash: str, members, status: str) -> None:
@@ -912,7 +882,12 @@ def check_workdir(workdir: str, run_hash: str, force: bool):
   if existing_hash != run_hash:
     raise ConfigError(f"{workdir} holds a run of a different config (hash {existing_hash}, this one "
                       f"{run_hash}); use another --workdir, or --force to overwrite it")
-  for name in ("result.json", "group.json"):  # a run's, or a group's of replicas
+  return recorded_status(workdir)
+
+
+def recorded_status(workdir: str):
+  """The status a run (result.json) or a group of replicas (group.json) in workdir recorded."""
+  for name in ("result.json", "group.json"):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       with open(path) as f:

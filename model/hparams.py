@@ -16,7 +16,7 @@ or warmup at 0 they follow these rules of the non-embedding parameter count N an
 """
 import math
 
-import optax
+import jax.numpy as jnp
 
 MIN_STEPS = 100
 
@@ -38,9 +38,19 @@ def warmup_tokens(n_params: float, tokens: float) -> int:
   return int(min(n_params, 0.1 * tokens))
 
 
-def schedule(peak_lr: float, total_steps: int, warmup_steps: int, min_lr_ratio: float):
-  """Learning rate by step: 0 -> peak over `warmup_steps`, cosine to min_lr_ratio*peak at total_steps."""
-  warmup_steps = min(max(warmup_steps, 1), total_steps - 1) if total_steps > 1 else 0
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup_steps,
-      decay_steps=max(total_steps, 1), end_value=min_lr_ratio * peak_lr)
+def scheduled_lr(step, peak_lr, warmup_steps, total_steps, min_lr_ratio: float):
+  """Learning rate at `step`: 0 -> peak over the warmup, cosine to min_lr_ratio * peak at total_steps.
+
+  Every number may be an array: the train step takes a run's peak, warmup and length as inputs, so
+  runs that differ in them share one compiled program. The warmup is at least one step and leaves
+  at least one step of decay (optax.warmup_cosine_decay_schedule's curve otherwise).
+  """
+  step = jnp.asarray(step, jnp.float32)
+  total = jnp.asarray(total_steps, jnp.float32)
+  warmup = jnp.where(total > 1, jnp.clip(jnp.asarray(warmup_steps, jnp.float32), 1, total - 1), 0)
+  decay_steps = total - warmup
+  # Written as optax's linear schedule is, so the two agree to float32 rounding.
+  warming = -peak_lr * (1 - jnp.clip(step, 0, warmup) / jnp.maximum(warmup, 1)) + peak_lr
+  cosine = 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(step - warmup, decay_steps) / decay_steps))
+  decayed = peak_lr * ((1 - min_lr_ratio) * cosine + min_lr_ratio)
+  return jnp.where(step < warmup, warming, decayed)
