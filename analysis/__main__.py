@@ -13,7 +13,7 @@ from analysis import runs as runs_lib
 WANDB_MODES = ("offline", "online", "disabled")
 EXAMPLES = """examples:
   python -m analysis --results sweeps/default/results.csv --out sweeps/default/analysis
-  python -m analysis --results ../shared/data/chinchilla/svg_extracted_data.csv --out /tmp/chin \\
+  python -m analysis --results svg_extracted_data.csv --out /tmp/chin \\
       --drop-top-loss 5 --bootstrap 1000
 """
 

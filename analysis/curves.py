@@ -12,7 +12,6 @@ give N_opt ∝ C^a, D_opt ∝ C^b. Choices here:
 A run's curve is taken as is: its early points are mid-schedule, one reason Approach 1 is known
 to lean towards smaller models than a run per budget would give.
 """
-import json
 import os
 import warnings
 
@@ -20,30 +19,19 @@ import numpy as np
 
 from analysis import laws
 from analysis.runs import AnalysisWarning
+from core import rundir
 
 SMOOTH = 5
 ENVELOPE_POINTS = 200
 
 
-def read_metrics(path: str) -> list[dict]:
-  """The rows of a metrics.jsonl; a truncated or garbled line is skipped with a warning."""
-  rows = []
-  with open(path, errors="replace") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        warnings.warn(f"{path}:{number}: skipped a line that is not JSON (truncated?)",
-                      AnalysisWarning)
-        continue
-      if isinstance(row, dict):
-        rows.append(row)
-      else:
-        warnings.warn(f"{path}:{number}: skipped a line that is not a JSON object",
-                      AnalysisWarning)
-  return rows
+def _warn(message: str) -> None:
+  warnings.warn(message, AnalysisWarning)
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+  """A run directory's metrics rows; lines that do not parse become AnalysisWarnings."""
+  return rundir.read_metrics(run_dir, _warn)
 
 
 def curve_of(rows: list[dict]):
@@ -69,9 +57,10 @@ def load_curves(run_ids, curves_dir: str) -> dict:
   """run_id -> (flops, tokens, loss) for the runs with a readable CURVES_DIR/run_id/metrics.jsonl."""
   curves = {}
   for run_id in run_ids:
-    path = os.path.join(curves_dir, str(run_id), "metrics.jsonl")
+    run_dir = os.path.join(curves_dir, str(run_id))
+    path = rundir.path(run_dir, rundir.METRICS)
     if os.path.isfile(path):
-      curve = curve_of(read_metrics(path))
+      curve = curve_of(read_metrics(run_dir))
       if curve is None:
         warnings.warn(f"{path}: fewer than 2 rows with flops, tokens and train_loss; not used",
                       AnalysisWarning)

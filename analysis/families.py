@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 from analysis import laws
 from analysis import pipeline
 from analysis import runs as runs_lib
-from model.objectives import OBJECTIVES
+from core import files
+from model.families import OBJECTIVES
 
 LAW_KEYS = ("E", "A", "B", "alpha", "beta", "a", "b")
 
@@ -225,10 +226,9 @@ def main(argv=None) -> int:
   os.makedirs(args.out, exist_ok=True)
   plot(os.path.join(args.out, "families.png"), summaries)
   text = tables(comparison)
-  with open(os.path.join(args.out, "families.md"), "w") as f:
-    f.write("# Scaling laws by model family\n\n" + text + "\n\n![frontiers](families.png)\n")
-  with open(os.path.join(args.out, "families.json"), "w") as f:
-    json.dump(comparison, f, indent=1)
+  files.write_atomic(os.path.join(args.out, "families.md"),
+                     "# Scaling laws by model family\n\n" + text + "\n\n![frontiers](families.png)\n")
+  files.write_atomic(os.path.join(args.out, "families.json"), json.dumps(comparison, indent=1))
   print(text)
   print(f"report: {os.path.join(args.out, 'families.md')}")
   if args.json:

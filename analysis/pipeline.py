@@ -1,7 +1,7 @@
 """The whole analysis of one table of runs: every fit, the bootstrap, the frontier, plots, reports.
 
 `run_analysis` is what `python -m analysis` and sweep.py call; it returns the fit.json contents
-(see ../shared/SPEC.md for the contract fields). Warnings raised by the fitters (a skipped budget,
+(docs/design.md lists the contract fields). Warnings raised by the fitters (a skipped budget,
 an unreadable curve line) are collected into fit.json and the report as well as shown.
 """
 import json
@@ -22,6 +22,7 @@ from analysis import report
 from analysis import runs as runs_lib
 from analysis import wandb_report
 from analysis.runs import AnalysisWarning
+from core import files
 
 
 def _curves_dir(results: str, curves: str | None) -> str | None:
@@ -222,7 +223,6 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
   fit["plots"] = plots.make_all(arrays, fit, out)
   fit = _jsonable(fit)
   fit["wandb"] = wandb_report.publish(fit, out, mode=wandb_mode, project=wandb_project)
-  with open(os.path.join(out, "fit.json"), "w") as f:
-    json.dump(fit, f, indent=1)
+  files.write_atomic(os.path.join(out, "fit.json"), json.dumps(fit, indent=1))
   report.write(fit, out)
   return fit

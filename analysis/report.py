@@ -9,9 +9,10 @@ import html
 import os
 
 from analysis import plots
+from core import files
 
 # Hoffmann et al. 2022 (Chinchilla; Approach 3 from their section 3.3, a and b from Table 2),
-# Besiroglu et al. 2024 (Epoch's replication; the grid fit of ../shared/data/chinchilla/README.md),
+# Besiroglu et al. 2024 (Epoch's replication of Chinchilla's Figure 4 runs: their grid fit),
 # Kaplan et al. 2020 (equations 1.1, 1.2, 1.3 and 1.7 / Figure 14 for N_opt ∝ C^0.73).
 PUBLISHED = {
     "chinchilla": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28,
@@ -241,7 +242,5 @@ def to_html(blocks_, out: str) -> str:
 def write(fit: dict, out: str):
   """Writes out/report.md and out/report.html."""
   report = blocks(fit)
-  with open(os.path.join(out, "report.md"), "w") as f:
-    f.write(to_markdown(report))
-  with open(os.path.join(out, "report.html"), "w") as f:
-    f.write(to_html(report, out))
+  files.write_atomic(os.path.join(out, "report.md"), to_markdown(report))
+  files.write_atomic(os.path.join(out, "report.html"), to_html(report, out))

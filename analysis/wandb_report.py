@@ -19,6 +19,8 @@ import os
 import shlex
 import sys
 
+from core import files
+
 BUDGET_WINDOW = 0.1
 N_KEY = "scaling.N"
 C_KEY = "scaling.C_6ND"
@@ -170,8 +172,7 @@ def publish(fit: dict, out: str, mode: str = "offline", project: str = "scaling"
     info["run"] = log_run(fit, out, mode, project, entity)
   spec = report_spec(fit, project, entity)
   path = os.path.join(out, "wandb_report.json")
-  with open(path, "w") as f:
-    json.dump(spec, f, indent=1)
+  files.write_atomic(path, json.dumps(spec, indent=1))
   info["report_spec"] = path
   info["publish_command"] = f"python -m analysis.wandb_report {shlex.quote(path)}"
   if mode == "online":

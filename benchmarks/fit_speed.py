@@ -1,8 +1,9 @@
 """Speed of the Approach 3 fitter on the Chinchilla runs: the full grid, and bootstrap refits.
 
-  python benchmarks/fit_speed.py [--repeats 3] [--bootstrap 1000] [--json]
+  python benchmarks/fit_speed.py --data svg_extracted_data.csv [--repeats 3] [--bootstrap 1000] [--json]
 
-Fits the 240 runs of ../shared/data/chinchilla/svg_extracted_data.csv (5 highest losses dropped)
+Fits the 240 runs of Epoch AI's extraction of Chinchilla's Figure 4 (Besiroglu et al. 2024,
+svg_extracted_data.csv from github.com/epoch-research/analyzing-chinchilla; 5 highest losses dropped)
 from the 4,500-point Chinchilla grid, then refits 1,000 bootstrap resamples, each from the
 full-data optimum and the grid's best distinct minima (analysis/bootstrap.py). Reports the first
 call (which includes XLA compilation) and the median wall and CPU seconds of the repeats, beside
@@ -25,7 +26,6 @@ from analysis import approach3
 from analysis import bootstrap
 from analysis import runs as runs_lib
 
-DATA = os.path.join(ROOT, "..", "shared", "data", "chinchilla", "svg_extracted_data.csv")
 TARGETS = {"grid": 10.0, "bootstrap": 60.0}
 
 
@@ -45,14 +45,13 @@ def measure(fn, repeats: int) -> dict:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data", default=DATA)
+  parser.add_argument("--data", required=True, help="svg_extracted_data.csv (Epoch AI)")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--bootstrap", type=int, default=1000)
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args(argv)
   if not os.path.exists(args.data):
-    print(f"error: {args.data} does not exist (see ../shared/data/chinchilla/README.md)",
-          file=sys.stderr)
+    print(f"error: {args.data} does not exist", file=sys.stderr)
     return 2
   runs = runs_lib.load(args.data, drop_top_loss=5)
   grid = measure(lambda: approach3.fit(runs.n, runs.d, runs.loss), args.repeats)

@@ -4,11 +4,11 @@
   python benchmarks/throughput.py --layers 4 --heads 4 --d-model 128 --context 256 --batch 16 --vocab 256 \
       [--replicas 1,4,8] [--compile-cache] [--torch PYTHON] [--json]
 
-Times the real train step of train.py (same jit, shardings, donation, optimizer) on random tokens:
+Times the real train step of training/steps.py (same jit, shardings, donation, optimizer) on random tokens:
 the first step (tracing and compilation), then the median step time over repeats. MFU = counted
 training FLOPs per token (Chinchilla Appendix F, model/sizing.py) x tokens/s / the device's peak:
 the datasheet dense bf16 figure on GPUs, and on CPUs the best float32 1024x1024 matmul measured
-between the repeats (train.measure_matmul_peak, the figure train.py's rows use), so that on a
+between the repeats (training/mfu.py, the figure train.py's rows use), so that on a
 shared machine the peak is taken under the same load as the steps.
 
 - `--replicas 1,4,8`: a group of K models in one jitted step (train.replicas) against K sequential
@@ -19,7 +19,7 @@ shared machine the peak is taken under the same load as the steps.
   PyTorch) with that interpreter between the JAX repeats, so both see the same machine load.
 Every figure is a median over repeats; the machine's load average is recorded with them. Like
 `python train.py`, the benchmark runs with malloc on transparent huge pages
-(train.reexec_with_huge_pages; GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without them).
+(training/process.py; GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without them).
 """
 import argparse
 import collections
@@ -38,12 +38,16 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 from jax import monitoring
 
-import train
+from core.config import ConfigError
 from experiments import base
 from model import sizing
+from training import mfu, process
+from training.plan import Plan
+from training.sharding import make_mesh
+from training.steps import Trainer
 
 if __name__ == "__main__":
-  train.reexec_with_huge_pages()  # as `python train.py` runs
+  process.reexec_with_huge_pages()  # as `python train.py` runs
 
 # (layers, heads, d_model, context, batch, vocab) the issue asks for.
 CPU_SHAPES = ((4, 4, 128, 256, 16, 256), (6, 6, 384, 256, 8, 256))
@@ -60,7 +64,7 @@ def compile_events() -> dict:
 
 
 class Shape:
-  """One model shape's trainer (train.Trainer, with `replicas` models), state and batch."""
+  """One model shape's trainer (training.steps.Trainer, with `replicas` models), state and batch."""
 
   def __init__(self, args, shape, replicas: int):
     layers, heads, d_model, context, batch, vocab = shape
@@ -71,14 +75,14 @@ class Shape:
                         replica_batch=args.replica_batch)
     self.model_cfg = sizing.model_config_from(config.model, vocab_size=vocab, seq_len=context)
     n_params, n_params_total = sizing.count_params(self.model_cfg)
-    self.plan = train.Plan(
+    self.plan = Plan(
         n_params=n_params, n_params_total=n_params_total,
         flops_per_token=sizing.flops_per_token(self.model_cfg, context), batch_size=batch,
         seq_len=context, steps=10**6, tokens=10**6 * batch * context, lr=1e-4, warmup_steps=10,
         eval_sequences=batch, eval_every=10**6, checkpoint_every=10**6,
         replica_seeds=tuple(range(replicas)) if replicas > 1 else (),
         replica_lrs=(1e-4,) * replicas if replicas > 1 else ())
-    self.trainer = train.Trainer(config, self.model_cfg, self.plan, train.make_mesh(config))
+    self.trainer = Trainer(config, self.model_cfg, self.plan, make_mesh(config))
     leading = (replicas,) if replicas > 1 else ()
     tokens = np.random.default_rng(0).integers(0, vocab, leading + (batch, context + 1), np.int32)
     self.batch = jax.device_put(tokens, self.trainer.batch_sharding)
@@ -115,10 +119,10 @@ def benchmark(args, shape) -> dict:
     for k, timed in shapes.items():
       times[k].append(timed.seconds_per_step(args.steps))
     if jax.devices()[0].platform == "cpu":
-      peaks.append(train.measure_matmul_peak())
+      peaks.append(mfu.measure_matmul_peak())
     if args.torch:
       torch_times.append(torch_step_seconds(args.torch, shape, args.steps))
-  peak = max(peaks) if peaks else train.peak_flops_per_second()
+  peak = max(peaks) if peaks else mfu.peak_flops_per_second()
   single = shapes[min(shapes)]
   result = {
       "device": jax.devices()[0].device_kind, "n_devices": jax.device_count(),
@@ -219,7 +223,7 @@ def main():
     args.replicas = sorted({int(k) for k in args.replicas.split(",")} | {1})
   except ValueError:
     parser.error(f"--replicas must be comma-separated integers, got {args.replicas!r}")
-  train.enable_compilation_cache(args.cache_dir)
+  process.enable_compilation_cache(args.cache_dir)
   events = compile_events()
   shapes = [tuple(given)] if None not in given else (
       CPU_SHAPES if jax.devices()[0].platform == "cpu" else GPU_SHAPES)
@@ -228,7 +232,7 @@ def main():
     try:
       events.clear()
       result = benchmark(args, shape)
-    except base.ConfigError as error:
+    except ConfigError as error:
       print(f"error: {error}", file=sys.stderr)
       sys.exit(2)
     result["compile"] = {

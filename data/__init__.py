@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from experiments.base import ConfigError
+from core.config import ConfigError
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment, 2^64 / golden ratio

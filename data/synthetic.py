@@ -4,7 +4,7 @@ Each sequence draws one "topic" k with Zipf probability w_k ∝ k^-zipf_exponent
 uniformly at random, then seq_len tokens from topic k's order-1 Markov chain, in which every row has
 `branching` non-zero next tokens with Dirichlet(dirichlet) weights. A model has to learn the chains
 and infer the topic from the prefix; frequent topics are learned first and the Zipf tail only by
-bigger models that see more data, so loss keeps falling with both N and D (SPEC measured this).
+bigger models that see more data, so loss keeps falling with both N and D (docs/design.md).
 The first token is uniform rather than drawn from a per-topic start distribution, so it says nothing
 about the topic: the topic shows only through transitions.
 
@@ -23,7 +23,7 @@ import functools
 import numpy as np
 
 from data import random_bits, sequence_stream, tokenizers
-from experiments.base import ConfigError
+from core.config import ConfigError
 
 _ONE = 1 << 32  # probabilities are multiples of 2^-32, so sampling with 32 random bits is exact
 

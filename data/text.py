@@ -33,8 +33,9 @@ import tempfile
 
 import numpy as np
 
+from core import files
+from core.config import ConfigError
 from data import random_bits, sequence_stream, tokenizers
-from experiments.base import ConfigError
 
 _FORMAT = 1  # bump when the cache layout or the document rules change
 _DOCUMENT_STREAM = (2,)  # random_bits stream that picks the eval documents: fixed, not config.seed
@@ -124,7 +125,8 @@ def _tokenizer(config, workdir, corpus, documents):
   path = os.path.join(cache_root(config), "tokenizers", key + ".model")
   if not os.path.isfile(path):
     model = tokenizers.train_sentencepiece(documents("train"), vocab_size).model_proto
-    _write_atomically(path, model)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    files.write_atomic(path, model)
   with open(path, "rb") as f:
     return tokenizers.SentencePieceTokenizer(f.read())
 
@@ -156,14 +158,6 @@ def _build(cache: str, tokenizer, documents) -> None:
     os.rename(tmp, cache)
   except OSError:  # another process built it first
     shutil.rmtree(tmp)
-
-
-def _write_atomically(path: str, content: bytes) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-  with os.fdopen(fd, "wb") as f:
-    f.write(content)
-  os.replace(tmp, path)
 
 
 def text_files(path: str) -> list[str]:

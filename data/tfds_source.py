@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from data import text
-from experiments.base import ConfigError
+from core.config import ConfigError
 
 
 def make_tfds_source(config, workdir: str | None = None) -> text.TokenSource:

@@ -3,7 +3,7 @@
 4 compute budgets x 5 model sizes (3K..230K non-embedding parameters, 0.1M..8M tokens), sized to
 finish in about 6 minutes on 2 CPU cores, analysis included. Choices, each measured on this source:
 - budgets 4e10..6e11 FLOPs (C = 6ND, N non-embedding), 2.4-2.5x apart: the best loss falls from
-  ~3.2 to ~2.7 nats across them, far above the source's 0.92 floor (as the SPEC's table predicts).
+  ~3.2 to ~2.7 nats across them, far above the source's 0.92 floor (docs/design.md, "The synthetic source").
   Each budget is picked so the sizing rule's coarse grid of small shapes (3.1K, 6.2K, 12K, 25-28K,
   49-56K, 77K, ...) gives five sizes about 2x apart, with no two nearly equal;
 - sizes a factor 2 apart (span 16), centred on 30 tokens per parameter rather than Chinchilla's 20:

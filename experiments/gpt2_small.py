@@ -1,6 +1,6 @@
 """GPT-2 small's shape (124M parameters): the memory planner's reference point.
 
-  python -m model.memory --config experiments/gpt2_small.py --vocab 50257
+  python -m training.memory --config experiments/gpt2_small.py --vocab 50257
 
 12 layers of width 768, 12 heads, 1024 positions, learned positions and tied embeddings as GPT-2
 (Radford et al. 2019), so the parameter count is GPT-2's 124M less its biases; 8 sequences per

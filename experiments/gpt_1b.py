@@ -1,7 +1,7 @@
 """A ~1B-parameter decoder by the sizing rule: 26 layers of width 1792 (1.0B non-embedding,
 1.18B with a 50257-token vocabulary), 2048-token contexts, 4 sequences per device.
 
-  python -m model.memory --config experiments/gpt_1b.py --vocab 50257 --backend gpu --device-memory-gb 60
+  python -m training.memory --config experiments/gpt_1b.py --vocab 50257 --backend gpu --device-memory-gb 60
 
 As for experiments/gpt2_small.py, --vocab stands in for a GPT-2-sized tokenizer; to train, point
 data.path at text and pick a tokenizer.

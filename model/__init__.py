@@ -1,5 +1,2 @@
-"""The transformer (model.transformer), its sizing rule and FLOP count (model.sizing), sampling
-(model.generate)."""
-from model.transformer import ModelConfig, Transformer
-
-__all__ = ["ModelConfig", "Transformer"]
+"""The model only: the NNX transformer and its families' objectives, sizing and FLOP counting,
+hyperparameter rules, corruption, generation, quantization and loading a trained run's weights."""

@@ -13,7 +13,7 @@ Samples are drawn from the ids a family can emit: data tokens, and sentinels for
 
 CLI: python -m model.generate --workdir RUN_DIR --prompt TEXT [--max-new-tokens K]
        [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]
-It loads the run's model (model.checkpoint.load_model) and tokenizer (data.load_tokenizer). A
+It loads the run's model (model.loading.load_model) and tokenizer (data.load_tokenizer). A
 decoder continues the prompt. For the encoder families the prompt marks what to fill with the
 marker `[MASK]`: an encoder fills each marker with one token; an encoder-decoder reads each marker
 as a sentinel (a span of any length, T5's <extra_id_i>), generates K tokens and puts the span it
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
   parser.add_argument("--json", action="store_true", help="end with one JSON object")
   args = parser.parse_args(argv)
   from data import load_tokenizer
-  from model.checkpoint import load_model
+  from model.loading import load_model
   try:
     model, _ = load_model(args.workdir)
     tokenizer = load_tokenizer(args.workdir)

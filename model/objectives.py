@@ -1,6 +1,6 @@
 """What each model family is trained to predict: the model it builds and its loss on a batch.
 
-train.py trains every family through these two functions, so a family is added here (and in
+The trainer (training/steps.py) trains every family through these two functions, so a family is added here (and in
 model/transformer.py) without touching the trainer. Losses are means over target tokens, in nats,
 so that laws fitted to different families are comparable. Each family reads the first seq_len
 tokens of a batch row (the rows hold seq_len + 1), so train.tokens counts the same tokens for all.
@@ -14,14 +14,11 @@ tokens of a batch row (the rows hold seq_len + 1), so train.tokens counts the sa
                    targets per sequence; the sentinels are targets too, as in T5, since the decoder
                    must learn where a span ends).
 """
-import jax
 import jax.numpy as jnp
+import optax
 
 from model import corruption
 from model.transformer import Transformer
-
-OBJECTIVES = {"decoder": "causal_lm", "encoder": "masked_lm", "encoder_decoder": "span_corruption"}
-
 
 def build_model(cfg, rngs):
   return Transformer(cfg, rngs=rngs)
@@ -29,9 +26,8 @@ def build_model(cfg, rngs):
 
 def cross_entropy(logits, targets, weights=None):
   """Mean loss per target in nats, computed in float32; weights (0 or 1) select the targets."""
-  logits = logits.astype(jnp.float32)
-  losses = (jax.nn.logsumexp(logits, axis=-1)
-            - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0])
+  losses = optax.losses.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                                  targets)
   if weights is None:
     return jnp.mean(losses)
   return jnp.sum(losses * weights) / jnp.sum(weights)

@@ -2,7 +2,7 @@
 
   python -m model.quantize --workdir RUN_DIR [--prompt TEXT --max-new-tokens K] [--json]
 
-Each format stores every weight of the run's checkpoint (model.checkpoint.load_model) differently
+Each format stores every weight of the run's checkpoint (model.loading.load_model) differently
 and the forward pass computes in the run's own dtype (float32 on a CPU), so a row's loss is what
 storing the weights that way costs:
   fp32, bf16, fp16  every parameter cast to that float type (the layers cast back to the compute
@@ -29,6 +29,7 @@ reproduces the run's final_eval_loss.
 """
 import argparse
 import dataclasses
+import io
 import json
 import math
 import os
@@ -40,7 +41,8 @@ import numpy as np
 from flax import nnx
 
 import data
-from model import checkpoint, generate, objectives
+from core import files
+from model import generate, loading, objectives
 
 INT8_MAX = 127
 FLOAT_FORMATS = {"fp32": np.float32, "bf16": jnp.bfloat16, "fp16": np.float16}
@@ -76,12 +78,19 @@ def dequantize(q, scale):
   return q.astype(jnp.float32) * scale
 
 
-def flatten(params) -> tuple[dict, object]:
-  """{path: array} of an nnx parameter State ("blocks/0/attn/query/kernel"), and its treedef."""
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  flat = {jax.tree_util.keystr(path, simple=True, separator="/").removesuffix("/value"): leaf
-          for path, leaf in leaves}
-  return flat, treedef
+def _path_name(path) -> str:
+  return "/".join(map(str, path))
+
+
+def flatten(params) -> dict:
+  """{path: array} of an nnx parameter State ("blocks/0/attn/query/kernel")."""
+  return {_path_name(path): variable.get_value() for path, variable in nnx.to_flat_state(params)}
+
+
+def unflatten(flat: dict, like):
+  """An nnx parameter State shaped like `like` holding the arrays of `flat` (as `flatten` names them)."""
+  return nnx.from_flat_state([(path, variable.replace(flat[_path_name(path)]))
+                              for path, variable in nnx.to_flat_state(like)])
 
 
 def store(flat: dict, fmt: str) -> dict:
@@ -110,12 +119,11 @@ def nbytes(stored: dict) -> int:
 
 
 def save_int8(stored: dict, path: str) -> None:
-  """Writes an int8 store as .npz, atomically (a temporary file renamed into place)."""
+  """Writes an int8 store as .npz, atomically."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    np.savez(f, **stored)
-  os.replace(tmp, path)
+  buffer = io.BytesIO()
+  np.savez(buffer, **stored)
+  files.write_atomic(path, buffer.getvalue())
 
 
 def load_int8(path: str) -> dict:
@@ -137,13 +145,11 @@ def mean_loss(model, stored: dict, batches, compute_dtype: str | None = None) ->
   cfg = model.cfg if compute_dtype is None else dataclasses.replace(model.cfg, dtype=compute_dtype)
   abstract = nnx.eval_shape(lambda: objectives.build_model(cfg, nnx.Rngs(0)))
   graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
-  paths, treedef = flatten(params)
 
   @jax.jit
   def batch_loss(stored, batch):
-    flat = materialise(stored)
-    params = jax.tree_util.tree_unflatten(treedef, [flat[path] for path in paths])
-    return objectives.loss(nnx.merge(graphdef, params, rest), batch, jax.random.key(0))
+    model = nnx.merge(graphdef, unflatten(materialise(stored), params), rest)
+    return objectives.loss(model, batch, jax.random.key(0))
 
   return float(np.mean([batch_loss(stored, batch) for batch in batches]))
 
@@ -151,16 +157,14 @@ def mean_loss(model, stored: dict, batches, compute_dtype: str | None = None) ->
 def model_with(model, stored: dict):
   """A copy of `model` holding the stored weights (int8 dequantised to float32), for sampling."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  paths, treedef = flatten(params)
-  flat = materialise(stored)
-  return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, [flat[p] for p in paths]), rest)
+  return nnx.merge(graphdef, unflatten(materialise(stored), params), rest)
 
 
 def evaluate_run(workdir: str, prompt: str | None = None, max_new_tokens: int = 32) -> dict:
   """Every format's eval loss and weight bytes for a run; writes and reloads the int8 weights."""
-  model, config = checkpoint.load_model(workdir)
+  model, config = loading.load_model(workdir)
   batches = eval_batches(config, workdir)
-  flat, _ = flatten(nnx.state(model, nnx.Param))
+  flat = flatten(nnx.state(model, nnx.Param))
   int8_path = os.path.join(workdir, INT8_FILE)
   save_int8(store(flat, "int8"), int8_path)
   rows = []

@@ -48,7 +48,7 @@ The sizing rule (`shape_for_params`), one rule for every N and family:
   The grid's steps bound how close it gets: within 7% of the target for N >= 3e5, 18% for
   N >= 5e4 and 35% down to 1e4 (tests/test_sizing.py checks these on a dense grid of N); an
   encoder-decoder, shallower for its N, has coarser steps: 16%, 28% and 35%. It gives exactly the
-  SPEC's measured shapes: 1e4-ish -> 1 x 32 (12,384), 1e5 -> 2 x 64 (98,624), 6e5 -> 3 x 128
+  shapes the synthetic source was first measured with: 1e4-ish -> 1 x 32 (12,384), 1e5 -> 2 x 64 (98,624), 6e5 -> 3 x 128
   (590,592). Runs record their exact N, so the fit never uses the target.
 
 `model_config_from` turns the config file's `model` section into a ModelConfig with this rule.
@@ -60,9 +60,10 @@ import sys
 
 import jax
 
-from experiments.base import ConfigError
+from core.config import ConfigError
 from model import corruption
-from model.transformer import FAMILIES, ModelConfig
+from model.families import FAMILIES
+from model.transformer import ModelConfig
 
 ASPECT_RATIO = 64
 MIN_D_MODEL = 16

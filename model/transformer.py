@@ -24,10 +24,8 @@ Design choices (model/sizing.py counts exactly these parameters):
 - Parameters are float32; activations are computed in `cfg.dtype` (bfloat16 on accelerators).
 - Initialisation as GPT-2: normal(0.02) everywhere, residual output projections normal(0.02 /
   sqrt(2 n_layer)), norm scales one.
-- Attention goes through `jax.nn.dot_product_attention` on accelerators. With implementation=None,
-  JAX 0.10 always uses its XLA kernel, so `attend` asks for cuDNN flash attention itself where
-  cuDNN supports the call (GPU, 16-bit dtype, head dim a multiple of 8 up to 128, no explicit
-  mask). On CPUs it is written out with the heads leading, which XLA:CPU runs faster.
+- Attention is model/attention.py's `attend`: cuDNN flash attention on GPUs where it applies, and
+  on CPUs the products written out with the heads leading, which XLA:CPU runs faster.
 
 The model is stateless at call time: `decode` takes a KV cache (a pytree from `init_cache`) and
 returns the new one, so a decode step jits with fixed shapes and no recompilation per token.
@@ -39,10 +37,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from experiments.base import ConfigError
+from core.config import ConfigError
 from model import corruption
+from model.attention import attend
+from model.families import FAMILIES
 
-FAMILIES = ("decoder", "encoder", "encoder_decoder")
 MLPS = ("gelu", "swiglu")
 POSITIONS = ("rope", "learned", "sinusoidal")
 DTYPES = ("float32", "bfloat16")
@@ -137,71 +136,11 @@ def sinusoidal(positions, d_model):
   return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
 
 
-def attend(q, k, v, *, causal, mask=None):
-  """Scaled dot-product attention, q [B, T, H, D], k/v [B, S, H, D] -> [B, T, H, D].
-
-  `causal` masks key s > query t (needs T == S); `mask` (bool, broadcastable to [B, H, T, S],
-  True = attend) is for anything else, e.g. a partly filled KV cache.
-  """
-  head_dim = q.shape[-1]
-  if jax.default_backend() == "cpu":
-    return _attend_heads_leading(q, k, v, causal, mask)
-  use_cudnn = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
-               and head_dim % 8 == 0 and head_dim <= 128 and mask is None)
-  return jax.nn.dot_product_attention(
-      q, k, v, mask=mask, is_causal=causal, implementation="cudnn" if use_cudnn else None)
-
-
-CAUSAL_BLOCK = 64  # query positions per block of causal attention on CPUs
-
-
-def causal_blocks(length: int) -> int:
-  """Blocks of CAUSAL_BLOCK queries causal attention over `length` positions runs in on CPUs."""
-  return length // CAUSAL_BLOCK if length > CAUSAL_BLOCK and length % CAUSAL_BLOCK == 0 else 1
-
-
-def _attend_heads_leading(q, k, v, causal, mask):
-  """Attention with the heads moved next to the batch ([B, H, T, D]) before both products.
-
-  XLA:CPU runs these as plain batched matmuls; jax.nn.dot_product_attention's [B, T, H, D]
-  products took ~1.5x as long, forward and backward, at head dim 32 and context 256 (measured).
-  Causal attention over more than CAUSAL_BLOCK positions goes in blocks of queries, each block
-  against the keys up to its own end, so the products skip most of the masked upper triangle:
-  forward+backward 38 -> 29 ms at [16, 4, 256, 32], 35 -> 27 ms at [8, 6, 256, 64], 4.1 -> 2.6 ms
-  at [8, 4, 128, 16] (measured; the results are equal). Softmax in float32, as the library does.
-  """
-  q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
-  length = q.shape[2]
-  if causal and causal_blocks(length) > 1:
-    blocks = []
-    for start in range(0, length, CAUSAL_BLOCK):
-      end = start + CAUSAL_BLOCK
-      visible = jnp.arange(end)[None, :] <= jnp.arange(start, end)[:, None]
-      blocks.append(_softmax_attention(q[:, :, start:end], k[:, :, :end], v[:, :, :end], visible))
-    out = jnp.concatenate(blocks, axis=2)
-  else:
-    if causal:
-      mask = jnp.tril(jnp.ones((length, k.shape[2]), bool))
-    out = _softmax_attention(q, k, v, mask)
-  return jnp.swapaxes(out, 1, 2)
-
-
-def _softmax_attention(q, k, v, mask):
-  """softmax(q k^T / sqrt(D), masked) v for [B, H, T, D] inputs; mask True = attend, or None."""
-  logits = jnp.einsum("bhtd,bhsd->bhts", q * q.shape[-1] ** -0.5, k,
-                      preferred_element_type=jnp.float32)
-  if mask is not None:
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  return jnp.einsum("bhts,bhsd->bhtd", probs, v)
-
-
 class Linear(nnx.Linear):
   """nnx.Linear applied to the tokens as one [tokens, d_in] matrix.
 
   On [B, T, d_in] inputs the weight gradient contracts over two axes, and XLA:CPU transposes the
-  activations to do that: the MLP's forward and backward took 2.4x as long at d_model 128
-  (1.5x at 384) as with the tokens flattened (measured). A 2-D matmul is fine on any backend.
+  activations to do that (docs/design.md, "CPU speed"). A 2-D matmul is fine on any backend.
   """
 
   def __call__(self, x):

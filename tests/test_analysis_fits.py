@@ -68,7 +68,7 @@ def test_metrics_reader_skips_garbled_lines(tmp_path):
   path.write_text("\n".join(json.dumps(r) for r in rows) + '\n[1, 2]\n{"step": 8, "tok')
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    read = curves.read_metrics(str(path))
+    read = curves.read_metrics(str(tmp_path))
   assert len(read) == 7 and len(caught) == 2
   flops, tokens, loss = curves.curve_of(read)
   assert flops.tolist() == [1e6 * s for s in range(1, 8)] and tokens[-1] == 700

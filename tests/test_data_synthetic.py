@@ -7,8 +7,8 @@ import pytest
 
 import data
 from data import synthetic
+from core.config import ConfigError
 from experiments import base
-from experiments.base import ConfigError
 
 
 def make(seq_len=32, order_seed=0, **synthetic_overrides):

@@ -9,8 +9,8 @@ import pytest
 
 import data
 from data import text, tokenizers
+from core.config import ConfigError
 from experiments import base
-from experiments.base import ConfigError
 
 
 def write_corpus(root, n_txt=30, n_jsonl=20):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import data
+from core.config import ConfigError
 from experiments import base
-from experiments.base import ConfigError
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -13,8 +13,11 @@ from flax import nnx
 import data
 import train
 from conftest import ROOT
+from core.config import load_config
 from experiments import base
-from model import ModelConfig, Transformer, corruption, objectives
+from model import corruption, objectives
+from model.families import OBJECTIVES
+from model.transformer import ModelConfig, Transformer
 from model import generate as gen
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")
@@ -24,7 +27,7 @@ V = 64  # the synthetic source's vocabulary
 @pytest.fixture(scope="module")
 def tokens():
   """512 real sequences of 64 tokens from the tiny config's synthetic source."""
-  source = data.make_source(base.load_config(TINY))
+  source = data.make_source(load_config(TINY))
   return jnp.asarray(source.sequences("train", 0, 512)[:, :-1])
 
 
@@ -150,7 +153,7 @@ def test_encoder_is_bidirectional_and_the_encoder_decoder_reads_all_its_input():
 
 
 def test_losses_are_means_over_the_chosen_targets():
-  assert set(objectives.OBJECTIVES) == {"decoder", "encoder", "encoder_decoder"}
+  assert set(OBJECTIVES) == {"decoder", "encoder", "encoder_decoder"}
   # Weights pick the targets: a loss over two of four positions is their mean.
   logits = jax.random.normal(jax.random.key(1), (1, 4, 5))
   targets = jnp.array([[0, 1, 2, 3]])
@@ -179,6 +182,7 @@ def runs(tmp_path_factory):
   return workdirs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["decoder", "encoder", "encoder_decoder"])
 def test_each_family_trains_through_train_py(runs, family):
   with open(runs[family] / "result.json") as f:
@@ -186,7 +190,7 @@ def test_each_family_trains_through_train_py(runs, family):
   with open(runs[family] / "metrics.jsonl") as f:
     rows = [json.loads(line) for line in f]
   assert result["status"] == "completed"
-  assert result["family"] == family and result["objective"] == objectives.OBJECTIVES[family]
+  assert result["family"] == family and result["objective"] == OBJECTIVES[family]
   assert result["tokens"] == 60 * 16 * 64
   assert result["flops"] == pytest.approx(result["tokens"] * result["flops_per_token"])
   # From about uniform, the loss falls (the masked LM slowest: it must learn to attend to the
@@ -203,6 +207,7 @@ def generate_cli(workdir, capsys, *args):
   return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_generation_cli_for_each_family(runs, capsys):
   out = generate_cli(runs["decoder"], capsys, "--prompt", "abc", "--max-new-tokens", "1")
   assert out["completion"].startswith("abc") and len(out["completion"]) == 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from model import ModelConfig, Transformer
+from model.transformer import ModelConfig, Transformer
 from model import generate as gen
 
 SMALL = dict(vocab_size=32, max_len=16, n_layer=2, d_model=32, n_heads=2, d_ff=64)

@@ -15,8 +15,9 @@ from flax import nnx
 from jax.ad_checkpoint import print_saved_residuals
 
 from conftest import ROOT
-from experiments.base import ConfigError, load_config
-from model import memory, objectives, sizing
+from core.config import ConfigError, load_config
+from model import objectives, sizing
+from training import memory
 from model.transformer import ModelConfig, Transformer
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")
@@ -138,11 +139,12 @@ def test_check_fits_refuses_with_the_figures_and_passes_what_fits():
   assert memory.required_bytes(memory.check_fits(remat, 1e9)) < needed
 
 
+@pytest.mark.slow
 def test_cli_on_a_data_and_fsdp_mesh_matches_xla():
   """4 CPU devices, data 2 x fsdp 2, SwiGLU, logits-bound: per-device figures and XLA's, in JSON."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   out = subprocess.run(
-      [sys.executable, "-m", "model.memory", "--config", TINY, "--vocab", "2000", "--json",
+      [sys.executable, "-m", "training.memory", "--config", TINY, "--vocab", "2000", "--json",
        "--config.mesh.fsdp=2", "--config.model.d_model=96", "--config.model.mlp=swiglu",
        "--device-memory-gb", "0.001"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

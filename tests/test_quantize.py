@@ -8,7 +8,7 @@ from flax import nnx
 
 import train
 from conftest import ROOT
-from model import checkpoint, quantize
+from model import loading, quantize
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")
 
@@ -58,6 +58,7 @@ def trained_run(tmp_path_factory):
   return str(workdir)
 
 
+@pytest.mark.slow
 def test_every_precision_on_a_trained_run(trained_run, capsys):
   assert quantize.main(["--workdir", trained_run, "--json", "--prompt", "ab",
                         "--max-new-tokens", "4"]) == 0
@@ -80,9 +81,10 @@ def test_every_precision_on_a_trained_run(trained_run, capsys):
   assert 0.25 < rows["int8", "float32"]["memory_ratio"] < 0.3
 
 
+@pytest.mark.slow
 def test_int8_weights_load_back_to_the_same_loss(trained_run):
-  model, config = checkpoint.load_model(trained_run)
-  flat, _ = quantize.flatten(nnx.state(model, nnx.Param))
+  model, config = loading.load_model(trained_run)
+  flat = quantize.flatten(nnx.state(model, nnx.Param))
   in_memory = quantize.store(flat, "int8")
   path = os.path.join(trained_run, "roundtrip", "int8.npz")
   quantize.save_int8(in_memory, path)

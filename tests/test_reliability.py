@@ -13,6 +13,9 @@ import pytest
 
 import train
 from conftest import ROOT
+from core import files
+
+pytestmark = pytest.mark.slow  # every test here trains real runs in real processes
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")
 # 60 steps of 16 x 64 tokens, checkpoints every 20.
@@ -27,7 +30,7 @@ def command(workdir, *overrides):
 
 
 def rows(workdir):
-  return [{k: row.get(k) for k in KEYS} for row in train.read_jsonl(os.path.join(workdir,
+  return [{k: row.get(k) for k in KEYS} for row in files.read_jsonl(os.path.join(workdir,
                                                                                "metrics.jsonl"))]
 
 
@@ -59,7 +62,7 @@ def test_sigkill_at_a_random_step_then_rerun_matches_the_uninterrupted_run(refer
   # random delay instead would often outlast a run this short).
   kill_at = random.choice(range(25, 51, 5))
   deadline = time.time() + 120
-  while not any(row["step"] >= kill_at for row in train.read_jsonl(workdir / "metrics.jsonl")):
+  while not any(row["step"] >= kill_at for row in files.read_jsonl(workdir / "metrics.jsonl")):
     assert time.time() < deadline and process.poll() is None, f"step {kill_at} never came"
     time.sleep(0.005)
   process.send_signal(signal.SIGKILL)
@@ -92,11 +95,15 @@ def test_a_half_written_checkpoint_is_ignored_and_the_previous_one_used(referenc
 
 def test_a_diverging_run_stops_early_with_its_last_good_metrics(tmp_path):
   workdir = tmp_path / "diverged"
-  assert train.main(command(workdir, "--config.train.lr=1e3", "--config.train.grad_clip=1e9")[2:]) == 0
+  # The lr warms up to 3 over 40 steps: good rows at first, then the loss blows up (step ~15).
+  diverging = ["--config.train.lr=3.0", "--config.train.grad_clip=1e9",
+               "--config.train.warmup_tokens=40960"]
+  assert train.main(command(workdir, *diverging)[2:]) == 0
   outcome = result(workdir)
   assert outcome["status"] == "diverged"
   assert outcome["steps"] < 60
   logged = rows(workdir)
+  assert logged, "the run diverged before its first row: nothing to check"
   assert all(row["train_loss"] < 3 * 4.16 for row in logged)  # only good rows were written
   assert outcome["final_train_loss"] == (logged[-1]["train_loss"] if logged else None)
 
@@ -145,15 +152,15 @@ def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
 def test_a_write_that_runs_out_of_space_leaves_the_previous_file_intact(tmp_path):
   """A real failed write: the file-size limit (RLIMIT_FSIZE) stops it part-way, as a full disk would."""
   path = tmp_path / "result.json"
-  train.write_json_atomic(str(path), {"status": "completed", "final_eval_loss": 2.5})
+  files.write_json_atomic(str(path), {"status": "completed", "final_eval_loss": 2.5})
   script = f"""
 import resource, signal, sys
 sys.path.insert(0, {ROOT!r})
-import train
+from core import files
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 try:
-  train.write_json_atomic({str(path)!r}, {{"status": "failed", "padding": "x" * 100_000}})
+  files.write_json_atomic({str(path)!r}, {{"status": "failed", "padding": "x" * 100_000}})
 except OSError as error:
   print("write failed:", error.strerror)
 """

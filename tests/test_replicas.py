@@ -14,8 +14,13 @@ from flax import nnx
 
 import train
 from conftest import ROOT
-from experiments.base import load_config
-from model import checkpoint
+from core.config import load_config
+from model import loading
+from training import plan as plan_lib
+from training.sharding import make_mesh
+from training.steps import Trainer
+
+pytestmark = pytest.mark.slow  # every test here trains real runs in real processes
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")
 # 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10.
@@ -97,7 +102,7 @@ def test_a_replica_directory_is_a_finished_single_run(runs):
 
 
 def final_params(workdir):
-  model, _ = checkpoint.load_model(str(workdir))
+  model, _ = loading.load_model(str(workdir))
   return jax.tree.leaves(nnx.state(model, nnx.Param))
 
 
@@ -136,8 +141,8 @@ def test_a_diverged_replica_stops_and_the_others_resume_exactly(runs, tmp_path):
 def lowered_programs(*overrides):
   """The text of the init, train and eval programs a run would compile (nothing is compiled)."""
   config = load_config(TINY, [*FAST, *overrides])
-  config, _, model_cfg, plan = train.resolve(config, jax.device_count())
-  trainer = train.Trainer(config, model_cfg, plan, train.make_mesh(config))
+  config, _, model_cfg, plan = plan_lib.resolve(config, jax.device_count())
+  trainer = Trainer(config, model_cfg, plan, make_mesh(config))
   batch = jax.ShapeDtypeStruct((plan.batch_size, plan.seq_len + 1), np.int32,
                                sharding=trainer.batch_sharding)
   return (trainer._init.lower(trainer.run).as_text(),

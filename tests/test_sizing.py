@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from core.config import ConfigError, load_config
 from experiments import base
-from experiments.base import ConfigError
 from model import sizing
 from model.transformer import ModelConfig, Transformer
 
@@ -127,7 +127,7 @@ def test_shape_rule_gives_the_spec_shapes():
 
 
 def test_model_config_from_explicit_and_target():
-  config = base.load_config("experiments/tiny.py")
+  config = load_config("experiments/tiny.py")
   cfg = sizing.model_config_from(config.model, vocab_size=64, seq_len=64)
   assert cfg == ModelConfig(vocab_size=64, max_len=64, n_layer=2, d_model=64, n_heads=4, d_ff=256)
   model = base.get_config().model
@@ -157,7 +157,7 @@ def test_model_config_from_explicit_and_target():
     (["model.n_layer=0"], "model.target_params, or model.n_layer"),
 ])
 def test_model_config_from_errors(overrides, message):
-  config = base.load_config("experiments/tiny.py", [f"--config.{o}" for o in overrides])
+  config = load_config("experiments/tiny.py", [f"--config.{o}" for o in overrides])
   with pytest.raises(ConfigError, match=message) as info:
     sizing.model_config_from(config.model, vocab_size=64, seq_len=64)
   assert "\n" not in str(info.value)

@@ -1,4 +1,4 @@
-"""sweep.py: plan math, the lock, collection, the Slurm and W&B files, and real local sweeps
+"""sweep.py and sweeps/: plan math, the lock, collection, the Slurm and W&B files, and real local sweeps
 (a sweep killed with SIGKILL mid-way and rerun, a run locked by a live process)."""
 import csv
 import json
@@ -16,7 +16,10 @@ import yaml
 import sweep
 import train
 from conftest import ROOT
-from experiments.base import ConfigError, load_config
+from core.config import ConfigError, load_config
+from sweeps import collect, estimate, locks, processes, slurm, tables, wandb_agents
+from sweeps import plan as sweep_plan
+from training import plan as plan_lib
 
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 # Micro runs: the smallest shape, 16-token sequences, batches of 4 (64 tokens per step).
@@ -49,13 +52,13 @@ def write_result(run_dir, **fields):
 # ------------------------------------------------------------------------------------ plan math
 
 def test_isoflop_sizes_are_log_spaced_around_the_chinchilla_optimum():
-  sizes = sweep.isoflop_sizes(1.2e12, 5, 16.0)
+  sizes = sweep_plan.isoflop_sizes(1.2e12, 5, 16.0)
   centre = math.sqrt(1.2e12 / 120)  # 20 tokens per parameter with C = 6ND
   assert math.prod(sizes) ** (1 / 5) == pytest.approx(centre)
   assert sizes[-1] / sizes[0] == pytest.approx(16.0)
   ratios = [b / a for a, b in zip(sizes, sizes[1:])]
   assert ratios == pytest.approx([2.0] * 4)
-  assert sweep.isoflop_sizes(6e10, 1, 4.0, tokens_per_param=5) == pytest.approx([math.sqrt(2e9)])
+  assert sweep_plan.isoflop_sizes(6e10, 1, 4.0, tokens_per_param=5) == pytest.approx([math.sqrt(2e9)])
 
 
 def test_isoflop_plan_spends_each_budget_in_whole_batches():
@@ -63,7 +66,7 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
   config, overrides = micro_config("--config.sweep.kind=isoflop", "--config.sweep.span=8.0",
                                    f"--config.sweep.budgets={budgets}",
                                    "--config.sweep.sizes_per_budget=4")
-  rows = sweep.plan_sweep(config, overrides)
+  rows = sweep_plan.plan_sweep(config, overrides)
   assert [row["row"] for row in rows] == list(range(len(rows)))
   for budget in budgets:
     curve = [row for row in rows if row["budget"] == budget]
@@ -75,7 +78,7 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
       assert abs(row["flops_6nd"] - budget) <= 3 * row["n_params"] * tokens_per_step
       assert row["flops_6nd"] == 6 * row["n_params"] * row["tokens"]
       assert row["flops"] > row["flops_6nd"]  # counted FLOPs add attention and the logits
-      assert row["run_id"].startswith(f"n{sweep.short(row['n_params'])}_d{sweep.short(row['tokens'])}_")
+      assert row["run_id"].startswith(f"n{sweep_plan.short(row['n_params'])}_d{sweep_plan.short(row['tokens'])}_")
     # Spread around sqrt(C/120) (within the sizing rule's rounding of small shapes).
     n = [row["n_params"] for row in curve]
     assert math.prod(n) ** (1 / 4) == pytest.approx(math.sqrt(budget / 120), rel=0.35)
@@ -83,8 +86,8 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
   # The overrides give train.py exactly the planned run: its hash is the run id's suffix.
   row = rows[0]
   run_config = load_config(DEFAULT, shlex.split(row["overrides"]))
-  resolved, _, _, plan = train.resolve(run_config, 1)
-  assert row["run_id"].endswith(train.config_hash(resolved))
+  resolved, _, _, plan = plan_lib.resolve(run_config, 1)
+  assert row["run_id"].endswith(plan_lib.config_hash(resolved))
   assert (plan.n_params, plan.tokens) == (row["n_params"], row["tokens"])
   assert "--config.wandb.group=default_sweep" in row["overrides"]
   assert "--config.sweep." not in row["overrides"]
@@ -92,11 +95,11 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
 
 def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path):
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
-  (row,) = sweep.plan_sweep(config, overrides, str(tmp_path))
+  (row,) = sweep_plan.plan_sweep(config, overrides, str(tmp_path))
   assert f"--config.train.compilation_cache={tmp_path / 'compilation_cache'}" in row["overrides"]
   elsewhere, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)",
                                       "--config.train.compilation_cache=/cache")
-  (row_elsewhere,) = sweep.plan_sweep(elsewhere, overrides, str(tmp_path))
+  (row_elsewhere,) = sweep_plan.plan_sweep(elsewhere, overrides, str(tmp_path))
   assert "compilation_cache=/cache" in row_elsewhere["overrides"]
   assert str(tmp_path) not in row_elsewhere["overrides"]
   assert row_elsewhere["run_id"] == row["run_id"]  # where programs are cached is not the run's
@@ -105,14 +108,14 @@ def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path):
 def test_grid_plan_is_the_product_and_duplicate_shapes_are_dropped():
   config, overrides = micro_config("--config.sweep.n_params=(3e3, 2e4)",
                                    "--config.sweep.tokens=(1280, 2560, 5120)")
-  rows = sweep.plan_sweep(config, overrides)
+  rows = sweep_plan.plan_sweep(config, overrides)
   assert [(r["n_target"], r["tokens"]) for r in rows] == [
       (n, d) for n in (3e3, 2e4) for d in (1280, 2560, 5120)]
   assert all(r["budget"] is None for r in rows)
   # Sizes that round to one shape are one run.
   config, overrides = micro_config("--config.sweep.n_params=(3.1e3, 3.2e3)",
                                    "--config.sweep.tokens=(1280,)")
-  assert len(sweep.plan_sweep(config, overrides)) == 1
+  assert len(sweep_plan.plan_sweep(config, overrides)) == 1
 
 
 def test_wall_time_estimate_interpolates_the_probes_in_log_flops_per_token():
@@ -122,12 +125,13 @@ def test_wall_time_estimate_interpolates_the_probes_in_log_flops_per_token():
           {"flops": 1e6 * 1e6, "tokens": 1e6, "steps": 5},     # halfway in log: 1e10 FLOP/s
           {"flops": 1e8 * 1e6, "tokens": 1e6, "steps": 100}]   # beyond the large one: clamped
   evals = 10 * 1000 / 3  # 10 evaluations of 1,000 tokens, each a third of a training token
-  small, middle, large = sweep.estimate_seconds(rows, probes, eval_tokens=1000)
+  small, middle, large = estimate.estimate_seconds(rows, probes, eval_tokens=1000)
   assert small == pytest.approx(4.0 + (1e11 + evals * 1e5) / 1e9)
   assert middle == pytest.approx(6.0 + (1e12 + 5 / 10 * evals * 1e6) / 1e10)
   assert large == pytest.approx(8.0 + (1e14 + evals * 1e8) / 1e11)
 
 
+@pytest.mark.slow
 def test_dry_run_writes_the_plan_and_estimates_from_a_real_probe(tmp_path, capsys):
   argv = sweep_command(tmp_path, f"--config.sweep.tokens=({SHORT},)", "--dry-run", "--json")[2:]
   assert sweep.main(argv) == 0
@@ -145,10 +149,10 @@ def test_dry_run_writes_the_plan_and_estimates_from_a_real_probe(tmp_path, capsy
 def test_bad_sweep_sections_are_config_errors(capsys):
   config, overrides = micro_config("--config.sweep.kind=spiral")
   with pytest.raises(ConfigError, match="isoflop or grid"):
-    sweep.plan_sweep(config, overrides)
+    sweep_plan.plan_sweep(config, overrides)
   config, overrides = micro_config("--config.sweep.tokens=(10,)")  # below one batch
   with pytest.raises(ConfigError, match="below one batch"):
-    sweep.plan_sweep(config, overrides)
+    sweep_plan.plan_sweep(config, overrides)
   assert sweep.main(["--config", os.path.join(ROOT, "experiments", "tiny.py"), "--dry-run"]) == 2
   assert "no sweep section" in capsys.readouterr().err
 
@@ -163,51 +167,52 @@ def dead_pid():
 
 def write_lock(run_dir, **record):
   os.makedirs(run_dir, exist_ok=True)
-  with open(os.path.join(run_dir, sweep.LOCK_NAME), "w") as f:
+  with open(os.path.join(run_dir, locks.LOCK_NAME), "w") as f:
     json.dump(record, f)
 
 
 def test_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
   run_dir = str(tmp_path / "run")
-  assert sweep.acquire_lock(run_dir) is None
-  holder = sweep.acquire_lock(run_dir)  # held by a live process: this one
+  assert locks.acquire_lock(run_dir) is None
+  holder = locks.acquire_lock(run_dir)  # held by a live process: this one
   assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-  sweep.release_lock(run_dir)
-  assert sweep.acquire_lock(run_dir) is None
-  sweep.release_lock(run_dir)
+  locks.release_lock(run_dir)
+  assert locks.acquire_lock(run_dir) is None
+  locks.release_lock(run_dir)
   # A dead process of this host: stale, taken over.
   write_lock(run_dir, host=socket.gethostname(), pid=dead_pid(), start=None)
-  assert sweep.acquire_lock(run_dir) is None
-  assert json.load(open(os.path.join(run_dir, sweep.LOCK_NAME)))["pid"] == os.getpid()
+  assert locks.acquire_lock(run_dir) is None
+  assert json.load(open(os.path.join(run_dir, locks.LOCK_NAME)))["pid"] == os.getpid()
   # A live pid whose start time differs is a reused pid: stale too (where /proc exists).
   if os.path.exists(f"/proc/{os.getpid()}/stat"):
     write_lock(run_dir, host=socket.gethostname(), pid=os.getpid(), start="1")
-    assert sweep.acquire_lock(run_dir) is None
+    assert locks.acquire_lock(run_dir) is None
   # Another host's lock cannot be checked: it is trusted.
   write_lock(run_dir, host="elsewhere", pid=dead_pid(), start=None)
-  assert sweep.acquire_lock(run_dir)["host"] == "elsewhere"
+  assert locks.acquire_lock(run_dir)["host"] == "elsewhere"
   # A lock cut short while being written: held for a grace period, then stale.
-  lock = os.path.join(run_dir, sweep.LOCK_NAME)
+  lock = os.path.join(run_dir, locks.LOCK_NAME)
   open(lock, "w").close()
-  assert sweep.acquire_lock(run_dir) is not None
-  old = time.time() - sweep.UNREADABLE_LOCK_GRACE_S - 1
+  assert locks.acquire_lock(run_dir) is not None
+  old = time.time() - locks.UNREADABLE_LOCK_GRACE_S - 1
   os.utime(lock, (old, old))
-  assert sweep.acquire_lock(run_dir) is None
+  assert locks.acquire_lock(run_dir) is None
 
 
+@pytest.mark.slow
 def test_a_run_locked_by_a_live_process_is_skipped(tmp_path, capsys):
   """A second sweep on the same directory never trains a run another live process holds."""
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
-  rows = sweep.plan_sweep(config, overrides)
+  rows = sweep_plan.plan_sweep(config, overrides)
   holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
   try:
-    run_dir = sweep.run_dir_of(str(tmp_path), rows[0])
-    write_lock(run_dir, **sweep.lock_record(holder.pid))
+    run_dir = processes.run_dir_of(str(tmp_path), rows[0])
+    write_lock(run_dir, **locks.lock_record(holder.pid))
     assert sweep.main(sweep_command(tmp_path, f"--config.sweep.tokens=({SHORT},)", "--json")[2:]) == 0
     out = capsys.readouterr().out
     assert f"skip {rows[0]['run_id']}: locked by host {socket.gethostname()} pid {holder.pid}" in out
     assert not os.path.exists(os.path.join(run_dir, "config.json"))  # train.py never started
-    assert json.load(open(os.path.join(run_dir, sweep.LOCK_NAME)))["pid"] == holder.pid
+    assert json.load(open(os.path.join(run_dir, locks.LOCK_NAME)))["pid"] == holder.pid
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["locked"] == [rows[0]["run_id"]] and summary["not_finished"] == 1
   finally:
@@ -224,12 +229,13 @@ def wait_for(predicate, timeout, what):
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, capsys):
   """Issue 7: SIGKILL the sweep while its second run trains; the rerun keeps the first run's result
   (not retrained), resumes the second, and a third invocation trains nothing."""
   tokens = f"--config.sweep.tokens=({SHORT}, {LONG})"
   config, overrides = micro_config(tokens)
-  first, second = [sweep.run_dir_of(str(tmp_path), row) for row in sweep.plan_sweep(config, overrides)]
+  first, second = [processes.run_dir_of(str(tmp_path), row) for row in sweep_plan.plan_sweep(config, overrides)]
   log = open(tmp_path / "killed_sweep.log", "w")
   proc = subprocess.Popen(sweep_command(tmp_path, tokens), cwd=ROOT, stdout=log, stderr=log)
   plan_written = None
@@ -242,7 +248,7 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
              and os.path.getsize(os.path.join(second, "metrics.jsonl")) > 0, 120,
              "the first run to finish and the second to train")
     assert not os.path.exists(os.path.join(second, "result.json")), "the run finished too soon"
-    lock = json.load(open(os.path.join(second, sweep.LOCK_NAME)))
+    lock = json.load(open(os.path.join(second, locks.LOCK_NAME)))
     proc.kill()  # SIGKILL: no handler runs in the sweep
   finally:
     proc.kill()
@@ -251,7 +257,7 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   assert plan_written <= os.path.getmtime(os.path.join(first, "config.json"))  # planned first
   first_result = os.path.getmtime(os.path.join(first, "result.json"))
   # The orphaned run got SIGTERM from the kernel (PR_SET_PDEATHSIG): it checkpoints and exits.
-  wait_for(lambda: not sweep.holder_alive(lock), 60, "the killed sweep's run to exit")
+  wait_for(lambda: not locks.holder_alive(lock), 60, "the killed sweep's run to exit")
   assert not os.path.exists(os.path.join(second, "result.json"))
 
   # The reruns run in this process (the planner is the same code; it saves a JAX import).
@@ -270,9 +276,9 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   assert summary["completed"] == 2 and summary["not_finished"] == 0
   # The rerun released its lock; the killed sweep's lock on the first run (if it died before
   # releasing it) names a dead process, so it binds nobody.
-  assert not os.path.exists(os.path.join(second, sweep.LOCK_NAME))
-  if os.path.exists(os.path.join(first, sweep.LOCK_NAME)):
-    assert not sweep.holder_alive(json.load(open(os.path.join(first, sweep.LOCK_NAME))))
+  assert not os.path.exists(os.path.join(second, locks.LOCK_NAME))
+  if os.path.exists(os.path.join(first, locks.LOCK_NAME)):
+    assert not locks.holder_alive(json.load(open(os.path.join(first, locks.LOCK_NAME))))
 
   mtimes = [os.path.getmtime(os.path.join(d, "result.json")) for d in (first, second)]
   sweep.main(argv)
@@ -283,17 +289,18 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   assert "already completed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, capsys):
   """2 seeds x 2 lrs of one shape and budget: one train.py process trains the four runs as
   replicas, each into the run directory its single run would have, with that run's results."""
   variants = (f"--config.sweep.tokens=({SHORT},)", "--config.sweep.seeds=(0, 1)",
               "--config.sweep.lrs=(0.001, 0.003)")
   config, overrides = micro_config(*variants)
-  rows = sweep.plan_sweep(config, overrides)
+  rows = sweep_plan.plan_sweep(config, overrides)
   assert [(row["seed"], row["lr"]) for row in rows] == [(0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
   assert len({row["group"] for row in rows}) == 1 and rows[0]["group"].startswith("g4_")
   capped, _ = micro_config(*variants, "--config.sweep.max_replicas=3")
-  assert [row["group"][:3] for row in sweep.plan_sweep(capped, overrides)] == ["g3_"] * 3 + [""]
+  assert [row["group"][:3] for row in sweep_plan.plan_sweep(capped, overrides)] == ["g3_"] * 3 + [""]
 
   sweep.main(sweep_command(tmp_path, *variants)[2:] + ["--workers", "1"])
   out = capsys.readouterr().out
@@ -302,14 +309,14 @@ def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, 
   assert any((tmp_path / "compilation_cache").iterdir())  # the sweep's own compilation cache
   assert json.load(open(group_dir / "group.json"))["status"] == "completed"
   for row in rows:
-    result = json.load(open(os.path.join(sweep.run_dir_of(str(tmp_path), row), "result.json")))
+    result = json.load(open(os.path.join(processes.run_dir_of(str(tmp_path), row), "result.json")))
     assert result["status"] == "completed" and row["run_id"].endswith(result["config_hash"])
     assert (result["seed"], result["lr"]) == (row["seed"], row["lr"])
   # The last run trained alone from its plan row equals its replica.
   alone = tmp_path / "alone"
   assert train.main(["--config", DEFAULT, "--workdir", str(alone),
                      *shlex.split(rows[-1]["overrides"])]) == 0
-  replica = json.load(open(os.path.join(sweep.run_dir_of(str(tmp_path), rows[-1]), "result.json")))
+  replica = json.load(open(os.path.join(processes.run_dir_of(str(tmp_path), rows[-1]), "result.json")))
   assert json.load(open(alone / "result.json"))["final_eval_loss"] == pytest.approx(
       replica["final_eval_loss"], abs=1e-5)
   # The fit sees each seed's best lr only.
@@ -324,17 +331,18 @@ def test_an_lr_sweep_is_fitted_on_the_best_lr_of_each_point():
                "final_eval_loss": 1.0},
               {"status": "completed", "n_params": 10, "tokens": 100, "seed": 1, "lr": 1e-3,
                "final_eval_loss": 3.1}]
-  assert [(r["seed"], r["lr"]) for r in sweep.best_lr_only(results)] == [(0, 3e-3), (1, 1e-3)]
+  assert [(r["seed"], r["lr"]) for r in collect.best_lr_only(results)] == [(0, 3e-3), (1, 1e-3)]
 
 
 # ------------------------------------------------------------------------ failures and collection
 
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_as_failed_with_its_error(tmp_path):
   run_dir = str(tmp_path / "n1e3_d1e3_0123456789abcdef")
   started = time.time()
-  proc = sweep.start_run(DEFAULT, run_dir, ["--config.train.tokens=-5"])
+  proc = processes.start_run(DEFAULT, run_dir, ["--config.train.tokens=-5"])
   assert proc.wait() == 2
-  assert sweep.settle(run_dir, proc.returncode, started) == "failed"
+  assert processes.settle(run_dir, proc.returncode, started) == "failed"
   result = json.load(open(os.path.join(run_dir, "result.json")))
   assert result["status"] == "failed" and result["exit_code"] == 2
   assert "train.tokens must be positive" in result["error"]
@@ -344,46 +352,47 @@ def test_a_failing_run_is_recorded_as_failed_with_its_error(tmp_path):
 def test_results_are_rebuilt_from_the_run_directories(tmp_path, capsys):
   rows = [{"run_id": f"run{i}", "budget": 1e11, "n_params": 1000 * (i + 1), "tokens": 5000}
           for i in range(4)]
-  write_result(sweep.run_dir_of(str(tmp_path), rows[0]), status="completed", n_params=1000,
+  write_result(processes.run_dir_of(str(tmp_path), rows[0]), status="completed", n_params=1000,
                tokens=5000, final_eval_loss=3.0, data={"source": "synthetic"})
-  write_result(sweep.run_dir_of(str(tmp_path), rows[1]), status="diverged", n_params=2000,
+  write_result(processes.run_dir_of(str(tmp_path), rows[1]), status="diverged", n_params=2000,
                tokens=4000, final_eval_loss=9.0)
-  write_result(sweep.run_dir_of(str(tmp_path), rows[2]), status="failed", exit_code=1,
+  write_result(processes.run_dir_of(str(tmp_path), rows[2]), status="failed", exit_code=1,
                error="Traceback: boom")
   # rows[3] has no result (not started): it is not a row of results.csv.
   with open(os.path.join(tmp_path, "results.csv"), "w") as f:
     f.write("stale,table\n1,2\n")  # rebuilt, never appended to
-  results = sweep.collect(str(tmp_path), rows)
+  results = collect.collect(str(tmp_path), rows)
   table = read_csv(tmp_path / "results.csv")
   assert [r["run_id"] for r in table] == ["run0", "run1", "run2"] == [r["run_id"] for r in results]
   assert [r["status"] for r in table] == ["completed", "diverged", "failed"]
   assert table[0]["budget"] == "100000000000.0" and table[0]["n_planned"] == "1000"
   assert table[0]["data.source"] == "synthetic" and table[2]["final_eval_loss"] == ""
-  assert set(sweep.RESULT_COLUMNS) <= set(table[0])
-  summary, _ = sweep.finish(str(tmp_path), rows[1:], "disabled")  # no completed run: no fit
+  assert set(tables.RESULT_COLUMNS) <= set(table[0])
+  summary, _ = collect.finish(str(tmp_path), rows[1:], "disabled")  # no completed run: no fit
   out = capsys.readouterr().out
   assert "1 diverged (listed, not fitted)" in out and "1 failed (listed, not fitted)" in out
   assert "run2: Traceback: boom" in out and summary["not_finished"] == 1
   assert summary["diverged"] == ["run1"] and summary["failed"] == ["run2"]
 
 
+@pytest.mark.slow
 def test_the_sweep_ends_with_the_fitted_frontier_of_its_completed_runs(tmp_path, capsys):
   """finish() on runs whose losses follow a known law: the analysis (its real CLI) fits only the
   completed ones, and the sweep prints a, b, tokens per parameter and the report."""
   E, A, B, alpha, beta = 1.8, 400.0, 2000.0, 0.34, 0.37
   rows = []
   for budget in (1e15, 1e16, 1e17):
-    for n in sweep.isoflop_sizes(budget, 5, 16.0):
+    for n in sweep_plan.isoflop_sizes(budget, 5, 16.0):
       n, d = round(n), round(budget / (6 * n))
       rows.append({"run_id": f"n{n}_d{d}", "budget": budget, "n_params": n, "tokens": d,
                    "flops_6nd": 6 * n * d})
-      write_result(sweep.run_dir_of(str(tmp_path), rows[-1]), status="completed", n_params=n,
+      write_result(processes.run_dir_of(str(tmp_path), rows[-1]), status="completed", n_params=n,
                    n_params_total=n, tokens=d, flops=6 * n * d, loss_floor=E,
                    final_eval_loss=E + A / n ** alpha + B / d ** beta)
   rows.append({"run_id": "blew_up", "budget": 1e15, "n_params": 10**5, "tokens": 10**6})
-  write_result(sweep.run_dir_of(str(tmp_path), rows[-1]), status="diverged", n_params=10**5,
+  write_result(processes.run_dir_of(str(tmp_path), rows[-1]), status="diverged", n_params=10**5,
                n_params_total=10**5, tokens=10**6, flops=6e11, final_eval_loss=float("nan"))
-  summary, analysed = sweep.finish(str(tmp_path), rows, "disabled")
+  summary, analysed = collect.finish(str(tmp_path), rows, "disabled")
   out = capsys.readouterr().out
   assert analysed and "1 diverged (listed, not fitted)" in out
   fit = json.load(open(tmp_path / "analysis" / "fit.json"))
@@ -403,12 +412,12 @@ def test_the_sweep_ends_with_the_fitted_frontier_of_its_completed_runs(tmp_path,
 def planned(tmp_path):
   config, overrides = micro_config("--config.sweep.tokens=(1280, 2560, 5120)",
                                    "--config.sweep.sbatch=('--gpus-per-node=1', '--time=1:00:00')")
-  return config, sweep.plan_sweep(config, overrides), tmp_path
+  return config, sweep_plan.plan_sweep(config, overrides), tmp_path
 
 
 def test_sbatch_script_runs_one_plan_row_per_array_task(planned, capsys):
   config, rows, sweep_dir = planned
-  path = sweep.write_sbatch(str(sweep_dir), DEFAULT, config, rows)
+  path = slurm.write_sbatch(str(sweep_dir), DEFAULT, config, rows)
   script = open(path).read()
   assert script.startswith("#!/bin/bash\n")
   directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
@@ -428,7 +437,7 @@ def test_sbatch_script_runs_one_plan_row_per_array_task(planned, capsys):
 def test_wandb_sweep_yaml_is_a_grid_over_plan_rows(planned, monkeypatch, capsys):
   monkeypatch.setenv("WANDB_MODE", "offline")  # no server: only the YAML and the commands
   config, rows, sweep_dir = planned
-  path = sweep.write_wandb_sweep(str(sweep_dir), DEFAULT, config, rows)
+  path = wandb_agents.write_wandb_sweep(str(sweep_dir), DEFAULT, config, rows)
   spec = yaml.safe_load(open(path))
   assert spec["method"] == "grid" and spec["program"] == "sweep.py"
   assert spec["parameters"] == {"row": {"values": [0, 1, 2]}}
@@ -444,8 +453,8 @@ def test_wandb_sweep_yaml_is_a_grid_over_plan_rows(planned, monkeypatch, capsys)
 def test_runs_that_cannot_fit_the_device_are_refused_before_planning(monkeypatch):
   """A CPU reports no memory limit, so an accelerator's (a 1 KiB device here) is stood in for."""
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
-  monkeypatch.setattr(sweep.memory, "device_memory_limit", lambda: 2**10)
+  monkeypatch.setattr(sweep_plan.memory, "device_memory_limit", lambda: 2**10)
   with pytest.raises(ConfigError, match=r"needs ~.* GiB per device .* but the device has 0\.00 GiB"):
-    sweep.plan_sweep(config, overrides)
-  monkeypatch.setattr(sweep.memory, "device_memory_limit", lambda: 2**40)
-  assert sweep.plan_sweep(config, overrides)
+    sweep_plan.plan_sweep(config, overrides)
+  monkeypatch.setattr(sweep_plan.memory, "device_memory_limit", lambda: 2**40)
+  assert sweep_plan.plan_sweep(config, overrides)

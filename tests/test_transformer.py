@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments.base import ConfigError
-from model import ModelConfig, Transformer
-from model import transformer
-from model.transformer import Attention
+from core.config import ConfigError
+from model import attention
+from model.transformer import Attention, ModelConfig, Transformer
 
 SMALL = dict(vocab_size=32, max_len=16, n_layer=2, d_model=32, n_heads=2, d_ff=64)
 
@@ -130,7 +129,7 @@ def test_invalid_config_raises(kw, message):
 
 
 @pytest.mark.parametrize("length, causal, with_mask", [
-    (8, True, False), (8, False, False), (8, False, True), (3 * transformer.CAUSAL_BLOCK, True, False)])
+    (8, True, False), (8, False, False), (8, False, True), (3 * attention.CAUSAL_BLOCK, True, False)])
 def test_the_cpu_attention_equals_the_library_kernel(length, causal, with_mask):
   """On CPUs `attend` writes attention out with the heads leading (causal attention over long
   sequences in blocks of queries); values and gradients are jax.nn.dot_product_attention's."""
@@ -138,7 +137,7 @@ def test_the_cpu_attention_equals_the_library_kernel(length, causal, with_mask):
              for key in jax.random.split(jax.random.key(0), 3))
   mask = ((jnp.arange(length)[None, :] <= jnp.arange(length)[:, None] + 2)[None, None]
           if with_mask else None)
-  ours = lambda q, k, v: transformer.attend(q, k, v, causal=causal, mask=mask)
+  ours = lambda q, k, v: attention.attend(q, k, v, causal=causal, mask=mask)
   library = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
   np.testing.assert_allclose(ours(q, k, v), library(q, k, v), atol=1e-5)
   squared = lambda fn: jax.grad(lambda *qkv: jnp.sum(fn(*qkv) ** 2), argnums=(0, 1, 2))(q, k, v)

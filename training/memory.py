@@ -1,10 +1,10 @@
 """Training memory per device: an estimate from the shapes, checked against XLA's compiled step.
 
-  python -m model.memory --config experiments/gpt2_small.py --vocab 50257 [--config.key=value ...]
+  python -m training.memory --config experiments/gpt2_small.py --vocab 50257 [--config.key=value ...]
       [--devices N] [--backend cpu|gpu|tpu] [--device-memory-gb G] [--no-xla] [--json]
 
 The estimate (`estimate`: the model's shapes in, bytes out) adds, per device, for a mesh data x fsdp
-whose fsdp axis shards arrays as train.fsdp_axis does:
+whose fsdp axis shards arrays as training/sharding.py's fsdp_axis does:
   weights          parameters as stored: float32, 4 B each (bf16 mixed precision too: these are its
                    master weights), or int8, 1 B + one float32 scale per output channel
                    (model/quantize.py's format); divided over fsdp.
@@ -31,33 +31,18 @@ whose fsdp axis shards arrays as train.fsdp_axis does:
                                       for causal attention on CPUs, which runs in n blocks of
                                       queries against the keys up to each block's end;
                      or 4 b h t       with cuDNN flash attention (16-bit on a GPU, where
-                                      model.transformer.attend picks it): the logsumexp only
+                                      model.attention.attend picks it): the logsumexp only
     outside        a * 2 b t d        embedding output, final norm output
                    + 4 * 2 b t V      logits and their exponent, float32 (the loss's)
     remat          L a b t d (each block's input) + one block's activations (the block being
                    recomputed in the backward pass) + outside.
   batch            int32 tokens: 4 B x (t + 1) x the sequences per device per step.
-The total adds everything, as if all were live at once. In a real step gradients replace activations
-as the backward pass runs, while XLA adds its own transients (the gradient of the largest tensor);
-the two nearly cancel. The counts above are the tensors JAX saves for the backward pass of this
-model (jax.ad_checkpoint.print_saved_residuals) after XLA fuses the elementwise ones; for float32
-without remat the total is within 15% of XLA's compiled figure (argument + output - alias + temp)
-on every one-device shape measured, from 1 layer of width 64 to GPT-2 small (-4%) and a 1.2B model
-(-1%), and 18% above it for GPT-2 small sharded fsdp 8 (tests/test_memory.py holds 20% on small
-shapes, one of them on a data 2 x fsdp 2 mesh).
-
-XLA's CPU compiler realises neither rematerialisation (its scheduler runs the recomputation early,
-so temp does not fall) nor 16-bit activations (its bfloat16 step measures as large as the float32
-one), so on the CPU the XLA figure is compared with the float32, no-remat estimate; on GPU and TPU
-with the config's own. An XLA figure far above the estimate means the step is not sharded as
-assumed, activations split over the batch: e.g. a token embedding that fsdp shards along d_model
-(a vocabulary fsdp does not divide) leads XLA to split activations along d_model instead, and GPT-2
-small on fsdp 8 then takes 48.5 GiB per device instead of 19.7.
-Compiling needs no memory: the step is lowered from abstract shapes (jax.ShapeDtypeStruct), so even
-a 1.2B model (26 layers) is analysed whole, in under a minute on 2 CPU cores.
-
-sweep.py refuses runs that will not fit before launching them with
-  memory.check_fits(config, memory.device_memory_limit(), n_devices)
+The total adds everything, as if all were live at once: in a real step gradients replace
+activations as the backward pass runs while XLA adds its own transients, and the two nearly cancel.
+`xla_memory` compiles the real train step from abstract shapes (no memory needed) for comparison;
+on a CPU, whose compiler realises neither remat nor 16-bit activations, it is compared with the
+float32, no-remat estimate. docs/design.md ("Memory planner") gives the measured agreement.
+sweeps/ refuses runs that will not fit with `check_fits(config, device_memory_limit(), n_devices)`.
 """
 import argparse
 import dataclasses
@@ -70,10 +55,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-import train
-from experiments.base import ConfigError, load_config
-from model import objectives, quantize, transformer
+from core.config import ConfigError, load_config
+from model import attention, objectives, quantize
 from model.transformer import ModelConfig
+from training import plan as plan_lib
+from training import sharding
+from training.steps import Trainer
 
 GIB = 2 ** 30
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -94,13 +81,13 @@ def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   """Every parameter of the model by path ("blocks/0/attn/query/kernel"), read off its abstract
   initialisation (no memory is allocated)."""
   model = nnx.eval_shape(lambda: objectives.build_model(cfg, nnx.Rngs(0)))
-  flat, _ = quantize.flatten(nnx.state(model, nnx.Param))
+  flat = quantize.flatten(nnx.state(model, nnx.Param))
   return {path: tuple(x.shape) for path, x in flat.items()}
 
 
 def shard_fraction(path: str, shape: tuple[int, ...], fsdp: int) -> float:
-  """The share of an array one device holds under train.fsdp_sharding."""
-  return 1.0 if train.fsdp_axis(shape, fsdp, "embedding" in path) is None else 1 / fsdp
+  """The share of an array one device holds under sharding.fsdp_sharding."""
+  return 1.0 if sharding.fsdp_axis(shape, fsdp, "embedding" in path) is None else 1 / fsdp
 
 
 def stored_bytes(path: str, shape: tuple[int, ...], precision: str) -> int:
@@ -177,7 +164,7 @@ def estimate(cfg: ModelConfig, batch_per_device: int, *, precision: str = "fp32"
 
 
 def uses_flash_attention(cfg: ModelConfig, precision: str, backend: str) -> bool:
-  """Whether model.transformer.attend runs cuDNN flash attention for this training step."""
+  """Whether model.attention.attend runs cuDNN flash attention for this training step."""
   return (backend == "gpu" and ACTIVATION_BYTES[precision] == 2 and cfg.head_dim % 8 == 0
           and cfg.head_dim <= 128)
 
@@ -187,7 +174,7 @@ def precision_of(cfg: ModelConfig) -> str:
 
 
 def resolve(config, n_devices: int | None = None, vocab_size: int | None = None):
-  """train.resolve for planning: (config, model_cfg, plan, (data, fsdp)) of a run on n_devices.
+  """plan.resolve for planning: (config, model_cfg, plan, (data, fsdp)) of a run on n_devices.
 
   With vocab_size the config's data is never opened: the memory of a step depends on the data only
   through its vocabulary, so a one-topic synthetic language of that vocabulary stands in for it.
@@ -201,8 +188,8 @@ def resolve(config, n_devices: int | None = None, vocab_size: int | None = None)
     config.data.synthetic.vocab_size = vocab_size
     config.data.synthetic.n_topics = 1
     config.data.synthetic.branching = min(config.data.synthetic.branching, vocab_size)
-  config, _, model_cfg, run_plan = train.resolve(config, n_devices)
-  return config, model_cfg, run_plan, train.mesh_shape(config, n_devices)
+  config, _, model_cfg, run_plan = plan_lib.resolve(config, n_devices)
+  return config, model_cfg, run_plan, sharding.mesh_shape(config, n_devices)
 
 
 def plan(config, n_devices: int | None = None, vocab_size: int | None = None,
@@ -213,8 +200,8 @@ def plan(config, n_devices: int | None = None, vocab_size: int | None = None,
   batch_per_device = run_plan.batch_size // (data_axis * fsdp)
   flash = {precision: uses_flash_attention(model_cfg, precision, backend)
            for precision in PRECISIONS}
-  # model.transformer.attend splits causal attention into blocks of queries on CPUs only.
-  blocks = (transformer.causal_blocks(model_cfg.max_len)
+  # model.attention.attend splits causal attention into blocks of queries on CPUs only.
+  blocks = (attention.causal_blocks(model_cfg.max_len)
             if backend == "cpu" and model_cfg.family != "encoder" else 1)
   estimates = {precision: estimate(model_cfg, batch_per_device, precision=precision,
                                    grad_accum=config.train.grad_accum, fsdp=fsdp,
@@ -266,8 +253,8 @@ def check_fits(config, device_memory_bytes: float, n_devices: int | None = None,
 
 
 def xla_memory(config, model_cfg, run_plan) -> dict:
-  """XLA's memory analysis of the real train step (train.Trainer), compiled from abstract shapes."""
-  trainer = train.Trainer(config, model_cfg, run_plan, train.make_mesh(config))
+  """XLA's memory analysis of the real train step (training.steps.Trainer), compiled from abstract shapes."""
+  trainer = Trainer(config, model_cfg, run_plan, sharding.make_mesh(config))
   batch = jax.ShapeDtypeStruct((run_plan.batch_size, run_plan.seq_len + 1), jnp.int32,
                                sharding=trainer.batch_sharding)
   stats = trainer.train_step.lower(trainer.abstract_state, batch).compile().memory_analysis()
@@ -325,12 +312,12 @@ def format_table(memory_plan: dict, xla: dict | None, device_memory_bytes: float
         f"({(total - xla['total']) / xla['total']:+.1%})")
     if xla["total"] > 1.5 * total:
       lines.append("XLA needs far more than estimated: its activations are probably not split over "
-                   "the batch (the docstring of model/memory.py explains)")
+                   "the batch (docs/design.md, \"Memory planner\", explains)")
   return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m model.memory",
+  parser = argparse.ArgumentParser(prog="python -m training.memory",
                                    description=__doc__.split("\n")[0])
   parser.add_argument("--config", required=True, help="experiments/NAME.py")
   parser.add_argument("--vocab", type=int,

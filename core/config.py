@@ -1,0 +1,72 @@
+"""Config files: `get_config()` loaded from a Python file, `--config.a.b=value` overrides, and the
+one-line error a config that cannot run raises.
+
+An experiment is a Python file whose `get_config()` returns an ml_collections ConfigDict (usually
+experiments/base.py's with a few keys changed). An override's value is parsed as a Python literal
+and must fit the key's type; an unknown key is an error.
+"""
+import ast
+import importlib.util
+import os
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config that cannot be run; the message says what to fix, in one line."""
+
+
+def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+  """Loads `get_config()` from a Python file and applies `--config.a.b=value` overrides."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {path!r} does not exist; pass --config experiments/NAME.py")
+  spec = importlib.util.spec_from_file_location(
+      "experiment_" + os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path} has no get_config(); an experiment file must define one")
+  config = module.get_config()
+  for override in overrides:
+    apply_override(config, override)
+  return config
+
+
+def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
+  """Applies one `--config.a.b=value` (or `a.b=value`) to `config` in place."""
+  text = override.removeprefix("--").removeprefix("config.")
+  if "=" not in text:
+    raise ConfigError(f"override {override!r} has no value; write --config.KEY=VALUE")
+  key, raw = text.split("=", 1)
+  *parents, leaf = key.split(".")
+  node = config
+  for i, part in enumerate(parents):
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(f"unknown config key {'.'.join(parents[:i + 1])!r} in {override!r}")
+    node = node[part]
+  if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+    known = ", ".join(sorted(k for k in node.keys() if not isinstance(node[k], ml_collections.ConfigDict)))
+    raise ConfigError(f"unknown config key {key!r}; keys here are: {known}")
+  node[leaf] = _parse_value(raw, node[leaf], key)
+
+
+def _parse_value(raw: str, current, key: str):
+  if isinstance(current, str):
+    return raw
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    if isinstance(current, bool) and raw.lower() in ("true", "false"):
+      return raw.lower() == "true"
+    raise ConfigError(f"--config.{key}={raw!r} is not a valid {type(current).__name__}") from None
+  if isinstance(current, bool):
+    if not isinstance(value, bool):
+      raise ConfigError(f"--config.{key} must be True or False, got {raw!r}")
+    return value
+  if isinstance(current, int) and isinstance(value, float) and value.is_integer():
+    value = int(value)  # 1e6 for an integer key
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if current is not None and not isinstance(value, type(current)):
+    raise ConfigError(f"--config.{key} must be a {type(current).__name__}, got {raw!r}")
+  return value

@@ -1,0 +1,123 @@
+"""The sweep's end: results.csv rebuilt from the run directories, the analysis and its frontier."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+from core import rundir
+from sweeps import ROOT, tables
+from sweeps.processes import run_dir_of
+
+
+def collect(sweep_dir: str, rows) -> list[dict]:
+  """Rebuilds DIR/results.csv from the run directories of the plan's rows; returns its rows."""
+  results = []
+  for row in rows:
+    result = rundir.read_result(run_dir_of(sweep_dir, row))
+    if result is not None:
+      results.append({"run_id": row["run_id"], "budget": row["budget"],
+                      "n_planned": row["n_params"], "tokens_planned": row["tokens"],
+                      **tables.flatten(result)})
+  tables.write_results(sweep_dir, tables.RESULTS, results)
+  return results
+
+
+def best_lr_only(results) -> list[dict]:
+  """The completed runs of an lr sweep, keeping each (N, D, seed)'s lowest final eval loss: the
+  scaling laws are those of tuned models, not of every lr tried."""
+  best = {}
+  for result in results:
+    if result.get("status") != rundir.COMPLETED:
+      continue
+    key = (result["n_params"], result["tokens"], result.get("seed"))
+    if key not in best or result["final_eval_loss"] < best[key]["final_eval_loss"]:
+      best[key] = result
+  return list(best.values())
+
+
+def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS):
+  """Runs `python -m analysis` on DIR/results_name into DIR/analysis; returns fit.json or None.
+
+  The analysis reads the `budget` column for the IsoFLOP groups, the counted `flops` for C, and
+  the runs' metrics.jsonl under DIR/runs for Approach 1; it fits completed runs only."""
+  out = os.path.join(sweep_dir, "analysis")
+  command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
+             "--out", out, "--wandb-mode", wandb_mode]
+  print(f"analysis: {shlex.join(command)}", flush=True)
+  returncode = subprocess.run(command, cwd=ROOT).returncode
+  fit_path = os.path.join(out, "fit.json")
+  if returncode != 0 or not os.path.exists(fit_path):
+    print(f"analysis failed (exit {returncode}); results are in {sweep_dir}/{tables.RESULTS}",
+          file=sys.stderr)
+    return None
+  with open(fit_path) as f:
+    return json.load(f)
+
+
+def print_frontier(fit: dict, rows, report: str) -> dict:
+  """The sweep's last words: the fitted compute-optimal frontier at its budgets; returns them."""
+  approach3, approach2 = fit["chinchilla_approach3"], fit.get("chinchilla_approach2")
+  largest = max(row["budget"] or float(row["flops_6nd"]) for row in rows)
+  frontier = [point for point in fit["frontier"] if point["flops"] <= largest * 1.001]
+  print(f"frontier: N_opt ∝ C^{approach3['a']:.3f}, D_opt ∝ C^{approach3['b']:.3f} (Chinchilla "
+        "approach 3)" + (f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, "
+                         f"b = {approach2['b']:.3f}" if approach2 else ""))
+  print("tokens per parameter: " + ", ".join(
+      f"{point['tokens_per_param']:.1f} at C = {point['flops']:.2g}" for point in frontier))
+  summary = {"a": approach3["a"], "b": approach3["b"], "E": approach3["E"], "frontier": frontier,
+             "report": report}
+  if approach2:
+    summary["approach2"] = {"a": approach2["a"], "b": approach2["b"]}
+  floor = fit.get("loss_floor")
+  if isinstance(floor, (int, float)):
+    print(f"fitted irreducible loss E = {approach3['E']:.3f} nats; the data's exact floor is "
+          f"{floor:.3f} nats")
+    summary["loss_floor"] = floor
+  if "isoflop" in fit.get("plots", {}):
+    summary["isoflop_plot"] = os.path.join(os.path.dirname(report), fit["plots"]["isoflop"])
+    print(f"IsoFLOP curves: {summary['isoflop_plot']}")
+  print(f"report: {report}")
+  return summary
+
+
+def list_unfitted(by_status: dict, summary: dict) -> None:
+  """Prints the runs that ended otherwise than completed (diverged, failed) and adds their ids to
+  `summary` under their status."""
+  for status in sorted(set(by_status) - {rundir.COMPLETED}, key=str):
+    summary[status] = [r["run_id"] for r in by_status[status]]
+    print(f"{len(by_status[status])} {status} (listed, not fitted):")
+    for r in by_status[status]:
+      why = r.get("error") or f"final train loss {r.get('final_train_loss')}"
+      print(f"  {r['run_id']}: {why}")
+
+
+def finish(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
+  """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok)."""
+  results = collect(sweep_dir, rows)
+  by_status = {}
+  for result in results:
+    by_status.setdefault(result.get("status"), []).append(result)
+  completed = by_status.get(rundir.COMPLETED, [])
+  summary = {"results": os.path.join(sweep_dir, tables.RESULTS), "runs": len(rows),
+             rundir.COMPLETED: len(completed), "not_finished": len(rows) - len(results)}
+  print(f"results: {summary['results']} ({len(completed)} completed of {len(rows)} runs)")
+  list_unfitted(by_status, summary)
+  if summary["not_finished"]:
+    print(f"{summary['not_finished']} runs have no result yet (running elsewhere, interrupted or "
+          "not started); rerun this command to finish them")
+  if not completed:
+    return summary, True
+  results_name = tables.RESULTS
+  fitted = best_lr_only(results)
+  if len(fitted) < len(completed):  # an lr sweep: fit each point's best lr
+    results_name = tables.RESULTS_BEST_LR
+    path = tables.write_results(sweep_dir, results_name, fitted)
+    print(f"{len(fitted)} of {len(completed)} completed runs have the best lr of their N, D "
+          f"and seed: fitting those ({path})")
+  fit = analyse(sweep_dir, wandb_mode, results_name)
+  if fit is None:
+    return summary, False
+  report = os.path.join(sweep_dir, "analysis", "report.md")
+  summary.update(print_frontier(fit, rows, report))
+  return summary, True

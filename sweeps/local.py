@@ -1,0 +1,117 @@
+"""The local executor: every unfinished run of the plan, `workers` train.py processes at a time."""
+import os
+import shlex
+import time
+
+from core import rundir
+from sweeps import locks
+from sweeps.plan import group_id_of
+from sweeps.processes import Forwarder, run_dir_of, settle, start_run
+
+POLL_S = 0.2
+
+
+def jobs_of(rows) -> list[list[dict]]:
+  """The plan as the local executor launches it: each group's rows together, other rows alone."""
+  jobs, group_index = [], {}
+  for row in rows:
+    if row.get("group") and row["group"] in group_index:
+      jobs[group_index[row["group"]]].append(row)
+      continue
+    if row.get("group"):
+      group_index[row["group"]] = len(jobs)
+    jobs.append([row])
+  return jobs
+
+
+def start_job(sweep_dir: str, config_path: str, rows, workers: int):
+  """`python train.py` for one run, or for a group of them as replicas; returns (process, log)."""
+  if len(rows) == 1:
+    run_dir = run_dir_of(sweep_dir, rows[0])
+    return (start_run(config_path, run_dir, shlex.split(rows[0]["overrides"]), workers),
+            rundir.path(run_dir, rundir.TRAIN_LOG))
+  # The runs' common overrides (their seed and lr are the replicas' own) and where each one goes;
+  # every replica directory is the run directory its single run would have written.
+  common = [o for o in shlex.split(rows[0]["overrides"])
+            if not o.startswith(("--config.seed=", "--config.train.lr="))]
+  group_dir = os.path.join(sweep_dir, "groups", group_id_of([row["run_id"] for row in rows]))
+  overrides = common + [
+      f"--config.train.replicas={len(rows)}",
+      f"--config.train.replica_seeds=({', '.join(str(int(row['seed'])) for row in rows)},)",
+      f"--config.train.replica_lrs=({', '.join(repr(float(row['lr'])) for row in rows)},)",
+      "--replica-workdirs", *(run_dir_of(sweep_dir, row) for row in rows)]
+  return (start_run(config_path, group_dir, overrides, workers),
+          rundir.path(group_dir, rundir.TRAIN_LOG))
+
+
+def claim(sweep_dir: str, job, locked: list) -> list[dict]:
+  """The rows of `job` this process now holds the lock of and that are still to train; rows locked
+  by a live process are appended to `locked` as (run_id, holder)."""
+  claimed = []
+  for row in job:
+    run_dir = run_dir_of(sweep_dir, row)
+    holder = locks.acquire_lock(run_dir)
+    if holder is not None:
+      locked.append((row["run_id"], holder))
+      print(f"skip {row['run_id']}: locked by host {holder.get('host')} pid {holder.get('pid')}")
+    elif rundir.read_status(run_dir) in rundir.FINISHED:  # finished by another sweep since we looked
+      locks.release_lock(run_dir)
+    else:
+      claimed.append(row)
+  return claimed
+
+
+def describe(job) -> str:
+  first = job[0]
+  if len(job) == 1:
+    return f"{first['run_id']}  (N={first['n_params']:.3g}, D={first['tokens']:.3g})"
+  return (f"{len(job)} replicas of N={first['n_params']:.3g}, D={first['tokens']:.3g}: "
+          f"{', '.join(row['run_id'] for row in job)}")
+
+
+def reap(sweep_dir: str, running: dict, statuses: dict) -> None:
+  """Settles the processes of `running` that have ended: each run's status, its lock released."""
+  for pid, (proc, job, started, number, log_path) in list(running.items()):
+    if proc.poll() is None:
+      continue
+    del running[pid]
+    for row in job:
+      run_dir = run_dir_of(sweep_dir, row)
+      status = statuses[row["run_id"]] = settle(run_dir, proc.returncode, started, log_path)
+      locks.release_lock(run_dir)
+      loss = (rundir.read_result(run_dir) or {}).get("final_eval_loss")
+      detail = f"eval loss {loss:.4f}" if status == rundir.COMPLETED else f"exit {proc.returncode}"
+      print(f"[{number}] {status} {row['run_id']}  {detail}  {time.time() - started:.0f} s "
+            f"(log: {log_path})", flush=True)
+
+
+def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
+  """Trains the rows that are not finished, `workers` processes at a time, the rows of a plan
+  group as one process (what is left of it: finished and locked runs are left out).
+
+  Returns {"signal": signum or 0, "locked": [(run_id, holder)], "statuses": {run_id: status}}.
+  """
+  unfinished = [row for row in rows
+                if rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED]
+  todo = jobs_of(unfinished)
+  print(f"{len(rows) - len(unfinished)} of {len(rows)} runs already finished; {len(unfinished)} to "
+        f"train in {len(todo)} processes with {workers} worker{'s' * (workers > 1)}")
+  running, locked, statuses, count = {}, [], {}, 0
+  with Forwarder() as forwarder:
+    while (todo and not forwarder.received) or running:
+      while todo and len(running) < workers and not forwarder.received:
+        job = claim(sweep_dir, todo.pop(0), locked)
+        if not job:
+          continue
+        count += 1
+        started = time.time()
+        proc, log_path = start_job(sweep_dir, config_path, job, workers)
+        for row in job:
+          locks.hand_lock_to(run_dir_of(sweep_dir, row), proc.pid)
+        forwarder.add(proc)
+        running[proc.pid] = (proc, job, started, count, log_path)
+        print(f"[{count}/{len(todo) + count}] start {describe(job)}", flush=True)
+      time.sleep(POLL_S)
+      reap(sweep_dir, running, statuses)
+  return {"signal": forwarder.received[0] if forwarder.received else 0, "locked": locked,
+          "statuses": statuses}

@@ -1,0 +1,193 @@
+"""Run planning: a config resolved to the numbers a run trains with (`Plan`), and its hash.
+
+`resolve` checks a config and fills every derived value in (shape from target N, batch, lr,
+warmup, evaluation and checkpoint cadence) before anything is compiled or written; the sweep
+planner calls it too, so a plan row is exactly the run train.py will train.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+
+import data
+from core import rundir
+from core.config import ConfigError
+from model import hparams, sizing
+from training.sharding import mesh_shape
+
+WANDB_MODES = ("offline", "online", "disabled")
+# Keys that change how a run is watched, not what it computes: they may differ on resume.
+UNHASHED_KEYS = ("name", "wandb", "sweep", "train.log_every", "train.eval_every",
+                 "train.checkpoint_every", "train.keep_checkpoints", "train.compilation_cache",
+                 "train.replica_batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The numbers a run is resolved to before anything is compiled."""
+  n_params: int              # non-embedding (Kaplan)
+  n_params_total: int        # everything (Chinchilla)
+  flops_per_token: float     # counted training FLOPs per token (Chinchilla Appendix F)
+  batch_size: int            # sequences per optimiser step
+  seq_len: int
+  steps: int
+  tokens: int                # steps * batch_size * seq_len: the budget D rounded to whole batches
+  lr: float
+  warmup_steps: int
+  eval_sequences: int
+  eval_every: int
+  checkpoint_every: int
+  # A group of replicas (train.replicas > 1): each one's seed and peak lr; empty for one model.
+  replica_seeds: tuple = ()
+  replica_lrs: tuple = ()
+
+  @property
+  def tokens_per_step(self):
+    return self.batch_size * self.seq_len
+
+  @property
+  def replicas(self):
+    return max(1, len(self.replica_seeds))
+
+
+def config_hash(config) -> str:
+  """16 hex digits identifying what a config computes (UNHASHED_KEYS left out)."""
+  flat = json.loads(config.to_json())
+  for key in UNHASHED_KEYS:
+    *parents, leaf = key.split(".")
+    node = flat
+    for part in parents:
+      node = node.get(part, {})
+    node.pop(leaf, None)
+  return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def round_up(value, multiple):
+  return -(-value // multiple) * multiple
+
+
+def resolve(config, n_devices: int):
+  """Validates `config` and fills every derived value in; returns (config, source, model_cfg, plan).
+
+  Writes nothing. Raises ConfigError with a one-line message for anything that cannot run.
+  """
+  config = config.copy_and_resolve_references()
+  train = config.train
+  if train.tokens <= 0:
+    raise ConfigError(f"train.tokens must be positive, got {train.tokens}")
+  if train.lr < 0:
+    raise ConfigError(f"train.lr must be positive (0 derives it from N), got {train.lr}")
+  if train.seq_len <= 0 or train.grad_accum <= 0:
+    raise ConfigError("train.seq_len and train.grad_accum must be positive")
+  if config.wandb.mode not in WANDB_MODES:
+    raise ConfigError(f"wandb.mode must be offline, online or disabled, got {config.wandb.mode!r}")
+  source = data.make_source(config)
+  model_cfg = sizing.model_config_from(config.model, vocab_size=source.vocab_size,
+                                       seq_len=train.seq_len)
+  n_params, n_params_total = sizing.count_params(model_cfg)
+  multiple_of = math.prod(mesh_shape(config, n_devices)) * train.grad_accum
+  if train.batch_size == 0:
+    train.batch_size = hparams.batch_size(n_params, train.tokens, train.seq_len, multiple_of)
+  if train.batch_size % multiple_of:
+    raise ConfigError(f"train.batch_size={train.batch_size} must be a multiple of devices x "
+                      f"grad_accum = {multiple_of}")
+  tokens_per_step = train.batch_size * train.seq_len
+  steps = round(train.tokens / tokens_per_step)
+  if steps < 1:
+    raise ConfigError(f"train.tokens={train.tokens} is below one batch ({tokens_per_step} tokens); "
+                      "raise the budget or lower train.batch_size")
+  if train.lr == 0:
+    train.lr = hparams.learning_rate(n_params)
+  replica_seeds, replica_lrs = replica_settings(config)
+  if train.warmup_tokens == 0:
+    train.warmup_tokens = hparams.warmup_tokens(n_params, steps * tokens_per_step)
+  # Whole evaluation batches, so the sequences scored are exactly those the loss floor is taken on.
+  eval_sequences = round_up(max(1, train.eval_tokens // train.seq_len), train.batch_size)
+  # Evaluations and checkpoints land on logging steps so resumed runs log the same rows.
+  log_every = max(1, train.log_every)
+  eval_every = train.eval_every or round_up(max(1, steps // 10), log_every)
+  checkpoint_every = train.checkpoint_every or round_up(max(1, steps // 10), log_every)
+  # The resolved config holds the explicit shape, so it rebuilds the same model on its own.
+  for key, value in dataclasses.asdict(model_cfg).items():
+    # dtype stays "auto" so a run's hash does not depend on the machine that planned it.
+    if key in config.model and key != "dtype":
+      config.model[key] = value
+  config.model.target_params = 0.0
+  if config.init_from:
+    check_init_from(config.init_from, model_cfg)
+  plan = Plan(
+      n_params=n_params, n_params_total=n_params_total,
+      flops_per_token=sizing.flops_per_token(model_cfg, train.seq_len),
+      batch_size=train.batch_size, seq_len=train.seq_len, steps=steps,
+      tokens=steps * tokens_per_step, lr=train.lr,
+      warmup_steps=round(train.warmup_tokens / tokens_per_step),
+      eval_sequences=eval_sequences, eval_every=eval_every, checkpoint_every=checkpoint_every,
+      replica_seeds=replica_seeds, replica_lrs=replica_lrs)
+  return config, source, model_cfg, plan
+
+
+def replica_settings(config) -> tuple[tuple, tuple]:
+  """(seeds, peak lrs) of a group of train.replicas models, or ((), ()) for one model."""
+  train = config.train
+  replicas, seeds, lrs = train.replicas, tuple(train.replica_seeds), tuple(train.replica_lrs)
+  if replicas < 1 or train.replica_batch < 0:
+    raise ConfigError(f"train.replicas must be >= 1 and train.replica_batch >= 0, got "
+                      f"{replicas} and {train.replica_batch}")
+  if replicas == 1:
+    if seeds or lrs:
+      raise ConfigError("train.replica_seeds and train.replica_lrs need train.replicas > 1; "
+                        "for one model set seed and train.lr")
+    return (), ()
+  for name, values in (("replica_seeds", seeds), ("replica_lrs", lrs)):
+    if values and len(values) != replicas:
+      raise ConfigError(f"train.{name} has {len(values)} values for train.replicas={replicas}; "
+                        "give one per replica or none")
+  if any(not isinstance(lr, (int, float)) or lr <= 0 for lr in lrs):
+    raise ConfigError(f"train.replica_lrs must be positive numbers, got {lrs}")
+  if config.init_from:
+    raise ConfigError("init_from trains one model; set train.replicas=1")
+  seeds = tuple(int(seed) for seed in seeds) or tuple(config.seed + i for i in range(replicas))
+  return seeds, tuple(float(lr) for lr in lrs) or (train.lr,) * replicas
+
+
+def replica_config(config, plan, index: int):
+  """The config of replica `index` of a group: the single run it trains, with its own seed and lr.
+
+  It hashes like that run's own config, so a replica directory is interchangeable with the
+  directory `train.py` would have written for it alone.
+  """
+  single = config.copy_and_resolve_references()
+  single.seed = plan.replica_seeds[index]
+  single.train.lr = plan.replica_lrs[index]
+  single.train.replicas, single.train.replica_seeds, single.train.replica_lrs = 1, (), ()
+  return single
+
+
+def check_init_from(run_dir: str, model_cfg) -> None:
+  """Continued pre-training needs a finished run of exactly this model shape."""
+  try:
+    source_model = rundir.read_config(run_dir).model
+  except FileNotFoundError:
+    raise ConfigError(f"init_from={run_dir!r} is not a run directory (no config.json)") from None
+  ours = dataclasses.asdict(model_cfg)
+  differing = [f"{key} {source_model.get(key)} vs {ours[key]}" for key in
+               ("family", "vocab_size", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos",
+                "tie_embeddings") if source_model.get(key) != ours[key]]
+  if differing:
+    raise ConfigError(f"init_from={run_dir!r} has another model shape ({', '.join(differing)}); "
+                      "continued pre-training needs the same shape and vocabulary")
+
+
+def check_workdir(workdir: str, run_hash: str, force: bool):
+  """The status a run of this config recorded in `workdir` (None: nothing there, or --force);
+  refuses a directory that holds another config's run."""
+  if force:
+    return None
+  try:
+    existing_hash = config_hash(rundir.read_config(workdir))
+  except FileNotFoundError:
+    return None
+  if existing_hash != run_hash:
+    raise ConfigError(f"{workdir} holds a run of a different config (hash {existing_hash}, this one "
+                      f"{run_hash}); use another --workdir, or --force to overwrite it")
+  return rundir.read_status(workdir)
