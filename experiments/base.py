@@ -15,6 +15,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.init_from = ""                     # a run directory: start from its final weights (same shape)
 
+  # Fine-tuning a run named by init_from (model/lora.py). Left out of the config hash while full.
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.method = "full"           # full: train every weight | lora: train low-rank adapters only
+  c.finetune.lora_rank = 8             # r: adapters A [d_in, r], B [r, d_out] per targeted matrix
+  c.finetune.lora_alpha = 0.0          # the adapter's output is scaled by alpha / r; 0: alpha = r
+  c.finetune.lora_targets = "attention,mlp"  # attention, mlp or matrix names (query, key_value,
+                                       # out, up, gate, down), comma-separated
+
   c.model = ml_collections.ConfigDict()
   c.model.family = "decoder"           # decoder | encoder | encoder_decoder
   c.model.target_params = 0.0          # non-embedding N; > 0 derives the shape (model/sizing.py)
@@ -46,6 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synthetic.branching = 4       # non-zero next tokens per row of a topic's Markov chain
   c.data.synthetic.dirichlet = 0.5
   c.data.synthetic.seed = 1234         # the language itself; `seed` above only orders the data
+  # A related language to fine-tune on: new topics (chains drawn from a stream of the same seed,
+  # so the original topics are unchanged) taking new_topic_weight of the topic mixture.
+  c.data.synthetic.new_topics = 0
+  c.data.synthetic.new_topic_weight = 0.0  # 1.0: only the new topics; 0.5: half old, half new
 
   c.train = ml_collections.ConfigDict()
   c.train.tokens = 1_000_000           # the token budget D (rounded to whole batches)

@@ -16,8 +16,7 @@ import jax
 import data
 from core import rundir
 from core.config import ConfigError
-from model import loading
-from training import checkpoint, tracking
+from training import checkpoint, finetune, tracking
 from training.batches import Batches
 from training.loop import Clock, Member, StepLoop
 from training.plan import config_hash, replica_config
@@ -77,7 +76,7 @@ def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int
     if state is None:
       state = trainer.init()
       if config.init_from:  # fresh optimizer and schedule, the other run's final weights
-        state["params"] = loading.restore_params(config.init_from, trainer.abstract_state["params"])
+        state = finetune.start_from(config.init_from, trainer, state)
     clock.before = meta.get("wall_seconds", 0.0)
     first_step = host_step(state)
     for i, member in enumerate(members):
