@@ -120,3 +120,29 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
       raise ConfigError(f"unknown sweep key {key!r}")
     sweep[key] = value
   return sweep
+
+
+def finetune_sweep_section(**values) -> ml_collections.ConfigDict:
+  """The `sweep` section of a fine-tuning sweep (sweeps/finetune.py plans it; left out of the hash).
+
+  kind              finetune
+  base_sweep        a pre-training sweep directory whose completed decoder runs are the base models,
+                    one per size N (the one with the most tokens); "": DIR/base, trained first from
+                    base_config when it is not complete
+  base_config       the pre-training sweep that makes DIR/base (a path from the repository root)
+  tokens            fine-tuning token budgets D_f
+  methods           full (every weight trains) and/or lora (adapters only, at each of lora_ranks)
+  lora_ranks        LoRA ranks r; finetune.lora_alpha and finetune.lora_targets apply to each
+  full_lr_scale     a full fine-tuning run's peak lr: this times its base run's peak lr
+  lora_lr_scale     a LoRA run's peak lr: this times its base run's peak lr
+  devices, workers, sbatch   as in sweep_section
+  """
+  sweep = ml_collections.ConfigDict(dict(
+      kind="finetune", base_sweep="", base_config="experiments/finetune_base_sweep.py",
+      tokens=(), methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=0.3,
+      lora_lr_scale=3.0, devices=1, workers=1, sbatch=()))
+  for key, value in values.items():
+    if key not in sweep:
+      raise ConfigError(f"unknown finetune sweep key {key!r}")
+    sweep[key] = value
+  return sweep
