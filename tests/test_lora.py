@@ -80,8 +80,9 @@ def test_settings_from_the_config():
       lora.settings_of(bad)
 
 
-def test_only_adapters_get_gradients_through_the_split():
-  cfg = ModelConfig(**SMALL)
+@pytest.mark.parametrize("family", ["decoder", "encoder", "encoder_decoder"])
+def test_only_adapters_get_gradients_through_the_split(family):
+  cfg = ModelConfig(**SMALL, family=family)
   model = objectives.build_model(cfg, nnx.Rngs(0), settings())
   graphdef, adapters, frozen, rest = nnx.split(model, nnx.LoRAParam, nnx.Param, ...)
   tokens = jax.random.randint(jax.random.key(1), (2, 17), 0, 32)
