@@ -65,7 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 0               # sequences per step; 0: rule of N
   c.train.lr = 0.0                     # peak learning rate; 0: rule of N
   c.train.warmup_tokens = 0            # 0: rule of N and D
-  c.train.min_lr_ratio = 0.1           # cosine decays to this fraction of the peak, exactly at D
+  c.train.schedule = "cosine"          # cosine | wsd (warmup, constant peak, cooldown; Hägele 2024)
+  c.train.cooldown_fraction = 0.2      # wsd: the share of the run's steps spent cooling down
+  c.train.cooldown_shape = "1-sqrt"    # wsd: the cooldown's shape in its progress p, 1-sqrt | linear
+  c.train.min_lr_ratio = 0.1           # the lr ends at this fraction of the peak, exactly at D
   c.train.weight_decay = 0.1
   c.train.b1 = 0.9
   c.train.b2 = 0.95
@@ -76,6 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.log_every = 10               # steps between metrics rows
   c.train.checkpoint_every = 0         # steps between checkpoints; 0: 10 per run
   c.train.keep_checkpoints = 2
+  c.train.checkpoint_steps = ()        # more steps to checkpoint and keep (a trunk's branch points)
   c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x ln(vocab)
   c.train.compilation_cache = "~/.cache/scaling/jax"  # persistent XLA cache; "" turns it off
   c.train.replicas = 1                 # models of this shape trained together in one jitted step
@@ -100,10 +104,18 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   """The `sweep` section of a sweep config (sweep.py reads it; it is left out of a run's hash).
 
   kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
-  budgets           IsoFLOP compute budgets C in FLOPs (C = 6ND, N non-embedding)
+  budgets           IsoFLOP compute budgets C in FLOPs, counted as `flops` says
+  flops             counted: a run's D is its budget / its counted training FLOPs per token
+                    (Chinchilla Appendix F: embeddings, attention, logits), so every run of a budget
+                    spends it and results.csv's `flops` equals its `budget` within one batch; 6nd:
+                    D = C / (6 N), N non-embedding (Kaplan's approximation)
   sizes_per_budget  model sizes on each IsoFLOP curve
   span              largest / smallest N on a curve, evenly spaced in log N around the centre
   tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
+  ladder            take each curve's sizes from one ladder of N shared by every budget (r^j,
+                    r = span^(1/(sizes_per_budget - 1))) instead of centring them on each budget
+  branches          one constant-lr trunk per model size (and seed and lr) and a cooldown branch
+                    per budget (sweeps/branches.py); needs train.schedule=wsd, implies ladder
   n_params, tokens  the grid's target non-embedding N values and token budgets D
   seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
   max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
@@ -113,8 +125,9 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
   """
   sweep = ml_collections.ConfigDict(dict(
-      kind="isoflop", budgets=(), sizes_per_budget=5, span=16.0, tokens_per_param=20.0,
-      n_params=(), tokens=(), seeds=(), lrs=(), max_replicas=8, devices=1, workers=1, sbatch=()))
+      kind="isoflop", budgets=(), flops="counted", sizes_per_budget=5, span=16.0,
+      tokens_per_param=20.0, ladder=False, branches=False, n_params=(), tokens=(), seeds=(),
+      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=()))
   for key, value in values.items():
     if key not in sweep:
       raise ConfigError(f"unknown sweep key {key!r}")
@@ -139,7 +152,7 @@ def finetune_sweep_section(**values) -> ml_collections.ConfigDict:
   """
   sweep = ml_collections.ConfigDict(dict(
       kind="finetune", base_sweep="", base_config="experiments/finetune_base_sweep.py",
-      tokens=(), methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=0.3,
+      tokens=(), methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=1.0,
       lora_lr_scale=3.0, devices=1, workers=1, sbatch=()))
   for key, value in values.items():
     if key not in sweep:

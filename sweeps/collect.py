@@ -7,6 +7,7 @@ import sys
 
 from core import rundir
 from sweeps import ROOT, tables
+from sweeps.branches import TRUNK
 from sweeps.processes import run_dir_of
 
 
@@ -93,7 +94,9 @@ def list_unfitted(by_status: dict, summary: dict) -> None:
 
 
 def finish(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
-  """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok)."""
+  """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok).
+  A branch sweep's trunks are not runs of the plan's grid: they are neither collected nor fitted."""
+  rows = [row for row in rows if row.get("kind") != TRUNK]
   results = collect(sweep_dir, rows)
   by_status = {}
   for result in results:

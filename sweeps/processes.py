@@ -20,7 +20,8 @@ STOPPED_CODES = (rundir.EXIT_PREEMPTED, -signal.SIGTERM, 128 + signal.SIGINT, -s
 
 
 def run_dir_of(sweep_dir: str, row: dict) -> str:
-  return os.path.join(sweep_dir, "runs", row["run_id"])
+  """DIR/runs/RUN_ID: every run whose result is fitted; DIR/trunks/ID: a branch sweep's trunks."""
+  return os.path.join(sweep_dir, "trunks" if row.get("kind") == "trunk" else "runs", row["run_id"])
 
 
 def start_run(config_path: str, run_dir: str, overrides: list[str], workers: int = 1,

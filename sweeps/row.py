@@ -5,16 +5,48 @@ import time
 
 from core import rundir
 from core.config import ConfigError
-from sweeps import locks, tables
+from sweeps import branches, locks, tables
 from sweeps.processes import Forwarder, run_dir_of, settle, start_run
+
+WAIT_POLL_S = 5.0
 
 
 def run_row(sweep_dir: str, config_path: str, index: int) -> int:
-  """Trains plan row `index` unless it is finished or locked; returns the exit code."""
+  """Trains plan row `index` unless it is finished or locked; returns the exit code. A branch
+  whose trunk has not reached its branch step trains the trunk first (or waits for the process
+  that does), so Slurm tasks and W&B agents may take the rows in any order."""
   rows = tables.read_plan(sweep_dir)
   if not 0 <= index < len(rows):
     raise ConfigError(f"--row {index} is outside the plan of {sweep_dir} (rows 0..{len(rows) - 1})")
   row = rows[index]
+  if row.get("trunk"):
+    returncode = _reach_branch_point(sweep_dir, config_path, rows, row)
+    if returncode:
+      return returncode
+  return _train_row(sweep_dir, config_path, rows, row, index)
+
+
+def _reach_branch_point(sweep_dir: str, config_path: str, rows, row) -> int:
+  """Waits until branch `row` can train: its trunk trained here (when no one else trains it) or
+  elsewhere up to its branch step; then seeds it. Returns a non-zero exit code if stopped."""
+  trunk = branches.trunk_of(rows, row)
+  trunk_dir, tried = run_dir_of(sweep_dir, trunk), False
+  while (state := branches.readiness(sweep_dir, row, trunk, True)) == branches.WAIT:
+    if locks.held(trunk_dir):  # another task trains the trunk: wait for its checkpoint
+      time.sleep(WAIT_POLL_S)
+      continue
+    if tried:  # the trunk ended here without reaching the step (diverged): train alone
+      break
+    tried = True
+    returncode = _train_row(sweep_dir, config_path, rows, trunk, rows.index(trunk))
+    if returncode:
+      return returncode
+  if state == branches.SEED:
+    branches.seed(sweep_dir, row, trunk)
+  return 0
+
+
+def _train_row(sweep_dir: str, config_path: str, rows, row, index: int) -> int:
   run_dir = run_dir_of(sweep_dir, row)
   # A multi-task Slurm job trains one run with all its tasks: the array task is the lock there.
   tasks, task = int(os.environ.get("SLURM_NTASKS", "1")), os.environ.get("SLURM_PROCID", "0")
@@ -25,7 +57,12 @@ def run_row(sweep_dir: str, config_path: str, index: int) -> int:
             f"{holder.get('pid')}; nothing to do")
       return 0
   try:
-    if rundir.read_status(run_dir) in rundir.FINISHED:
+    if row.get("kind") == branches.TRUNK:
+      if not branches.trunk_needed(sweep_dir, row, rows):
+        print(f"row {index} ({row['run_id']}): every branch it serves has its checkpoint")
+        return 0
+      branches.prepare_trunk(run_dir, row["tokens"])
+    elif rundir.read_status(run_dir) in rundir.FINISHED:
       print(f"row {index} ({row['run_id']}) is already {rundir.read_status(run_dir)}")
       return 0
     overrides = row_overrides(row, run_dir)
