@@ -4,7 +4,8 @@ Reads a fine-tuning sweep's results.csv (sweeps/finetune.py; each row a run's re
 flattened) and writes DIR/finetune.json, DIR/finetune.md, DIR/finetune.html and two figures:
 - per method (full, LoRA at each rank), the law of Zhang et al. 2024 L(N, D_f) = A N^-alpha
   D_f^-beta + E (analysis/finetune_law.py), N the base model's non-embedding parameters and D_f
-  the fine-tuning tokens, with E beside the fine-tuning data's exact floor;
+  the fine-tuning tokens, with E free (as the paper fits it) and with E held at the fine-tuning
+  data's exact floor when it is known (`laws_at_floor`);
 - the cost table, per base size and method: trainable parameters, optimizer state, median tokens/s,
   and at the largest D_f the fine-tuning loss above its floor (adaptation still to go) and the
   forgetting (the original data's eval loss after minus before, on the same sequences);
@@ -33,7 +34,8 @@ REQUIRED = ("status", "n_params", "tokens", "final_eval_loss", "finetune.method"
 CAPTIONS = {
     "finetune_loss": "Fine-tuning eval loss above the fine-tuning data's exact floor against the "
                      "fine-tuning tokens D_f, one panel per base model size N, one line per "
-                     "method; dashed: each method's fitted law L(N, D_f) = A N^-alpha D_f^-beta + E.",
+                     "method; dashed: each method's law L(N, D_f) = A N^-alpha D_f^-beta + E "
+                     "fitted with E at the floor.",
     "forgetting": "Forgetting (the original data's eval loss after fine-tuning minus before) "
                   "against D_f, one panel per method, one line per base model size N.",
 }
@@ -97,8 +99,8 @@ def cells(runs):
           for key, group in grouped.items()}
 
 
-def fit_laws(runs) -> dict:
-  """{method: the fitted law, or {"skipped": why}} for every method."""
+def fit_laws(runs, fixed_E=None) -> dict:
+  """{method: the fitted law (E held at fixed_E if given), or {"skipped": why}} per method."""
   laws = {}
   for method in methods_of(runs):
     mine = [r for r in runs if r["method"] == method]
@@ -109,7 +111,7 @@ def fit_laws(runs) -> dict:
                                  f"{finetune_law.MIN_POINTS} runs, 2 sizes and 2 budgets"}
       continue
     laws[method] = finetune_law.fit([r["n"] for r in mine], [r["d"] for r in mine],
-                                    [r["loss"] for r in mine])
+                                    [r["loss"] for r in mine], fixed_E=fixed_E)
   return laws
 
 
@@ -188,17 +190,21 @@ def blocks(result: dict) -> list:
                (f"{fmt(r['by_budget'][d]['above_floor'])} / {fmt(r['by_budget'][d]['forgetting'])}"
                 if d in r["by_budget"] else "–") for d in budgets] for r in result["table"]])]
   law_rows = []
-  for method, law in result["laws"].items():
-    if "skipped" in law:
-      law_rows.append([method] + ["–"] * 6 + [law["skipped"]])
-    else:
-      law_rows.append([method, fmt(law["A"]), fmt(law["alpha"]), fmt(law["beta"]), fmt(law["E"]),
+  for fitted, laws in (("free", result["laws"]), ("= floor", result["laws_at_floor"])):
+    for method, law in laws.items():
+      if "skipped" in law:
+        law_rows.append([method, fitted] + ["–"] * 6 + [law["skipped"]])
+        continue
+      law_rows.append([method, fitted, fmt(law["A"]), fmt(law["alpha"]), fmt(law["beta"]),
+                       fmt(law["E"]),
                        fmt(None if result["loss_floor"] is None else law["E"] - result["loss_floor"]),
                        str(law["n_points"]), fmt(law["converged"])])
   out += [("h2", "Fitted law per method: L(N, D_f) = A N^-alpha D_f^-beta + E (Zhang et al. 2024)"),
-          ("p", "Huber (delta 1e-3) on log L, L-BFGS from 750 starting points, as Chinchilla's "
-                "Approach 3; N is the base model's non-embedding size."),
-          ("table", ["method", "A", "alpha", "beta", "E", "E - floor", "runs", "converged"],
+          ("p", "Huber (delta 1e-3) on log L, L-BFGS from a grid of starting points, as "
+                "Chinchilla's Approach 3; N is the base model's non-embedding size. E free, as "
+                "the paper fits it, and E held at the fine-tuning data's exact floor (the "
+                "exponents of the loss above the floor)."),
+          ("table", ["method", "E", "A", "alpha", "beta", "E", "E - floor", "runs", "converged"],
            law_rows)]
   claim_lines = []
   for method, c in result["claims"].items():
@@ -245,6 +251,9 @@ def plot_forgetting(path, runs, methods):
   sizes = sorted({r["n"] for r in runs})
   fig, axes = plots._figure(len(methods))  # pylint: disable=protected-access
   axes = np.atleast_1d(axes)
+  forgetting = [r["after"] - r["before"] for r in runs]
+  margin = 0.05 * (max(forgetting) - min(forgetting) or 1)
+  limits = (min(0, min(forgetting)) - margin, max(forgetting) + margin)
   for ax, method in zip(axes, methods):
     for i, n in enumerate(sizes):
       mine = sorted((r for r in runs if r["n"] == n and r["method"] == method),
@@ -252,6 +261,7 @@ def plot_forgetting(path, runs, methods):
       if mine:
         ax.plot([r["d"] for r in mine], [r["after"] - r["before"] for r in mine], "o-",
                 color=f"C{i}", label=f"N = {n:.3g}")
+    ax.set_ylim(*limits)  # one scale for every method, so the panels compare
     ax.set_xscale("log")
     ax.set_xlabel("fine-tuning tokens D_f")
     ax.set_ylabel("forgetting (nats)")
@@ -268,12 +278,14 @@ def analyse(results: str, out: str) -> dict:
   methods = methods_of(runs)
   floors = [r["floor"] for r in runs if r["floor"] is not None]
   result = {"source": results, "n_runs": len(runs), "methods": methods,
-            "loss_floor": mean(floors), "laws": fit_laws(runs), "table": table_rows(table),
+            "loss_floor": mean(floors), "laws": fit_laws(runs),
+            "laws_at_floor": fit_laws(runs, mean(floors)) if floors else {},
+            "table": table_rows(table),
             "claims": claims(table), "plots": {}}
   os.makedirs(out, exist_ok=True)
   try:
     if floors:
-      plot_losses(os.path.join(out, "finetune_loss.png"), runs, result["laws"], methods)
+      plot_losses(os.path.join(out, "finetune_loss.png"), runs, result["laws_at_floor"], methods)
       result["plots"]["finetune_loss"] = "finetune_loss.png"
     plot_forgetting(os.path.join(out, "forgetting.png"), runs, methods)
     result["plots"]["forgetting"] = "forgetting.png"
@@ -293,11 +305,12 @@ def summary_lines(result: dict) -> list[str]:
     lines.append(f"{count(r['n']):>8} {r['method']:>8} {count(r['trainable']):>10} "
                  f"{kib(r['optimizer_bytes']):>9} {count(r['tokens_per_sec']):>9} "
                  f"{fmt(r['d_max']):>8} {fmt(r['above_floor']):>9} {fmt(r['forgetting']):>10}")
-  for method, law in result["laws"].items():
-    lines.append(f"{method}: " + (law["skipped"] if "skipped" in law else
-                                  f"L = {fmt(law['A'])} N^-{law['alpha']:.3f} D_f^-{law['beta']:.3f}"
-                                  f" + {law['E']:.3f}" + ("" if law["converged"] else
-                                                           "  [NOT CONVERGED]")))
+  for fitted, laws in (("", result["laws"]), (" (E = floor)", result["laws_at_floor"])):
+    for method, law in laws.items():
+      lines.append(f"{method}{fitted}: " + (
+          law["skipped"] if "skipped" in law else
+          f"L = {fmt(law['A'])} N^-{law['alpha']:.3f} D_f^-{law['beta']:.3f} + {law['E']:.3f}"
+          + ("" if law["converged"] else "  [NOT CONVERGED]")))
   return lines
 
 

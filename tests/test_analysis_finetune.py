@@ -21,6 +21,10 @@ def test_the_law_is_recovered_from_exact_points():
   for key, value in FULL.items():
     assert fit[key] == pytest.approx(value, rel=2e-3), key
   assert fit["n_points"] == 12 and fit["n_starts"] == len(finetune_law.GRID) == 750
+  anchored = finetune_law.fit(n, d, loss, fixed_E=FULL["E"])  # E held: A, alpha, beta fitted
+  assert anchored["E"] == pytest.approx(FULL["E"], rel=1e-12) and anchored["n_starts"] == 150
+  for key in ("A", "alpha", "beta"):
+    assert anchored[key] == pytest.approx(FULL[key], rel=2e-3), key
 
 
 def write_results(path, rows):
@@ -62,6 +66,7 @@ def test_the_analysis_writes_laws_tables_claims_and_plots(tmp_path, capsys):
   for method, law in (("full", FULL), ("lora r4", LORA)):
     for key, value in law.items():
       assert result["laws"][method][key] == pytest.approx(value, rel=2e-3), (method, key)
+  assert result["laws_at_floor"]["full"]["E"] == pytest.approx(0.9)  # the rows' floor
   rows = {(r["n"], r["method"]): r for r in result["table"]}
   assert len(rows) == 6
   lora, full = rows[(2.8e4, "lora r4")], rows[(2.8e4, "full")]

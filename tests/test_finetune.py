@@ -162,3 +162,23 @@ def test_lora_needs_a_run_to_adapt(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert "init_from" in err and len(err.splitlines()) == 1
   assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_text_files_fine_tune_too(tmp_path):
+  """A base run on one text file and a LoRA run on another: no floors, forgetting measured."""
+  for name, words in (("base.txt", ("alpha", "beta", "gamma")), ("new.txt", ("delta", "omega"))):
+    paragraphs = [" ".join(words[(i + j) % len(words)] for j in range(20)) for i in range(300)]
+    (tmp_path / name).write_text("\n\n".join(paragraphs) + "\n")
+  text = lambda name: ["--config.data.source=text", f"--config.data.path={tmp_path / name}",
+                       f"--config.data.cache_dir={tmp_path / 'cache'}",
+                       "--config.train.tokens=10240"]
+  assert train.main(command(tmp_path / "base", *text("base.txt"))) == 0
+  assert train.main(command(tmp_path / "lora", *text("new.txt"), *LORA,
+                            f"--config.init_from={tmp_path / 'base'}")) == 0
+  result = rundir.read_result(str(tmp_path / "lora"))
+  assert result["status"] == "completed" and result["loss_floor"] is None
+  assert result["original_data_loss_floor"] is None
+  assert result["original_data_eval_loss_before"] == rundir.read_result(
+      str(tmp_path / "base"))["final_eval_loss"]
+  assert result["final_eval_loss"] < result["finetune_eval_loss_before"]
