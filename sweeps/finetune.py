@@ -9,6 +9,7 @@ for every budget in `sweep.tokens`, once in full and once per LoRA rank in `swee
 run a `train.py --config.init_from=BASE` of exactly the base's shape, with the peak lr its method's
 scale times the base run's. The runs share the sweep's compilation cache with the base sweep.
 
+`--config.*` overrides given to the fine-tuning sweep reach its runs, not the base sweep.
 `finish_finetune` collects results.csv and runs `python -m analysis.finetune` (the law
 L(N, D_f) = A N^-alpha D_f^-beta + E per method, the cost and forgetting tables, the plots).
 """
@@ -194,6 +195,5 @@ def finish_finetune(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
   if subprocess.run(command, cwd=ROOT).returncode != 0:
     print(f"analysis failed; results are in {summary['results']}", file=sys.stderr)
     return summary, False
-  summary["report"] = os.path.join(out, "finetune.md")
-  print(f"report: {summary['report']}")
+  summary["report"] = os.path.join(out, "finetune.md")  # the analysis printed its path
   return summary, True
