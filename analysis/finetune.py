@@ -42,7 +42,9 @@ CAPTIONS = {
 
 
 def method_label(row: dict) -> str:
-  return "full" if row["finetune.method"] == "full" else f"lora r{int(float(row['finetune.lora_rank']))}"
+  if row["finetune.method"] == "full":
+    return "full"
+  return f"lora r{int(float(row['finetune.lora_rank']))}"
 
 
 def number(row, key):
@@ -118,12 +120,14 @@ def fit_laws(runs, fixed_E=None) -> dict:
 def table_rows(table: dict) -> list[dict]:
   """One row per (base size, method): costs, and the losses at the largest D_f."""
   out = []
-  for n, method in sorted({(n, m) for n, m, _ in table}, key=lambda k: (k[0], k[1] != "full", k[1])):
+  pairs = sorted({(n, m) for n, m, _ in table}, key=lambda k: (k[0], k[1] != "full", k[1]))
+  for n, method in pairs:
     budgets = sorted(d for n2, m2, d in table if (n2, m2) == (n, method))
     last = table[(n, method, budgets[-1])]
     speeds = [table[(n, method, d)]["tokens_per_sec"] for d in budgets]
     out.append({"n": n, "method": method, "trainable": last["trainable"],
-                "trainable_fraction": last["trainable"] / last["n_total"] if last["n_total"] else None,
+                "trainable_fraction": (last["trainable"] / last["n_total"] if last["n_total"]
+                                       else None),
                 "optimizer_bytes": last["optimizer_bytes"], "tokens_per_sec": mean(speeds),
                 "d_max": budgets[-1], "above_floor": above(last["loss"], last["floor"]),
                 "forgetting": last["after"] - last["before"],
@@ -197,14 +201,15 @@ def blocks(result: dict) -> list:
         continue
       law_rows.append([method, fitted, fmt(law["A"]), fmt(law["alpha"]), fmt(law["beta"]),
                        fmt(law["E"]),
-                       fmt(None if result["loss_floor"] is None else law["E"] - result["loss_floor"]),
+                       fmt(above(law["E"], result["loss_floor"])),
                        str(law["n_points"]), fmt(law["converged"])])
   out += [("h2", "Fitted law per method: L(N, D_f) = A N^-alpha D_f^-beta + E (Zhang et al. 2024)"),
           ("p", "Huber (delta 1e-3) on log L, L-BFGS from a grid of starting points, as "
                 "Chinchilla's Approach 3; N is the base model's non-embedding size. E free, as "
                 "the paper fits it, and E held at the fine-tuning data's exact floor (the "
                 "exponents of the loss above the floor)."),
-          ("table", ["method", "E", "A", "alpha", "beta", "E", "E - floor", "runs", "converged"],
+          ("table", ["method", "E fitted", "A", "alpha", "beta", "E", "E - floor", "runs",
+                     "converged"],
            law_rows)]
   claim_lines = []
   for method, c in result["claims"].items():
@@ -216,7 +221,8 @@ def blocks(result: dict) -> list:
         f"{c['loss_minus_full'][0]:+.3f} to {c['loss_minus_full'][1]:+.3f} nats against full; "
         f"forgets less at {c['forgets_less_points']} of {c['points']} points (mean forgetting "
         f"{fmt(c['forgetting_mean'])} vs full's {fmt(c['full_forgetting_mean'])} nats)")
-  out += [("h2", "Does PEFT cost less and forget less?"), ("list", claim_lines or ["no full runs to compare with"])]
+  out += [("h2", "Does PEFT cost less and forget less?"),
+          ("list", claim_lines or ["no full fine-tuning runs to compare with"])]
   out += [("h2", "Figures")] + [("figure", file, CAPTIONS[name])
                                 for name, file in result["plots"].items()]
   return out
@@ -241,8 +247,9 @@ def plot_losses(path, runs, laws, methods):
         ax.plot(grid, finetune_law.finetune_loss(n, grid, law["A"], law["alpha"], law["beta"],
                                                  law["E"]) - mine[0]["floor"], "--",
                 color=colours[method])
-    plots._log_axes(ax, "fine-tuning tokens D_f", "FT loss - floor (nats)",  # pylint: disable=protected-access
-                    f"base N = {n:.3g}", loss_axis=True)
+    plots._log_axes(  # pylint: disable=protected-access
+        ax, "fine-tuning tokens D_f", "FT loss - floor (nats)", f"base N = {n:.3g}",
+        loss_axis=True)
     ax.legend(fontsize=8)
   fig.savefig(path)
 

@@ -7,9 +7,9 @@ LoRAParam is a subclass of nnx.Param, so `nnx.split(model, nnx.LoRAParam, nnx.Pa
 the adapters (trained) and the base weights (frozen: embeddings, norms and kernels) apart, and the
 kernels keep their paths, so a base run's checkpoint loads into an adapted model unchanged.
 
-Targets name the matrices: query, key_value, out (every attention, self and cross), up, gate, down
-(every MLP; gate only exists with SwiGLU); "attention" and "mlp" name the groups. The fused key/value
-projection gets one adapter (A [d, r], B [r, 2d]). model/sizing.py counts the adapters exactly.
+Targets name the matrices: query, key_value, out (every attention, self and cross), up, gate,
+down (every MLP; gate only exists with SwiGLU); "attention" and "mlp" name the groups. The fused
+key/value projection gets one adapter (A [d, r], B [r, 2d]). model/sizing.py counts them exactly.
 
 CLI: python -m model.lora --workdir LORA_RUN --out DIR [--json] writes DIR, a run directory whose
 checkpoint holds the merged weights W + (alpha / r) A B (generation, quantization, init_from and
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m model.lora",
                                    description="Merge a LoRA run's adapters into its base weights.")
   parser.add_argument("--workdir", required=True, help="the LoRA run's directory")
-  parser.add_argument("--out", required=True, help="the run directory to write the merged weights to")
+  parser.add_argument("--out", required=True, help="the run directory for the merged weights")
   parser.add_argument("--json", action="store_true", help="end with one JSON object")
   args = parser.parse_args(argv)
   if os.path.abspath(args.out) == os.path.abspath(args.workdir):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -111,6 +112,15 @@ def test_merged_lora_weights_give_the_same_eval_loss_generate_and_export(lora_ru
   assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_tokens"] == sample
   assert len(sample) == 80
   assert lora.main(["--workdir", str(exported), "--out", str(tmp_path / "again")]) == 2
+  # init_from a LoRA run starts from its merged weights, as the export holds them.
+  model, _ = loading.load_model(str(exported))
+  plain = nnx.state(model, nnx.Param)
+  on_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_device),
+                          plain)
+  restored = loading.restore_params(str(lora_run), abstract)
+  for path, weight in quantize.flatten(restored).items():
+    np.testing.assert_array_equal(weight, quantize.flatten(plain)[path], err_msg=path)
 
 
 @pytest.mark.slow
