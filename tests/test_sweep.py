@@ -24,9 +24,11 @@ from training import plan as plan_lib
 
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 # Micro runs: the smallest shape, 16-token sequences, batches of 4 (64 tokens per step).
+# Independent cosine runs of one seed, whatever the default sweep's own choices.
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
-         "--config.sweep.n_params=(3e3,)"]
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
+         "--config.sweep.branches=False", "--config.sweep.seeds=()"]
 SHORT, LONG = 64 * 20, 64 * 4000  # run 0: 20 steps; run 1: 4000 steps (~5 s), to be killed in
 
 
