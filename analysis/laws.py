@@ -4,6 +4,14 @@ Chinchilla (Hoffmann et al. 2022): L(N, D) = E + A/N^alpha + B/D^beta. Minimisin
 C = 6 N D gives N_opt = G (C/6)^a and D_opt = G^-1 (C/6)^b with a = beta/(alpha+beta),
 b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)) (the paper's equation 4).
 
+Inference-aware (Sardana et al. 2023, "Beyond Chinchilla-Optimal"): a model that will serve T
+tokens costs 6 N D to train and 2 N T to serve. The (N, D) reaching a target loss l at the least
+total cost solves, with g = l - E, u = A/N^alpha the N term and s = u/g, the first-order condition
+6 D (alpha s / (beta (1 - s)) - 1) = 2 T on the iso-loss curve. At T = 0 that is alpha u = beta
+(g - u), Chinchilla's optimum (s0 = beta/(alpha+beta)); with s = s0 + (1 - s0) sigmoid(z) the left
+side is increasing in z (its log is log 6 D + log((alpha+beta)/beta) + z), so bisection in z finds
+the one root.
+
 Kaplan et al. (2020): L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (their equation 1.5),
 with no irreducible term. Under C = 6 N D its minimum over N is at
 N_opt = (k N_c^k C / (6 D_c))^(1/(k+1)), k = alpha_N/alpha_D (the bracket's derivative is 0 there).
@@ -31,6 +39,29 @@ def chinchilla_optimum(flops, A, B, alpha, beta):
   a, b = frontier_exponents(alpha, beta)
   G = frontier_G(A, B, alpha, beta)
   return G * np.power(np.asarray(flops) / 6, a), np.power(np.asarray(flops) / 6, b) / G
+
+
+def inference_optimum(target_loss, inference_tokens, E, A, B, alpha, beta, iterations=200):
+  """(N, D) reaching L(N, D) = target_loss at the least 6 N D + 2 N T (T = inference_tokens);
+  NaN where the target is at or below E."""
+  g = np.asarray(target_loss, np.float64) - E
+  t = np.asarray(inference_tokens, np.float64)
+  s0 = beta / (alpha + beta)
+  with np.errstate(all="ignore"):
+    log_g = np.log(np.where(g > 0, g, np.nan))
+
+    def log_d(z):  # log D on the iso-loss curve, at s = s0 + (1 - s0) sigmoid(z)
+      return (np.log(B) - log_g - np.log1p(-s0) + np.logaddexp(0, z)) / beta
+
+    target = np.log(2 * t) - np.log(6) - np.log((alpha + beta) / beta)
+    low, high = np.full(np.shape(log_g), -1e3), np.full(np.shape(log_g), 1e3)
+    for _ in range(iterations):  # the condition's log, log D(z) + z, increases with z
+      z = (low + high) / 2
+      above = log_d(z) + z > target
+      high, low = np.where(above, z, high), np.where(above, low, z)
+    z = np.where(t > 0, (low + high) / 2, -np.inf)  # T = 0: s = s0, Chinchilla's optimum
+    s = s0 + (1 - s0) / (1 + np.exp(-z))
+    return np.exp((np.log(A) - log_g - np.log(s)) / alpha), np.exp(log_d(z))
 
 
 def kaplan_loss(n, d, alpha_N, alpha_D, N_c, D_c):

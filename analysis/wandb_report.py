@@ -53,9 +53,11 @@ def _frontier_table_rows(fit: dict) -> list:
 
 
 def log_run(fit: dict, out: str, mode: str, project: str, entity=None) -> str:
-  """Logs the analysis run; returns its URL (online) or its directory (offline)."""
+  """Logs the analysis run (under $WANDB_DIR when set, else OUT); returns its URL (online) or its
+  directory (offline)."""
   import wandb  # pylint: disable=g-import-not-at-top  (slow import, only when logging)
-  run = wandb.init(project=project, entity=entity, mode=mode, dir=out, job_type="analysis",
+  run = wandb.init(project=project, entity=entity, mode=mode,
+                   dir=os.environ.get("WANDB_DIR") or out, job_type="analysis",
                    name="analysis", config={"source": fit["source"], "columns": fit["columns"],
                                             "n_points": fit["n_points"],
                                             "bootstrap": fit["bootstrap"]},

@@ -111,11 +111,14 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   devices           devices each run trains on: batches are planned as multiples of it
   workers           runs trained at once by --executor local (--workers overrides it)
   sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
+  inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
+                    (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et al.
+                    2023) to the analysis and the sweep's last lines; 0: none
   """
   sweep = ml_collections.ConfigDict(dict(
       kind="isoflop", budgets=(), flops="counted", sizes_per_budget=5, span=16.0,
       tokens_per_param=20.0, ladder=False, branches=False, n_params=(), tokens=(), seeds=(),
-      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=()))
+      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=(), inference_tokens=0.0))
   for key, value in values.items():
     if key not in sweep:
       raise ConfigError(f"unknown sweep key {key!r}")

@@ -54,3 +54,27 @@ def test_rule_of_20_and_power_law_fit():
   assert n == pytest.approx(1e10) and d == pytest.approx(2e11)
   x = np.geomspace(1, 1e6, 7)
   assert laws.fit_power_law(x, 3.0 * x ** -0.25) == pytest.approx((3.0, -0.25))
+
+
+def test_inference_optimum_by_hand_and_against_brute_force():
+  # E = 0, A = B = alpha = beta = 1, target loss 1 (g = 1), T = 3: N = 1/s, D = 1/(1 - s) and
+  # the cost 6/(s(1-s)) + 6/s is least where s^2 - 4s + 2 = 0, s = 2 - sqrt(2).
+  n, d = laws.inference_optimum(1.0, 3.0, 0.0, 1.0, 1.0, 1.0, 1.0)
+  assert n == pytest.approx(1 + np.sqrt(2) / 2, rel=1e-12)
+  assert d == pytest.approx(1 + np.sqrt(2), rel=1e-12)
+  # T = 0 is Chinchilla's optimum for the loss that optimum reaches.
+  n_opt, d_opt = laws.chinchilla_optimum(1e21, EPOCH["A"], EPOCH["B"], EPOCH["alpha"],
+                                         EPOCH["beta"])
+  target = laws.chinchilla_loss(n_opt, d_opt, **EPOCH)
+  assert laws.inference_optimum(target, 0.0, **EPOCH) == pytest.approx((n_opt, d_opt), rel=1e-9)
+  for tokens in (1e11, 1e13):
+    n, d = laws.inference_optimum(target, tokens, **EPOCH)
+    assert laws.chinchilla_loss(n, d, **EPOCH) == pytest.approx(target, rel=1e-12)
+    assert n < n_opt and d > d_opt  # smaller models, trained longer
+    # Brute force along the iso-loss curve: D(N) = (B / (target - E - A/N^alpha))^(1/beta).
+    grid = n * np.geomspace(0.5, 2, 200001)
+    gap = target - EPOCH["E"] - EPOCH["A"] / grid ** EPOCH["alpha"]
+    grid, gap = grid[gap > 0], gap[gap > 0]
+    cost = 6 * grid * (EPOCH["B"] / gap) ** (1 / EPOCH["beta"]) + 2 * grid * tokens
+    assert grid[np.argmin(cost)] == pytest.approx(n, rel=1e-4)
+  assert np.isnan(laws.inference_optimum(EPOCH["E"], 1e11, **EPOCH)).all()  # unreachable loss
