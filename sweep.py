@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    results, analysed = finish(sweep_dir, rows, config.wandb.mode, config.sweep.inference_tokens)
+    results, analysed = finish(sweep_dir, rows, config.wandb.mode, config.sweep.inference_tokens,
+                               config.sweep.flops)
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
   if args.json:

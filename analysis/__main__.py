@@ -109,6 +109,12 @@ def summary_lines(fit: dict) -> list[str]:
            f"approach 3: L = {e} + {_num(a3['A'], '.4g')}/N^{_num(a3['alpha'], '.4f')} + "
            f"{_num(a3['B'], '.4g')}/D^{_num(a3['beta'], '.4f')}; {exponents}"
            + ("" if a3["converged"] else "  [NOT CONVERGED]")]
+  if "frontier" not in unidentified and "frontier_exponents" in a3:
+    convention = fit.get("flops_convention", {})
+    lines.append(f"frontier, C in {convention.get('label', '6ND FLOPs')}: N_opt ∝ "
+                 f"C^{_num(a3['frontier_exponents']['a'], '.3f')}, D_opt ∝ "
+                 f"C^{_num(a3['frontier_exponents']['b'], '.3f')} (approach 3; FLOPs per token "
+                 f"{_num(convention.get('k'), '.3g')} N^{_num(convention.get('gamma'), '.3f')})")
   for name in ("chinchilla_approach2", "chinchilla_approach1"):
     if name in fit:
       lines.append(f"{name.replace('chinchilla_', '').replace('approach', 'approach ')}: "

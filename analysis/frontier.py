@@ -4,9 +4,10 @@ and the extrapolation check.
 The frontier is read at the data's own budgets (the planned ones; without a budget column, every
 decade inside the runs' range of C and its two ends) plus every decade from 1e18 to 1e24 FLOPs
 (where the papers quote tokens per parameter), next to the 20-tokens-per-parameter rule; each row
-says how many decades it lies beyond the data. Approach 3 and Kaplan's joint law are minimised
-under C = 6ND; Approaches 1 and 2 are the power laws through their minima in whatever FLOP column
-the table has, so they agree with the others only as far as those do.
+says how many decades it lies beyond the data. Every approach reads C in the table's own FLOP
+convention (`flops_convention`: counted FLOPs for a sweep's results.csv): Approaches 1 and 2 are
+power laws through minima in that C, and Approach 3, Kaplan's joint law and the 20x rule are
+minimised under C = k N^gamma D with k and gamma fitted on the table's (N, C / D).
 
 The inference-aware frontier (Sardana et al. 2023): for each row's budget C, the Approach 3 model
 that reaches the loss of C's compute-optimal model at the least training plus inference cost,
@@ -58,13 +59,34 @@ def _point(n_opt, d_opt) -> dict:
   return {"n_opt": float(n_opt), "d_opt": float(d_opt), "tokens_per_param": float(d_opt / n_opt)}
 
 
+# What a table's C column means, by its name (a sweep's results.csv has both).
+C_LABELS = {"flops": "counted FLOPs (Chinchilla Appendix F)",
+            "flops_6nd": "6ND FLOPs (N non-embedding)"}
+
+
+def flops_convention(runs) -> dict:
+  """The table's C: its column, what it counts, and C per token as a power of N fitted on the
+  runs (C / D = k N^gamma), so every frontier is read in that one convention (6ND: k 6, gamma 1)."""
+  column = runs.columns["c"]
+  label = C_LABELS.get(column) or (
+      "6ND FLOPs" if column.startswith("derived") else f"FLOPs as the table's {column!r} column")
+  per_token = runs.c / runs.d
+  if np.allclose(per_token, 6 * runs.n, rtol=1e-6, atol=0):
+    k, gamma = 6.0, 1.0
+  else:
+    k, gamma = laws.fit_power_law(runs.n, per_token)
+  return {"column": column, "label": label, "k": k, "gamma": gamma}
+
+
 def table(budgets, fit3: approach3.Approach3Fit, approach2=None, approach1=None,
-          kaplan_joint=None, data=None) -> list[dict]:
-  """One row per budget: Approach 3 at the top level (the contract), then each other approach."""
+          kaplan_joint=None, data=None, convention=None) -> list[dict]:
+  """One row per budget C in the table's FLOP convention (`flops_convention`; 6ND without one):
+  Approach 3 at the top level (the contract), then each other approach."""
+  per_token = {"k": (convention or {}).get("k", 6.0), "gamma": (convention or {}).get("gamma", 1.0)}
   rows = []
   for flops in budgets:
     row = {"flops": float(flops), **_point(*laws.chinchilla_optimum(
-        flops, fit3.A, fit3.B, fit3.alpha, fit3.beta))}
+        flops, fit3.A, fit3.B, fit3.alpha, fit3.beta, **per_token))}
     if data:
       row["decades_beyond_data"] = decades_beyond(flops, data)
     if approach2:
@@ -73,8 +95,8 @@ def table(budgets, fit3: approach3.Approach3Fit, approach2=None, approach1=None,
       row["approach1"] = _point(*isoflop.optimum(approach1, flops))
     if kaplan_joint:
       row["kaplan"] = _point(*laws.kaplan_optimum(
-          flops, *(kaplan_joint[k] for k in kaplan.PARAMS)))
-    row["rule_20x"] = _point(*laws.rule_optimum(flops))
+          flops, *(kaplan_joint[k] for k in kaplan.PARAMS), **per_token))
+    row["rule_20x"] = _point(*laws.rule_optimum(flops, **per_token))
     rows.append(row)
   return rows
 

@@ -15,6 +15,9 @@ the one root.
 Kaplan et al. (2020): L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (their equation 1.5),
 with no irreducible term. Under C = 6 N D its minimum over N is at
 N_opt = (k N_c^k C / (6 D_c))^(1/(k+1)), k = alpha_N/alpha_D (the bracket's derivative is 0 there).
+
+Every optimum also takes a table's own FLOP convention, C = k N^gamma D: counted FLOPs per token
+(embeddings, attention, logits) grow slower than 6N at small N (gamma < 1); 6ND is k 6, gamma 1.
 """
 import numpy as np
 
@@ -34,11 +37,22 @@ def frontier_G(A, B, alpha, beta):
   return np.power(alpha * A / (beta * B), 1 / (alpha + beta))
 
 
-def chinchilla_optimum(flops, A, B, alpha, beta):
-  """(N_opt, D_opt) minimising the Chinchilla law at compute C = 6 N D."""
-  a, b = frontier_exponents(alpha, beta)
-  G = frontier_G(A, B, alpha, beta)
-  return G * np.power(np.asarray(flops) / 6, a), np.power(np.asarray(flops) / 6, b) / G
+def frontier_exponents_at(alpha, beta, gamma=1.0):
+  """(a, b) when C = k N^gamma D: N_opt ∝ C^(beta / (alpha + gamma beta)), D_opt ∝ C^(1 - gamma a)."""
+  a = beta / (alpha + gamma * beta)
+  return a, 1 - gamma * a
+
+
+def chinchilla_optimum(flops, A, B, alpha, beta, k=6.0, gamma=1.0):
+  """(N_opt, D_opt) minimising the Chinchilla law at compute C = k N^gamma D (6ND: k 6, gamma 1).
+
+  dL/dN = 0 on that curve: alpha A N^-alpha = gamma beta B D^-beta, so
+  N_opt = (alpha A / (gamma beta B))^(1/(alpha + gamma beta)) (C/k)^(beta/(alpha + gamma beta)).
+  """
+  flops = np.asarray(flops)
+  a, _ = frontier_exponents_at(alpha, beta, gamma)
+  n = np.power(alpha * A / (gamma * beta * B), 1 / (alpha + gamma * beta)) * np.power(flops / k, a)
+  return n, flops / (k * np.power(n, gamma))
 
 
 def inference_optimum(target_loss, inference_tokens, E, A, B, alpha, beta, iterations=200):
@@ -68,16 +82,18 @@ def kaplan_loss(n, d, alpha_N, alpha_D, N_c, D_c):
   return np.power(np.power(N_c / n, alpha_N / alpha_D) + D_c / d, alpha_D)
 
 
-def kaplan_optimum(flops, alpha_N, alpha_D, N_c, D_c):
-  """(N_opt, D_opt) minimising the Kaplan L(N, D) at compute C = 6 N D."""
-  k = alpha_N / alpha_D
-  n_opt = np.power(k * np.power(N_c, k) * np.asarray(flops) / (6 * D_c), 1 / (k + 1))
-  return n_opt, np.asarray(flops) / (6 * n_opt)
+def kaplan_optimum(flops, alpha_N, alpha_D, N_c, D_c, k=6.0, gamma=1.0):
+  """(N_opt, D_opt) minimising the Kaplan L(N, D) at compute C = k N^gamma D: with
+  q = alpha_N/alpha_D, N_opt = (q N_c^q C / (gamma k D_c))^(1/(q + gamma))."""
+  q = alpha_N / alpha_D
+  flops = np.asarray(flops)
+  n_opt = np.power(q * np.power(N_c, q) * flops / (gamma * k * D_c), 1 / (q + gamma))
+  return n_opt, flops / (k * np.power(n_opt, gamma))
 
 
-def rule_optimum(flops, tokens_per_param=TOKENS_PER_PARAM_RULE):
-  """(N, D) with D = tokens_per_param * N and C = 6 N D."""
-  n = np.sqrt(np.asarray(flops) / (6 * tokens_per_param))
+def rule_optimum(flops, tokens_per_param=TOKENS_PER_PARAM_RULE, k=6.0, gamma=1.0):
+  """(N, D) with D = tokens_per_param * N and C = k N^gamma D."""
+  n = np.power(np.asarray(flops) / (k * tokens_per_param), 1 / (1 + gamma))
   return n, tokens_per_param * n
 
 

@@ -117,14 +117,18 @@ def _kaplan_section(joint, l_n, l_d, l_c, l_c_source, samples) -> dict:
   return section
 
 
-def _frontier_rows(budgets, data, fit3, approach2, approach1, joint, samples) -> list[dict]:
-  """The frontier table at `budgets`, with bootstrap intervals of the tokens per parameter of each
-  approach."""
-  rows = frontier.table(budgets, fit3, approach2, approach1, joint, data)
+def _frontier_rows(budgets, data, fit3, approach2, approach1, joint, samples,
+                   convention) -> list[dict]:
+  """The frontier table at `budgets` in the table's FLOP convention, with bootstrap intervals of
+  the tokens per parameter of each approach."""
+  rows = frontier.table(budgets, fit3, approach2, approach1, joint, data, convention)
+  per_token = {"k": convention["k"], "gamma": convention["gamma"]}
   optima = {
-      "approach3": lambda s, c: laws.chinchilla_optimum(c, s["A"], s["B"], s["alpha"], s["beta"]),
+      "approach3": lambda s, c: laws.chinchilla_optimum(c, s["A"], s["B"], s["alpha"], s["beta"],
+                                                        **per_token),
       "approach2": isoflop.optimum, "approach1": isoflop.optimum,
-      "kaplan": lambda s, c: laws.kaplan_optimum(c, *(s[k] for k in kaplan.PARAMS))}
+      "kaplan": lambda s, c: laws.kaplan_optimum(c, *(s[name] for name in kaplan.PARAMS),
+                                                 **per_token)}
   for row in rows:
     row["tokens_per_param_ci95"] = _tokens_per_param_ci(
         samples.get("approach3"), optima["approach3"], row["flops"])
@@ -203,11 +207,17 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
         runs, {"approach3": fit3, "approach2": approach2, "approach1": approach1, "kaplan": joint},
         grid, with_curves, labels, budgets, n_bootstrap, seed, unit, window)
 
+  convention = frontier.flops_convention(runs)
+  a_c, b_c = laws.frontier_exponents_at(fit3.alpha, fit3.beta, convention["gamma"])
   fit = {
       "source": runs.source, "columns": runs.columns, "n_points": len(runs),
+      "flops_convention": convention,
       "excluded": [{"run_id": r, "status": s, "reason": why} for r, s, why in runs.excluded],
       "dropped_top_loss": list(runs.dropped), "loss_floor": runs.loss_floor,
-      "chinchilla_approach3": _approach3_section(fit3, samples.get("approach3"))}
+      "chinchilla_approach3": {**_approach3_section(fit3, samples.get("approach3")),
+                               # N_opt ∝ C^a, D_opt ∝ C^b with C in the table's convention
+                               "frontier_exponents": {"a": a_c, "b": b_c,
+                                                      "flops": convention["label"]}}}
   if approach2:
     fit["chinchilla_approach2"] = {
         **_power_law_section(approach2, samples.get("approach2")),
@@ -226,7 +236,7 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
 
   data = frontier.data_budgets(runs, budgets)
   rows = _frontier_rows(frontier.budgets_for(data, "frontier" not in fit["diagnostics"][
-      "unidentified"]), data, fit3, approach2, approach1, joint, samples)
+      "unidentified"]), data, fit3, approach2, approach1, joint, samples, convention)
   fit["frontier"] = rows
   if inference_tokens is not None:
     fit["inference_frontier"] = {"inference_tokens": float(inference_tokens),

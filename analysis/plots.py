@@ -71,7 +71,7 @@ def _size_colours(fig, ax, n):
   return lambda value: mappable.to_rgba(value)
 
 
-def loss_vs_flops(path, runs, curves, curve_n, envelope):
+def loss_vs_flops(path, runs, curves, curve_n, envelope, convention=None):
   fig, ax = _figure()
   colour = _size_colours(fig, ax, runs.n)
   if curves:
@@ -87,17 +87,18 @@ def loss_vs_flops(path, runs, curves, curve_n, envelope):
     best = np.minimum.accumulate(runs.loss[order])
     ax.step(runs.c[order], best, where="post", color="k", lw=1.5,
             label="compute-efficient envelope")
-  _log_axes(ax, "training FLOPs C", "loss", "Loss vs compute", loss_axis=True)
+  _log_axes(ax, c_label(convention), "loss", "Loss vs compute", loss_axis=True)
   ax.legend(fontsize=8)
   _save(fig, path)
 
 
-def isoflop_profiles(path, profiles, max_legend=10):
+def isoflop_profiles(path, profiles, max_legend=10, convention=None):
   fig, ax = _figure()
   norm = matplotlib.colors.LogNorm(profiles[0].budget, profiles[-1].budget * 1.0001)
   budget_colour = matplotlib.cm.ScalarMappable(norm, "plasma").to_rgba
   if len(profiles) > max_legend:
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm, "plasma"), ax=ax, label="budget C (FLOPs)")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm, "plasma"), ax=ax,
+                 label=f"budget C ({convention['label'] if convention else 'FLOPs'})")
   for p in profiles:
     colour = budget_colour(p.budget)
     ax.scatter(p.n[p.fitted], p.loss[p.fitted], color=colour, s=14)
@@ -116,18 +117,25 @@ def _exponent(label, value, unidentified=()):
           else f"{label}: C^{value:.2f}")
 
 
+def c_label(convention) -> str:
+  return f"training FLOPs C ({convention['label']})" if convention else "training FLOPs C"
+
+
 def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_range,
-             data_max=None, unidentified=(), inference_tokens=None):
-  """`unidentified`: the laws (their labels' first words) whose exponent the data cannot give."""
+             data_max=None, unidentified=(), inference_tokens=None, convention=None):
+  """`unidentified`: the laws (their labels' first words) whose exponent the data cannot give.
+  Every curve in the table's FLOP convention C = k N^gamma D (analysis.frontier)."""
   fig, (ax_n, ax_d) = _figure(2)
   flops = np.geomspace(*flops_range, 100)
+  per_token = {"k": (convention or {}).get("k", 6.0), "gamma": (convention or {}).get("gamma", 1.0)}
+  a3, b3 = laws.frontier_exponents_at(fit3.alpha, fit3.beta, per_token["gamma"])
   lines = [("Approach 3 (parametric)", "-", laws.chinchilla_optimum(
-      flops, fit3.A, fit3.B, fit3.alpha, fit3.beta), fit3.a, fit3.b)]
+      flops, fit3.A, fit3.B, fit3.alpha, fit3.beta, **per_token), a3, b3)]
   if inference_tokens:
     loss = laws.chinchilla_loss(*lines[0][2], **fit3.law())
     n_inf, d_inf = laws.inference_optimum(loss, inference_tokens, **fit3.law())
-    for ax, values in ((ax_n, n_inf), (ax_d, d_inf)):
-      ax.plot(6 * n_inf * d_inf, values, color="C4", lw=1.6,
+    for ax, values in ((ax_n, n_inf), (ax_d, d_inf)):  # at their own training cost
+      ax.plot(per_token["k"] * n_inf ** per_token["gamma"] * d_inf, values, color="C4", lw=1.6,
               label=f"inference-aware, T = {inference_tokens:.2g} tokens")
   if approach2:
     lines.append(("Approach 2 (IsoFLOP)", "--", isoflop.optimum(approach2, flops),
@@ -136,13 +144,14 @@ def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_
     lines.append(("Approach 1 (envelope)", ":", isoflop.optimum(approach1, flops),
                   approach1["a"], approach1["b"]))
   if joint:
-    k = joint["alpha_D"] / (joint["alpha_N"] + joint["alpha_D"])
+    n_exponent = 1 / (joint["alpha_N"] / joint["alpha_D"] + per_token["gamma"])
     lines.append(("Kaplan L(N, D)", "-.", laws.kaplan_optimum(
-        flops, joint["alpha_N"], joint["alpha_D"], joint["N_c"], joint["D_c"]), k, 1 - k))
+        flops, joint["alpha_N"], joint["alpha_D"], joint["N_c"], joint["D_c"], **per_token),
+        n_exponent, 1 - per_token["gamma"] * n_exponent))
   for label, style, (n_opt, d_opt), a, b in lines:
     ax_n.plot(flops, n_opt, style, lw=1.6, label=_exponent(label, a, unidentified))
     ax_d.plot(flops, d_opt, style, lw=1.6, label=_exponent(label, b, unidentified))
-  rule_n, rule_d = laws.rule_optimum(flops)
+  rule_n, rule_d = laws.rule_optimum(flops, **per_token)
   ax_n.plot(flops, rule_n, color="grey", lw=1, label="20 tokens per parameter")
   ax_d.plot(flops, rule_d, color="grey", lw=1, label="20 tokens per parameter")
   if profiles:
@@ -159,14 +168,14 @@ def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_
       ax.axvspan(data_max, flops[-1], color="grey", alpha=0.12, lw=0)
   ax_n.set_xlim(flops[0], flops[-1])
   ax_d.set_xlim(flops[0], flops[-1])
-  _log_axes(ax_n, "training FLOPs C", "optimal parameters N_opt", "N_opt(C)")
-  _log_axes(ax_d, "training FLOPs C", "optimal tokens D_opt", "D_opt(C)")
+  _log_axes(ax_n, c_label(convention), "optimal parameters N_opt", "N_opt(C)")
+  _log_axes(ax_d, c_label(convention), "optimal tokens D_opt", "D_opt(C)")
   ax_n.legend(fontsize=7)
   ax_d.legend(fontsize=7)
   _save(fig, path)
 
 
-def contours(path, runs, fit3, identified=True):
+def contours(path, runs, fit3, identified=True, convention=None):
   fig, ax = _figure()
   flops = np.geomspace(runs.c.min() / 10, runs.c.max() * 100, 200)
   n = np.geomspace(runs.n.min() / 10, runs.n.max() * 10, 200)
@@ -181,7 +190,7 @@ def contours(path, runs, fit3, identified=True):
                  else "efficient frontier (exponent not identified)"))
   ax.scatter(runs.c, runs.n, s=8, color="k", alpha=0.6, label="runs")
   ax.set_ylim(n.min(), n.max())
-  _log_axes(ax, "training FLOPs C", "parameters N", "Approach 3: iso-loss contours")
+  _log_axes(ax, c_label(convention), "parameters N", "Approach 3: iso-loss contours")
   ax.legend(fontsize=8, loc="upper left")
   _save(fig, path)
 
@@ -234,17 +243,19 @@ def make_all(arrays: dict, fit: dict, out: str) -> dict:
   unidentified = (() if reason is None else ("Approach 3", "Kaplan L(N, D)") if
                   reason == "one budget" else ("Approach 3",))
   inference = fit.get("inference_frontier", {}).get("inference_tokens")
+  convention = fit.get("flops_convention")
   data_max = max([row["flops"] for row in arrays["frontier"]
                   if not row.get("decades_beyond_data")] + [runs.c.max()])
   figures = {
       "loss_vs_flops": lambda p: loss_vs_flops(p, runs, arrays["curves"], arrays["curve_n"],
-                                               arrays["envelope"]),
-      "isoflop": ((lambda p: isoflop_profiles(p, arrays["profiles"]))
+                                               arrays["envelope"], convention),
+      "isoflop": ((lambda p: isoflop_profiles(p, arrays["profiles"], convention=convention))
                   if arrays["profiles"] else None),
       "frontier": lambda p: frontier(p, fit3, arrays["approach2"], arrays["profiles"],
                                      arrays["approach1"], arrays["envelope"], arrays["joint"],
-                                     flops_range, data_max, unidentified, inference),
-      "contours": lambda p: contours(p, runs, fit3, "Approach 3" not in unidentified),
+                                     flops_range, data_max, unidentified, inference, convention),
+      "contours": lambda p: contours(p, runs, fit3, "Approach 3" not in unidentified,
+                                     convention),
       "kaplan_loss_vs_n": lambda p: kaplan_loss_vs_n(p, runs, arrays["joint"], arrays["l_n"]),
       "extrapolation": ((lambda p: extrapolation(p, fit["extrapolation"]))
                         if "observed" in fit["extrapolation"] else None),

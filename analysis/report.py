@@ -156,7 +156,8 @@ def _comparison_block(fit: dict) -> list:
 
 def _frontier_block(fit: dict) -> list:
   names = [n for n in ("approach2", "approach1", "kaplan") if n in fit["frontier"][0]]
-  header = ["C", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
+  convention = fit.get("flops_convention") or {"label": "6ND FLOPs", "k": 6.0, "gamma": 1.0}
+  header = [f"C ({convention['label']})", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
   header += [f"{n.replace('approach', 'A')} {q}" for n in names for q in ("N_opt", "D/N")]
   header += ["20x N", "20x D", "range"]
   rows = []
@@ -168,8 +169,10 @@ def _frontier_block(fit: dict) -> list:
     rows.append(cells)
   return [("h2", "Compute-optimal frontier"),
           ("p", "At the data's budgets and 1e18..1e24 FLOPs (range: how far past the data's "
-                "budgets a row extrapolates). A3 and Kaplan minimise their laws under C = 6ND; A1 "
-                "and A2 extend the power laws through their minima."),
+                f"budgets a row extrapolates), every C in one convention: {convention['label']}. "
+                "A1 and A2 extend the power laws through their minima in that C; A3, Kaplan and "
+                "the 20x rule minimise under C = k N^gamma D, the FLOPs per token fitted on the "
+                f"table: {fmt(convention['k'])} N^{fmt(convention['gamma'])}."),
           ("table", header, rows)]
 
 

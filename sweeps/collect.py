@@ -38,17 +38,20 @@ def best_lr_only(results) -> list[dict]:
 
 
 def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
-            inference_tokens: float = 0.0):
+            inference_tokens: float = 0.0, flops: str = "counted"):
   """Runs `python -m analysis` on DIR/results_name into DIR/analysis; returns fit.json or None.
 
-  The analysis reads the `budget` column for the IsoFLOP groups, the counted `flops` for C, and
-  the runs' metrics.jsonl under DIR/runs for Approach 1; it fits completed runs only. With
+  The analysis reads the `budget` column for the IsoFLOP groups, C in the budgets' convention
+  (`flops`: counted; `flops_6nd` for a sweep planned as 6ND), and the runs' metrics.jsonl under
+  DIR/runs for Approach 1; it fits completed runs only. With
   inference_tokens > 0 (sweep.inference_tokens) it adds the inference-aware frontier."""
   out = os.path.join(sweep_dir, "analysis")
   command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
              "--out", out, "--wandb-mode", wandb_mode]
   if inference_tokens:
     command += ["--inference-tokens", repr(float(inference_tokens))]
+  if flops == "6nd":  # C as the budgets were planned
+    command += ["--c-col", "flops_6nd"]
   print(f"analysis: {shlex.join(command)}", flush=True)
   returncode = subprocess.run(command, cwd=ROOT).returncode
   fit_path = os.path.join(out, "fit.json")
@@ -77,13 +80,16 @@ def print_frontier(fit: dict, rows, report: str) -> dict:
   frontier = [point for point in fit["frontier"] if point["flops"] <= largest * 1.001]
   printed = frontier + ([] if "frontier" in unidentified else [
       point for point in fit["frontier"] if largest * 1.001 < point["flops"] <= largest * 10.001])
+  # Every exponent and C below in the table's one FLOP convention (analysis.frontier).
+  a3 = approach3.get("frontier_exponents", approach3)
   exponents = (f"not identified ({unidentified['frontier']})" if "frontier" in unidentified else
-               f"N_opt ∝ C^{approach3['a']:.3f}, D_opt ∝ C^{approach3['b']:.3f}")
-  print(f"frontier: {exponents} (Chinchilla approach 3)" + (
-      f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, b = {approach2['b']:.3f}"
-      if approach2 else ""))
+               f"N_opt ∝ C^{a3['a']:.3f}, D_opt ∝ C^{a3['b']:.3f}")
+  print(f"frontier, C in {fit.get('flops_convention', {}).get('label', '6ND FLOPs')}: {exponents} "
+        "(Chinchilla approach 3)" + (
+            f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, b = {approach2['b']:.3f}"
+            if approach2 else ""))
   print("tokens per parameter: " + ", ".join(_tokens_per_param(point) for point in printed))
-  summary = {"a": approach3["a"], "b": approach3["b"], "E": approach3["E"], "frontier": frontier,
+  summary = {"a": a3["a"], "b": a3["b"], "E": approach3["E"], "frontier": frontier,
              "report": report}
   if approach2:
     summary["approach2"] = {"a": approach2["a"], "b": approach2["b"]}
@@ -123,8 +129,8 @@ def list_unfitted(by_status: dict, summary: dict) -> None:
       print(f"  {r['run_id']}: {why}")
 
 
-def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0
-           ) -> tuple[dict, bool]:
+def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0,
+           flops: str = "counted") -> tuple[dict, bool]:
   """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok).
   A branch sweep's trunks are not runs of the plan's grid: they are neither collected nor fitted."""
   rows = [row for row in rows if row.get("kind") != TRUNK]
@@ -149,7 +155,7 @@ def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0
     path = tables.write_results(sweep_dir, results_name, fitted)
     print(f"{len(fitted)} of {len(completed)} completed runs have the best lr of their N, D "
           f"and seed: fitting those ({path})")
-  fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens)
+  fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens, flops)
   if fit is None:
     return summary, False
   report = os.path.join(sweep_dir, "analysis", "report.md")
