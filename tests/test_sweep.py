@@ -626,6 +626,30 @@ def test_runs_that_cannot_fit_the_device_are_refused_before_planning(monkeypatch
   assert sweep_plan.plan_sweep(config, overrides)
 
 
+def test_an_agent_hands_its_run_to_its_row_and_a_trunk_on_the_way_leaves_the_sweep(tmp_path,
+                                                                                 monkeypatch):
+  """Under a sweep wandb.init takes its run id from WANDB_RUN_ID, so the row's train.py gets the
+  id its run directory keeps; a branch's trunk trained first gets no sweep variables at all."""
+  for name, value in (("WANDB_SWEEP_ID", "sweep1"), ("WANDB_RUN_ID", "agentB")):
+    monkeypatch.setenv(name, value)
+  monkeypatch.delenv("WANDB_MODE", raising=False)
+  fresh, resumed, trunk = (tmp_path / name for name in ("fresh", "resumed", "trunk"))
+  for run_dir in (fresh, resumed, trunk):
+    run_dir.mkdir()
+  rundir.write_wandb_run_id(str(resumed), "agentA")
+  assert wandb_agents.hand_off(str(fresh)) == (["--config.wandb.mode=online"],
+                                               {"WANDB_RUN_ID": "agentB"})
+  assert rundir.read_wandb_run_id(str(fresh)) == "agentB"
+  assert wandb_agents.hand_off(str(resumed))[1] == {"WANDB_RUN_ID": "agentA"}
+  assert wandb_agents.hand_off(str(trunk), agents_row=False)[1] == {
+      "WANDB_SWEEP_ID": None, "WANDB_RUN_ID": None, "WANDB_SWEEP_PARAM_PATH": None}
+  assert rundir.read_wandb_run_id(str(trunk)) is None
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  assert wandb_agents.hand_off(str(fresh))[0] == ["--config.wandb.mode=offline"]
+  monkeypatch.delenv("WANDB_SWEEP_ID")
+  assert wandb_agents.hand_off(str(fresh)) == ([], {})  # not under an agent: nothing
+
+
 @pytest.mark.slow
 def test_wandb_agent_rows_keep_one_run_per_row_and_every_agent_run_reports(tmp_path, monkeypatch):
   """wandb's own agent code expands wandb_sweep.yaml and runs row 0 three times (offline): agent
