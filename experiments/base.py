@@ -80,11 +80,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = 1                      # parameter/optimizer sharding axis size
 
   c.wandb = ml_collections.ConfigDict()
+  # W&B mirrors metrics.jsonl and never stops a run: a failure is one warning line (wandb_run.py).
   c.wandb.mode = "offline"             # offline | online | disabled
   c.wandb.project = "scaling"
   c.wandb.entity = ""
-  c.wandb.group = ""
+  c.wandb.group = ""                   # a sweep's runs and its analysis share one (its name)
   c.wandb.tags = ""                    # comma-separated
+  c.wandb.init_timeout = 90.0          # seconds to wait for the W&B server before going on without
+  c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
   return c
 
 
