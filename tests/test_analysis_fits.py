@@ -8,6 +8,7 @@ import pytest
 
 from analysis import bootstrap
 from analysis import curves
+from analysis import frontier
 from analysis import isoflop
 from analysis import kaplan
 from analysis import laws
@@ -196,3 +197,19 @@ def test_bootstrap_resamples_whole_runs_or_budgets():
   kept, failed = bootstrap.drop_failed({"a": np.array([1.0, np.nan, 2.0]),
                                          "b": np.array([1.0, 1.0, np.inf])})
   assert failed == 2 and kept["a"].tolist()[0] == 1.0 and np.isnan(kept["a"][2])
+
+
+def test_the_flop_convention_is_the_tables_own_c_column(tmp_path):
+  """A sweep's `flops` are counted FLOPs, C/D = k N^gamma with gamma < 1 at small N: the frontier
+  reads C in that convention; a table whose C is 6ND (or derived as 6ND) gets k 6, gamma 1."""
+  rows = [(n, d) for n in (5e3, 2e4, 8e4) for d in (1e6, 4e6)]
+  counted = tmp_path / "counted.csv"
+  counted.write_text("n_params_total,tokens,flops,final_eval_loss\n" + "".join(
+      f"{n},{d},{30 * n ** 0.87 * d},{3 + 1 / np.log(n * d)}\n" for n, d in rows))
+  convention = frontier.flops_convention(runs_lib.load(str(counted)))
+  assert convention["label"].startswith("counted FLOPs")
+  assert (convention["k"], convention["gamma"]) == pytest.approx((30, 0.87))
+  derived = tmp_path / "derived.csv"
+  derived.write_text("N,D,loss\n" + "".join(f"{n},{d},{3 + 1 / np.log(n * d)}\n" for n, d in rows))
+  convention = frontier.flops_convention(runs_lib.load(str(derived)))
+  assert (convention["k"], convention["gamma"], convention["label"]) == (6.0, 1.0, "6ND FLOPs")

@@ -78,3 +78,30 @@ def test_inference_optimum_by_hand_and_against_brute_force():
     cost = 6 * grid * (EPOCH["B"] / gap) ** (1 / EPOCH["beta"]) + 2 * grid * tokens
     assert grid[np.argmin(cost)] == pytest.approx(n, rel=1e-4)
   assert np.isnan(laws.inference_optimum(EPOCH["E"], 1e11, **EPOCH)).all()  # unreachable loss
+
+
+@pytest.mark.parametrize("k, gamma", [(6.0, 1.0), (34.4, 0.869)])
+def test_optima_under_a_flop_convention_minimise_the_laws_on_their_compute_curve(k, gamma):
+  """C = k N^gamma D (counted FLOPs per token grow slower than 6N at small N): the closed forms
+  equal a brute-force minimum along the curve, and reduce to the 6ND ones at k 6, gamma 1."""
+  chinchilla = dict(A=477.8, B=2143.8, alpha=0.3473, beta=0.3672)
+  kaplan = dict(alpha_N=0.076, alpha_D=0.095, N_c=8.8e13, D_c=5.4e13)
+  for flops in (1e12, 1e20):
+    n, d = laws.chinchilla_optimum(flops, **chinchilla, k=k, gamma=gamma)
+    assert n ** gamma * k * d == pytest.approx(flops)
+    grid = np.geomspace(n / 10, n * 10, 200_001)
+    loss = laws.chinchilla_loss(grid, flops / (k * grid ** gamma), 0.0, **chinchilla)
+    assert grid[np.argmin(loss)] == pytest.approx(n, rel=1e-4)
+    n_k, _ = laws.kaplan_optimum(flops, **kaplan, k=k, gamma=gamma)
+    grid = np.geomspace(n_k / 10, n_k * 10, 200_001)
+    loss = laws.kaplan_loss(grid, flops / (k * grid ** gamma), **kaplan)
+    assert grid[np.argmin(loss)] == pytest.approx(n_k, rel=1e-4)
+    n_rule, d_rule = laws.rule_optimum(flops, k=k, gamma=gamma)
+    assert d_rule == pytest.approx(20 * n_rule) and k * n_rule ** gamma * d_rule == pytest.approx(flops)
+  a, b = laws.frontier_exponents_at(0.3473, 0.3672, gamma)
+  n1, _ = laws.chinchilla_optimum(1e12, **chinchilla, k=k, gamma=gamma)
+  n2, _ = laws.chinchilla_optimum(1e13, **chinchilla, k=k, gamma=gamma)
+  assert np.log10(n2 / n1) == pytest.approx(a) and gamma * a + b == pytest.approx(1.0)
+  if gamma == 1.0:  # Chinchilla's equation 4
+    G = laws.frontier_G(477.8, 2143.8, 0.3473, 0.3672)
+    assert n1 == pytest.approx(G * (1e12 / 6) ** (0.3672 / (0.3473 + 0.3672)))
