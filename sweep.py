@@ -88,8 +88,11 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    results, analysed = (finish_finetune if finetune else finish)(sweep_dir, rows,
-                                                                  config.wandb.mode)
+    if finetune:
+      results, analysed = finish_finetune(sweep_dir, rows)
+    else:
+      results, analysed = finish(sweep_dir, rows, config.wandb.mode,
+                                 config.sweep.inference_tokens, config.sweep.flops)
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
   if args.json:

@@ -92,11 +92,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = 1                      # parameter/optimizer sharding axis size
 
   c.wandb = ml_collections.ConfigDict()
+  # W&B mirrors metrics.jsonl and never stops a run: a failure is one warning line (wandb_run.py).
   c.wandb.mode = "offline"             # offline | online | disabled
   c.wandb.project = "scaling"
   c.wandb.entity = ""
-  c.wandb.group = ""
+  c.wandb.group = ""                   # a sweep's runs and its analysis share one (its name)
   c.wandb.tags = ""                    # comma-separated
+  c.wandb.init_timeout = 90.0          # seconds to wait for the W&B server before going on without
+  c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
   return c
 
 
@@ -123,11 +126,14 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   devices           devices each run trains on: batches are planned as multiples of it
   workers           runs trained at once by --executor local (--workers overrides it)
   sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
+  inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
+                    (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et al.
+                    2023) to the analysis and the sweep's last lines; 0: none
   """
   sweep = ml_collections.ConfigDict(dict(
       kind="isoflop", budgets=(), flops="counted", sizes_per_budget=5, span=16.0,
       tokens_per_param=20.0, ladder=False, branches=False, n_params=(), tokens=(), seeds=(),
-      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=()))
+      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=(), inference_tokens=0.0))
   for key, value in values.items():
     if key not in sweep:
       raise ConfigError(f"unknown sweep key {key!r}")

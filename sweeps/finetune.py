@@ -173,10 +173,9 @@ def plan_row(config, n_devices: int, run_overrides: list[str], tokens: float,
       "overrides": shlex.join(run_overrides + row_overrides)}
 
 
-def finish_finetune(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
+def finish_finetune(sweep_dir: str, rows) -> tuple[dict, bool]:
   """Collects results.csv and runs `python -m analysis.finetune` into DIR/analysis; returns
   (summary, analysis ok)."""
-  del wandb_mode  # the fine-tuning analysis writes no W&B run
   results = collect(sweep_dir, rows)
   by_status = {}
   for result in results:

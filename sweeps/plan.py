@@ -186,6 +186,8 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
   row_overrides = [size, f"--config.train.tokens={steps * plan.tokens_per_step}",
                    f"--config.train.batch_size={plan.batch_size}"]
   run_config, _, _, plan = resolved(*row_overrides)
+  # The budget is a W&B label (config `budget`, unhashed): the Report's IsoFLOP panels filter on it.
+  budget_label = [f"--config.wandb.budget={float(budget)!r}"] if budget else []
   needed = memory.required_bytes(memory.check_fits(run_config, device_memory, n_devices))
   # Runs that differ only in seed and lr share a shape, a budget and so a compiled step.
   shape_config = run_config.copy_and_resolve_references()
@@ -205,6 +207,6 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
       "tokens_per_param": plan.tokens / plan.n_params, "batch_size": plan.batch_size,
       "steps": plan.steps, "flops": plan.flops_per_token * plan.tokens,
       "flops_6nd": 6 * plan.n_params * plan.tokens,
-      "overrides": shlex.join(run_overrides + row_overrides),
+      "overrides": shlex.join(run_overrides + row_overrides + budget_label),
       "run_overrides": run_overrides, "cooldown_steps": plan.cooldown_steps,
       "trunk_family": plan_lib.config_hash(family_config)}

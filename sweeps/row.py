@@ -5,7 +5,7 @@ import time
 
 from core import rundir
 from core.config import ConfigError
-from sweeps import branches, locks, tables
+from sweeps import branches, locks, tables, wandb_agents
 from sweeps.processes import Forwarder, run_dir_of, settle, start_run
 
 WAIT_POLL_S = 5.0
@@ -22,6 +22,8 @@ def run_row(sweep_dir: str, config_path: str, index: int) -> int:
   if row.get("trunk"):
     returncode = _reach_branch_point(sweep_dir, config_path, rows, row)
     if returncode:
+      wandb_agents.report_to_agent(run_dir_of(sweep_dir, row), row,
+                                   f"stopped while its trunk trained (exit {returncode})")
       return returncode
   return _train_row(sweep_dir, config_path, rows, row, index)
 
@@ -38,7 +40,8 @@ def _reach_branch_point(sweep_dir: str, config_path: str, rows, row) -> int:
     if tried:  # the trunk ended here without reaching the step (diverged): train alone
       break
     tried = True
-    returncode = _train_row(sweep_dir, config_path, rows, trunk, rows.index(trunk))
+    returncode = _train_row(sweep_dir, config_path, rows, trunk, rows.index(trunk),
+                            agents_row=False)
     if returncode:
       return returncode
   if state == branches.SEED:
@@ -46,49 +49,52 @@ def _reach_branch_point(sweep_dir: str, config_path: str, rows, row) -> int:
   return 0
 
 
-def _train_row(sweep_dir: str, config_path: str, rows, row, index: int) -> int:
+def _train_row(sweep_dir: str, config_path: str, rows, row, index: int,
+               agents_row: bool = True) -> int:
+  """Trains `row` unless it is finished, locked or (a trunk) not needed; returns the exit code.
+  `agents_row`: the row this process was started for, whose W&B run a `wandb agent`'s run is;
+  False for a trunk trained on the way to its branch."""
   run_dir = run_dir_of(sweep_dir, row)
+
+  def report(status: str) -> None:
+    if agents_row:
+      wandb_agents.report_to_agent(run_dir, row, status)
+
   # A multi-task Slurm job trains one run with all its tasks: the array task is the lock there.
   tasks, task = int(os.environ.get("SLURM_NTASKS", "1")), os.environ.get("SLURM_PROCID", "0")
   if tasks == 1:
     holder = locks.acquire_lock(run_dir)
     if holder is not None:
-      print(f"row {index} ({row['run_id']}) is being trained by host {holder.get('host')} pid "
-            f"{holder.get('pid')}; nothing to do")
+      where = f"host {holder.get('host')} pid {holder.get('pid')}"
+      print(f"row {index} ({row['run_id']}) is being trained by {where}; nothing to do")
+      report(f"locked by {where}")
       return 0
   try:
+    status = rundir.read_status(run_dir)
     if row.get("kind") == branches.TRUNK:
       if not branches.trunk_needed(sweep_dir, row, rows):
         print(f"row {index} ({row['run_id']}): every branch it serves has its checkpoint")
+        report("not needed: every branch it serves has its checkpoint")
         return 0
       branches.prepare_trunk(run_dir, row["tokens"])
-    elif rundir.read_status(run_dir) in rundir.FINISHED:
-      print(f"row {index} ({row['run_id']}) is already {rundir.read_status(run_dir)}")
+    elif status in rundir.FINISHED:
+      print(f"row {index} ({row['run_id']}) is already {status}")
+      report(status)
       return 0
-    overrides = row_overrides(row, run_dir)
+    agent_overrides, env = wandb_agents.hand_off(run_dir, agents_row)
     started = time.time()
     with Forwarder() as forwarder:
-      proc = start_run(config_path, run_dir, overrides,
-                       log_name=rundir.TRAIN_LOG if task == "0" else f"train.{task}.log")
+      proc = start_run(config_path, run_dir, shlex.split(row["overrides"]) + agent_overrides,
+                       log_name=rundir.TRAIN_LOG if task == "0" else f"train.{task}.log", env=env)
       if tasks == 1:
         locks.hand_lock_to(run_dir, proc.pid)
       forwarder.add(proc)
       returncode = proc.wait()
     status = settle(run_dir, returncode, started) if task == "0" else "done"
     print(f"row {index} ({row['run_id']}): {status}")
+    if task == "0":
+      report(status)
     return returncode
   finally:
     if tasks == 1:
       locks.release_lock(run_dir)
-
-
-def row_overrides(row: dict, run_dir: str) -> list[str]:
-  """The row's train.py overrides; under `wandb agent`, the run must be the agent's run (its id)
-  and online to join the sweep, and a run resumed by a later agent keeps the W&B run it started as."""
-  overrides = shlex.split(row["overrides"])
-  if os.environ.get("WANDB_SWEEP_ID"):
-    overrides.append("--config.wandb.mode=online")
-    if (not os.path.exists(rundir.path(run_dir, rundir.WANDB_RUN_ID))
-        and os.environ.get("WANDB_RUN_ID")):
-      rundir.write_wandb_run_id(run_dir, os.environ["WANDB_RUN_ID"])
-  return overrides

@@ -17,6 +17,7 @@ import yaml
 import sweep
 import train
 from conftest import ROOT
+from core import files, rundir
 from core.config import ConfigError, load_config
 from sweeps import collect, estimate, locks, processes, slurm, tables, wandb_agents
 from sweeps import branches, plan as sweep_plan
@@ -24,9 +25,11 @@ from training import plan as plan_lib
 
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 # Micro runs: the smallest shape, 16-token sequences, batches of 4 (64 tokens per step).
+# Independent cosine runs of one seed, whatever the default sweep's own choices.
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
-         "--config.sweep.n_params=(3e3,)"]
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
+         "--config.sweep.branches=False", "--config.sweep.seeds=()"]
 SHORT, LONG = 64 * 20, 64 * 4000  # run 0: 20 steps; run 1: 4000 steps (~5 s), to be killed in
 
 
@@ -623,3 +626,82 @@ def test_runs_that_cannot_fit_the_device_are_refused_before_planning(monkeypatch
     sweep_plan.plan_sweep(config, overrides)
   monkeypatch.setattr(sweep_plan.memory, "device_memory_limit", lambda: 2**40)
   assert sweep_plan.plan_sweep(config, overrides)
+
+
+def test_an_agent_hands_its_run_to_its_row_and_a_trunk_on_the_way_leaves_the_sweep(tmp_path,
+                                                                                 monkeypatch):
+  """Under a sweep wandb.init takes its run id from WANDB_RUN_ID, so the row's train.py gets the
+  id its run directory keeps; a branch's trunk trained first gets no sweep variables at all."""
+  for name, value in (("WANDB_SWEEP_ID", "sweep1"), ("WANDB_RUN_ID", "agentB")):
+    monkeypatch.setenv(name, value)
+  monkeypatch.delenv("WANDB_MODE", raising=False)
+  fresh, resumed, trunk = (tmp_path / name for name in ("fresh", "resumed", "trunk"))
+  for run_dir in (fresh, resumed, trunk):
+    run_dir.mkdir()
+  rundir.write_wandb_run_id(str(resumed), "agentA")
+  assert wandb_agents.hand_off(str(fresh)) == (["--config.wandb.mode=online"],
+                                               {"WANDB_RUN_ID": "agentB"})
+  assert rundir.read_wandb_run_id(str(fresh)) == "agentB"
+  assert wandb_agents.hand_off(str(resumed))[1] == {"WANDB_RUN_ID": "agentA"}
+  assert wandb_agents.hand_off(str(trunk), agents_row=False)[1] == {
+      "WANDB_SWEEP_ID": None, "WANDB_RUN_ID": None, "WANDB_SWEEP_PARAM_PATH": None}
+  assert rundir.read_wandb_run_id(str(trunk)) is None
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  assert wandb_agents.hand_off(str(fresh))[0] == ["--config.wandb.mode=offline"]
+  monkeypatch.delenv("WANDB_SWEEP_ID")
+  assert wandb_agents.hand_off(str(fresh)) == ([], {})  # not under an agent: nothing
+
+
+@pytest.mark.slow
+def test_wandb_agent_rows_keep_one_run_per_row_and_every_agent_run_reports(tmp_path, monkeypatch):
+  """wandb's own agent code expands wandb_sweep.yaml and runs row 0 three times (offline): agent
+  run A trains it and is preempted (SIGTERM), agent run B resumes it under A and reports to B,
+  agent run C finds it completed and reports to C."""
+  from wandb import wandb_agent
+  import wandb_records
+  config, overrides = micro_config("--config.sweep.tokens=(25600,)")  # 400 steps, rows every 10
+  rows = sweep_plan.plan_sweep(config, overrides)
+  tables.write_plan(str(tmp_path), rows)
+  monkeypatch.setenv("WANDB_MODE", "offline")  # the agent's environment: rows stay offline
+  spec = yaml.safe_load(open(wandb_agents.write_wandb_sweep(str(tmp_path), DEFAULT, config, rows)))
+  monkeypatch.chdir(ROOT)  # agents run from the repository (the YAML's paths are relative to it)
+  monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+  for name, value in (("WANDB_SWEEP_ID", "sweep1"), ("WANDB_DIR", str(tmp_path / "agent")),
+                      ("WANDB_RUN_ID", ""), ("WANDB_SWEEP_PARAM_PATH", "")):
+    monkeypatch.setenv(name, value)  # the agent sets the last two itself; restored after the test
+  agent = wandb_agent.Agent(api=None, queue=None, sweep_id="sweep1")
+  agent._sweep_command = spec["command"]
+
+  def agent_starts(run_id):
+    agent._command_run({"run_id": run_id, "program": spec["program"],
+                        "args": {"row": {"value": 0}}})
+    return agent._run_processes[run_id]
+
+  run_dir = processes.run_dir_of(str(tmp_path), rows[0])
+  first = agent_starts("agentA")
+  wait_for(lambda: files.read_jsonl(os.path.join(run_dir, "metrics.jsonl")), 120, "a first row")
+  first.terminate()
+  assert first.wait(timeout=120) == rundir.EXIT_PREEMPTED
+  assert rundir.read_wandb_run_id(run_dir) == "agentA"
+  assert agent_starts("agentB").wait(timeout=300) == 0
+  assert rundir.read_status(run_dir) == "completed"
+  assert agent_starts("agentC").wait(timeout=120) == 0
+  paths = wandb_records.run_files(run_dir)
+  by_id = {}
+  for path in paths:
+    by_id.setdefault(os.path.basename(path)[len("run-"):-len(".wandb")], []).append(path)
+  assert sorted(by_id) == ["agentA", "agentB", "agentC"] and len(by_id["agentA"]) == 2
+  preempted, resumed = by_id["agentA"]
+  assert wandb_records.ending(preempted) == {"preempting": True, "exit_code": 143}
+  assert wandb_records.ending(resumed)["exit_code"] == 0
+  rows_logged = [r for r in wandb_records.synced_history(by_id["agentA"]) if "train_loss" in r]
+  assert [r["step"] for r in rows_logged] == [
+      r["step"] for r in files.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))]
+  final = rundir.read_result(run_dir)["final_eval_loss"]
+  for agent_run in ("agentB", "agentC"):
+    (path,) = by_id[agent_run]
+    run = wandb_records.run(path)
+    assert run["job_type"] == "agent" and run["config"]["row"] == 0
+    summary = wandb_records.summary(path)
+    assert {k: summary[k] for k in ("status", "wandb_run", "final_eval_loss")} == {
+        "status": "completed", "wandb_run": "agentA", "final_eval_loss": final}

@@ -16,7 +16,7 @@ import jax
 import data
 from core import rundir
 from core.config import ConfigError
-from training import checkpoint, finetune, tracking
+from training import checkpoint, finetune, tracking, wandb_run
 from training.batches import Batches
 from training.loop import Clock, Member, StepLoop
 from training.plan import config_hash, replica_config
@@ -118,13 +118,14 @@ def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int
       member.loss_count = meta.get("loss_count", [0] * len(members))[i]
       member.diverged = grouped and rundir.read_status(member.workdir) == rundir.DIVERGED
       if not member.diverged:
-        wandb_run = tracking.start_wandb(member.config, plan, member.workdir,
-                                         config_hash(member.config))
-        member.log = tracking.MetricsLog(member.workdir if primary else None, first_step, wandb_run)
-        stack.callback(member.log.close)
+        tracker = wandb_run.start(member.config, plan, member.workdir, config_hash(member.config))
+        member.log = stack.enter_context(
+            tracking.MetricsLog(member.workdir if primary else None, first_step, tracker))
 
     loop = StepLoop(config, plan, trainer, batches, members, manager, clock, primary)
     if loop.run(state):
+      for member in loop.training():
+        member.log.close(rundir.EXIT_PREEMPTED)
       print(f"SIGTERM: checkpoint saved at step {host_step(loop.state)}; rerun to resume",
             file=sys.stderr)
       return rundir.EXIT_PREEMPTED
