@@ -5,7 +5,6 @@ verdict ("How far to trust this fit") and the report's path; with --json, one JS
 fit.json contents) as the last line. Input that cannot be fitted: one line on stderr, exit code 2.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -147,7 +146,7 @@ def _check_numbers(args):
 def main(argv=None) -> int:
   args = parse_args(argv)
   # jax and matplotlib load only now, so --help and argument errors are instant.
-  from analysis import pipeline  # pylint: disable=g-import-not-at-top
+  from analysis import pipeline, report  # pylint: disable=g-import-not-at-top
   try:
     _check_numbers(args)
     fit = pipeline.run_analysis(
@@ -161,12 +160,8 @@ def main(argv=None) -> int:
   except runs_lib.DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  for line in summary_lines(fit):
-    print(line)
-  print(f"report: {os.path.join(args.out, 'report.md')}")
-  if args.json:
-    print(json.dumps(fit))
-  return 0
+  return report.print_outcome(summary_lines(fit), os.path.join(args.out, "report.md"), fit,
+                              args.json)
 
 
 if __name__ == "__main__":

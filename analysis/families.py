@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 
 from analysis import laws
 from analysis import pipeline
+from analysis import report
 from analysis import runs as runs_lib
 from core import files
 from model.families import OBJECTIVES
@@ -225,11 +226,8 @@ def main(argv=None) -> int:
   files.write_atomic(os.path.join(args.out, "families.md"),
                      "# Scaling laws by model family\n\n" + text + "\n\n![frontiers](families.png)\n")
   files.write_atomic(os.path.join(args.out, "families.json"), json.dumps(comparison, indent=1))
-  print(text)
-  print(f"report: {os.path.join(args.out, 'families.md')}")
-  if args.json:
-    print(json.dumps(comparison))
-  return 0
+  return report.print_outcome([text], os.path.join(args.out, "families.md"), comparison,
+                              args.json)
 
 
 if __name__ == "__main__":

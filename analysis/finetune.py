@@ -18,7 +18,6 @@ a line per base size). Input that cannot be analysed: one line on stderr, exit c
 """
 import argparse
 import csv
-import json
 import os
 import sys
 
@@ -333,12 +332,8 @@ def main(argv=None) -> int:
   except DataError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
-  for line in summary_lines(result):
-    print(line)
-  print(f"report: {os.path.join(args.out, 'finetune.md')}")
-  if args.json:
-    print(json.dumps(result))
-  return 0
+  return report.print_outcome(summary_lines(result), os.path.join(args.out, "finetune.md"),
+                              result, args.json)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ can be mailed or attached). It opens with the verdict (fit.json["diagnostics"]),
 what is unreliable before any number. PUBLISHED holds the numbers the comparison table quotes.
 """
 import base64
+import json
 import html
 import os
 
@@ -306,3 +307,14 @@ def write(fit: dict, out: str):
   report = blocks(fit)
   files.write_atomic(os.path.join(out, "report.md"), to_markdown(report))
   files.write_atomic(os.path.join(out, "report.html"), to_html(report, out))
+
+
+def print_outcome(lines: list[str], report_path: str, payload: dict, as_json: bool) -> int:
+  """An analysis command's last words: its summary lines, where the report is, and with --json
+  the whole result as one JSON line; returns the exit code 0."""
+  for line in lines:
+    print(line)
+  print(f"report: {report_path}")
+  if as_json:
+    print(json.dumps(payload))
+  return 0

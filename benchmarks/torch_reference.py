@@ -10,7 +10,6 @@ for like. Prints the median step time of several repeats; `--json` prints one JS
 """
 import argparse
 import json
-import math
 import statistics
 import time
 

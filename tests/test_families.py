@@ -14,7 +14,6 @@ import data
 import train
 from conftest import ROOT
 from core.config import load_config
-from experiments import base
 from model import corruption, objectives
 from model.families import OBJECTIVES
 from model.transformer import ModelConfig, Transformer
