@@ -95,10 +95,11 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   n_params, tokens  the grid's target non-embedding N values and token budgets D
   seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
   max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
-                    group of replicas (train.replicas) by --executor local; 1: every run alone
+                    group of replicas (train.replicas) by --executor local and slurm; 1: every run alone
   devices           devices each run trains on: batches are planned as multiples of it
   workers           runs trained at once by --executor local (--workers overrides it)
-  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
+  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",
+                    "--time=4:00:00"); a run cut by its time limit resumes on the next submission
   """
   sweep = ml_collections.ConfigDict(dict(
       kind="isoflop", budgets=(), sizes_per_budget=5, span=16.0, tokens_per_param=20.0,

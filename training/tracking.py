@@ -1,8 +1,7 @@
-"""Tracking a run: metrics.jsonl (the authoritative record) mirrored to W&B, tokens/s and MFU, and
-the progress bar."""
+"""Tracking a run: metrics.jsonl (the authoritative record) mirrored to W&B, and the progress bar
+(tokens/s and MFU are training/mfu.py's)."""
 import json
 import os
-import time
 import uuid
 
 import jax
@@ -70,26 +69,6 @@ def start_wandb(config, plan, workdir: str, run_hash: str):
   for metric in ("train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_sec", "mfu"):
     run.define_metric(metric, step_metric="tokens")
   return run
-
-
-class Throughput:
-  """Tokens/s and MFU over the steps since the last logged row."""
-
-  def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops_per_second: float):
-    self.tokens_per_step, self.flops_per_token = tokens_per_step, flops_per_token
-    self.peak = peak_flops_per_second
-    self.start, self.steps = time.perf_counter(), 0
-
-  def step(self) -> None:
-    self.steps += 1
-
-  def read(self) -> dict:
-    """{tokens_per_sec, mfu} since the last read; starts the next interval."""
-    now = time.perf_counter()
-    tokens_per_sec = self.steps * self.tokens_per_step / (now - self.start)
-    self.start, self.steps = now, 0
-    return {"tokens_per_sec": tokens_per_sec,
-            "mfu": tokens_per_sec * self.flops_per_token / self.peak}
 
 
 def progress_bar(total_steps: int, first_step: int):
