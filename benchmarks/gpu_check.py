@@ -77,11 +77,13 @@ def bench_args(replicas, steps: int, repeats: int) -> argparse.Namespace:
 def attention_used(shape) -> str:
   """The attention the compiled train step runs: cudnn (its flash attention custom call is in the
   lowered step), xla, or on CPUs the project's own (in blocks of queries when causal_blocks > 1)."""
-  if jax.default_backend() == "cpu":
-    blocks = attention.causal_blocks(shape.model_cfg.max_len)
-    return f"cpu (heads leading, {blocks} causal blocks)" if blocks > 1 else "cpu (heads leading)"
   lowered = shape.trainer.train_step.lower(shape.trainer.abstract_state, shape.batch).as_text()
-  return "cudnn" if "__cudnn$fmha" in lowered else "xla"
+  if "__cudnn$fmha" in lowered:
+    return "cudnn"
+  if jax.default_backend() != "cpu":
+    return "xla"
+  blocks = attention.causal_blocks(shape.model_cfg.max_len)
+  return f"cpu (heads leading, {blocks} causal blocks)" if blocks > 1 else "cpu (heads leading)"
 
 
 def train_check(shape_tuple, steps: int, repeats: int):

@@ -56,14 +56,15 @@ def write_sbatch(sweep_dir: str, config_path: str, config, rows) -> str:
   options = "".join(f"#SBATCH {option}\n" for option in config.sweep.sbatch)
   script = f"""#!/bin/bash
 # Sweep {config.name}: one Slurm array task per job of {sweep_dir}/plan.csv ({len(rows)} runs in
-# {len(tasks)} tasks; a group of replicas is one task, its id the group's first row). `{collect_command}`
-# submits the tasks still to train itself (add --wait to wait for them); from another machine, submit
-# this script with `sbatch {sweep_dir}/sweep.sbatch`. Each task runs `sweep.py --row $SLURM_ARRAY_TASK_ID
-# --with-group`, which trains its runs into {sweep_dir}/runs/RUN_ID: a finished run is skipped and an
-# interrupted one resumes from its checkpoint, so resubmitting the script (or requeueing a task) is safe.
-# Requeued tasks (preemption, `scontrol requeue`) resume and append to their output file; runs cut by a
-# time limit or scancel resume on the next submission. When the array is done, collect results.csv
-# and the analysis with:
+# {len(tasks)} tasks: a group of replicas is one task, its id the group's first row). The collect
+# command below submits the tasks still to train itself (--wait waits for them); from another
+# machine, submit this script with `sbatch {sweep_dir}/sweep.sbatch`. Each task runs
+# `sweep.py --row $SLURM_ARRAY_TASK_ID --with-group`, which trains its runs into
+# {sweep_dir}/runs/RUN_ID: a finished run is skipped and an interrupted one resumes from its
+# checkpoint, so resubmitting the script (or requeueing a task) is safe. A requeued task
+# (preemption, `scontrol requeue`) resumes and appends to its output file; runs cut by a time limit
+# or scancel resume on the next submission. To report, resubmit what is left, and collect
+# results.csv and the analysis:
 #   {collect_command}
 #
 # Multi-node runs (one model on several nodes): raise --nodes and set --ntasks-per-node to the

@@ -2,12 +2,13 @@
 
 jobs.json lists every array the sweep submitted: {"jobs": [{"job_id", "submitted", "tasks": {task
 id: [run ids]}, "states": {task id: final Slurm state}}]}. A later `sweep.py --executor slurm`
-reads it to leave alone the runs whose tasks are still queued or running, and a waiting one writes
-each task's final state (COMPLETED, FAILED, TIMEOUT, CANCELLED, ...) into it. Only squeue and
-scontrol are used: a cluster without slurmdbd has no sacct, and scontrol knows a finished job for
-MinJobAge (300 s by default), long after a waiting sweep has read it.
+reads it to leave alone the runs whose tasks are still queued or running, and writes into it the
+final state (COMPLETED, FAILED, TIMEOUT, CANCELLED, ...) of each task that has left the queue since.
+Only squeue and scontrol are used: a cluster without slurmdbd has no sacct, and scontrol knows a
+finished job for MinJobAge (300 s by default); a state read later than that is UNKNOWN.
 """
 import datetime
+import getpass
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import time
 from core import files
 
 RECORD = os.path.join("slurm", "jobs.json")
-POLL_S = 2.0
+POLL_S = 1.0
 QUEUE_ERROR_PATIENCE_S = 60  # squeue failing for this long (controller down): stop waiting
 
 
@@ -40,10 +41,10 @@ def add_job(record: dict, job_id: str, tasks: dict) -> None:
 
 
 def queue() -> dict[tuple[str, str], str]:
-  """{(array job id, task id): state} of every job in the queue (pending, running, requeued,
-  completing); one entry per task (--array). Raises OSError when squeue fails."""
-  done = subprocess.run(["squeue", "--noheader", "--array", "--format=%F|%K|%T"],
-                        capture_output=True, text=True)
+  """{(array job id, task id): state} of this user's jobs in the queue (pending, running,
+  requeued, completing); one entry per task (--array). Raises OSError when squeue fails."""
+  done = subprocess.run(["squeue", "--noheader", "--array", "--format=%F|%K|%T",
+                         f"--user={getpass.getuser()}"], capture_output=True, text=True)
   if done.returncode != 0:
     raise OSError(f"squeue failed: {done.stderr.strip()}")
   entries = {}

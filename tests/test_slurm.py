@@ -1,6 +1,7 @@
 """sweep.py --executor slurm through a real single-node Slurm cluster (sweeps/slurm_cluster.sh):
-an array of groups of replicas equal to the local executor, a requeued task and a task cut by its
-time limit resuming to the uninterrupted loss, a failing task reported with its logs.
+an array of groups of replicas equal to the local executor, a requeued (and a cancelled, then
+requeued) task and a task cut by its time limit resuming to the uninterrupted loss, a failing task
+reported with its logs, an array submitted after another waiting for it (the trunk-then-branch seam).
 
 The tests start the cluster when they can (root on a Debian machine) and skip, saying why, when
 they cannot; CI (.ci/run) starts it first and sets SCALING_REQUIRE_SLURM=1, which turns the skip
@@ -104,13 +105,13 @@ def wait_for(predicate, timeout, what, every=0.01):
     time.sleep(every)
 
 
-def hold_at_first_row(run_dir) -> int:
-  """SIGSTOPs the run's train.py once it has logged a row; returns its pid."""
-  wait_for(lambda: rows_of(run_dir), 180, f"a metrics row in {run_dir}")
+def hold_at_row_past(run_dir, step: int = 0) -> None:
+  """SIGSTOPs the run's train.py once it has logged a row past `step`."""
+  wait_for(lambda: any(row["step"] > step for row in rows_of(run_dir)), 180,
+           f"a metrics row past step {step} in {run_dir}")
   pid = json.load(open(os.path.join(run_dir, locks.LOCK_NAME)))["pid"]
   assert "train.py" in open(f"/proc/{pid}/cmdline").read()
   os.kill(pid, signal.SIGSTOP)
-  return pid
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def time_limited(cluster, cache, tmp_path_factory):
   assert sweep.main(sweep_args(sweep_dir, cache, LONG, TIME_LIMIT, "--executor", "slurm")) == 0
   SUBMITTED.extend(job["job_id"] for job in slurm_queue.read_record(str(sweep_dir))["jobs"])
   (row,) = planned_rows(LONG)
-  hold_at_first_row(run_dir_of(str(sweep_dir), row))
+  hold_at_row_past(run_dir_of(str(sweep_dir), row))
   return sweep_dir, row, started
 
 
@@ -169,35 +170,44 @@ def test_an_array_of_replica_groups_equals_the_local_executor(cluster, cache, tm
   assert "slurm_job" not in summary and summary["completed"] == 4
 
 
+def interrupt(run_dir, task, *commands):
+  """Holds the run's train.py at its next row, runs the Slurm `commands` on its task (Slurm sends
+  SIGCONT, SIGTERM), waits for the run to checkpoint and let go; returns its rows by then."""
+  hold_at_row_past(run_dir, max([row["step"] for row in rows_of(run_dir)], default=0))
+  for command in commands:
+    subprocess.run([*command, task], check=True)
+  wait_for(lambda: not os.path.exists(os.path.join(run_dir, locks.LOCK_NAME)), 60, "the lock")
+  assert not os.path.exists(os.path.join(run_dir, "result.json"))
+  return rows_of(run_dir, keys=None)
+
+
 def test_a_requeued_task_resumes_to_the_loss_of_an_uninterrupted_run(cluster, cache, uninterrupted,
                                                                      tmp_path, capsys):
-  """`scontrol requeue` (what preemption with PreemptMode=REQUEUE does): SIGTERM, the run
-  checkpoints, the task restarts, resumes from the checkpoint and appends to its output."""
+  """`scontrol requeue` of the running task (what preemption with PreemptMode=REQUEUE does), then
+  `scancel` and `scontrol requeue` of the cancelled task: each time SIGTERM, the run checkpoints,
+  the task restarts, resumes from the checkpoint and appends to its output."""
   started = time.time()
   _, out, summary = run_sweep(capsys, *sweep_args(tmp_path, cache, LONG), "--executor", "slurm")
-  job = summary["slurm_job"]
+  task = f"{summary['slurm_job']}_0"
   assert "not waiting" in out
   (row,) = planned_rows(LONG)
   run_dir = run_dir_of(str(tmp_path), row)
-  hold_at_first_row(run_dir)
-  subprocess.run(["scontrol", "requeue", f"{job}_0"], check=True)
-  # The first segment ends (checkpoint saved, lock released) and the task waits to restart.
-  wait_for(lambda: not os.path.exists(os.path.join(run_dir, locks.LOCK_NAME)), 60, "the lock")
-  before = rows_of(run_dir, keys=None)
-  assert not os.path.exists(os.path.join(run_dir, "result.json"))
+  first = interrupt(run_dir, task, ["scontrol", "requeue"])
+  second = interrupt(run_dir, task, ["scancel"], ["scontrol", "requeue"])
   _, out, summary = run_sweep(capsys, *sweep_args(tmp_path, cache, LONG), "--executor", "slurm",
                               "--wait")
-  print(f"requeued run: {time.time() - started:.1f} s")
+  print(f"requeued twice: {time.time() - started:.1f} s")
   assert "1 in queued or running Slurm jobs, 0 to submit" in out, out  # (one run: no fit, exit 1)
   assert result(run_dir)["final_eval_loss"] == result(uninterrupted)["final_eval_loss"]
   assert rows_of(run_dir) == rows_of(uninterrupted)
-  # Resumed, not restarted: the rows of the first segment are kept as they were written.
-  after = rows_of(run_dir, keys=None)
-  assert before and after[:len(before)] == before
-  log = open(tmp_path / "slurm" / f"{job}_0.out").read()
-  assert "Slurm requeued this task 1 time(s): resuming" in log
-  assert log.count("start n3.1e3") == 2 and "completed n3.1e3" in log  # both segments, appended
-  assert "SIGTERM: checkpoint saved at step" in open(os.path.join(run_dir, "train.log")).read()
+  # Resumed, not restarted: the rows of each segment are kept as they were written.
+  final = rows_of(run_dir, keys=None)
+  assert first and len(second) > len(first) and len(final) > len(second)
+  assert second[:len(first)] == first and final[:len(second)] == second
+  log = open(tmp_path / "slurm" / f"{task}.out").read()
+  assert "requeued this task 1 time(s): resuming" in log and "2 time(s)" in log
+  assert log.count("start n3.1e3") == 3 and "completed n3.1e3" in log  # every segment, appended
+  assert open(os.path.join(run_dir, "train.log")).read().count("SIGTERM: checkpoint saved") == 2
   print(f"requeued run final eval loss {result(run_dir)['final_eval_loss']!r}, uninterrupted "
         f"{result(uninterrupted)['final_eval_loss']!r}")
 
@@ -221,6 +231,32 @@ def test_a_failing_task_is_reported_failed_with_its_logs(cluster, cache, tmp_pat
           f"{run_dir}/train.log (Slurm output: {failed['slurm_log']})") in out, out
   assert "holds a run of a different config" in result(run_dir)["error"]
   assert summary["failed"] == [row["run_id"]]
+
+
+def test_rows_submitted_after_others_wait_for_them(cluster, cache, tmp_path):
+  """The seam trunk-then-branch sweeps submit through: submit_rows(..., after=[JOB_TASK]) holds the
+  second array until the first one's task has completed."""
+  short = "--config.sweep.tokens=(1280, 2560)"
+  config_overrides = MICRO + [short, cache]
+  config = load_config(DEFAULT, config_overrides)
+  rows = sweep_plan.plan_sweep(config, config_overrides, str(tmp_path))
+  tables.write_plan(str(tmp_path), rows)
+  script = slurm.write_sbatch(str(tmp_path), DEFAULT, config, rows)
+  record = {"jobs": []}
+  first = slurm.submit_rows(script, rows[:1], record)
+  second = slurm.submit_rows(script, rows[1:], record, after=[f"{first}_0"])
+  SUBMITTED.extend([first, second])
+  show = subprocess.run(["scontrol", "show", "job", "--oneliner", second], capture_output=True,
+                        text=True, check=True).stdout
+  assert f"Dependency=afterok:{first}_0" in show, show
+  slurm_queue.record_final_states(record, slurm_queue.wait(record))
+  assert [job["states"] for job in record["jobs"]] == [{"0": "COMPLETED"}, {"1": "COMPLETED"}]
+  ends = [json.load(open(os.path.join(run_dir_of(str(tmp_path), row), "result.json")))
+          for row in rows]
+  assert all(end["status"] == "completed" for end in ends)
+  first_done = os.path.getmtime(os.path.join(run_dir_of(str(tmp_path), rows[0]), "result.json"))
+  second_began = os.path.getmtime(os.path.join(run_dir_of(str(tmp_path), rows[1]), "config.json"))
+  assert second_began > first_done
 
 
 def test_a_task_cut_by_its_time_limit_is_recorded_and_resumed_on_the_next_submission(
@@ -248,29 +284,3 @@ def test_a_task_cut_by_its_time_limit_is_recorded_and_resumed_on_the_next_submis
       {"0": "TIMEOUT"}, {"0": "COMPLETED"}]
   assert result(run_dir)["final_eval_loss"] == result(uninterrupted)["final_eval_loss"]
   assert rows_of(run_dir) == rows_of(uninterrupted)
-
-
-def test_rows_submitted_after_others_wait_for_them(cluster, cache, tmp_path):
-  """The seam trunk-then-branch sweeps submit through: submit_rows(..., after=[JOB_TASK]) holds the
-  second array until the first one's task has completed."""
-  short = "--config.sweep.tokens=(1280, 2560)"
-  config_overrides = MICRO + [short, cache]
-  config = load_config(DEFAULT, config_overrides)
-  rows = sweep_plan.plan_sweep(config, config_overrides, str(tmp_path))
-  tables.write_plan(str(tmp_path), rows)
-  script = slurm.write_sbatch(str(tmp_path), DEFAULT, config, rows)
-  record = {"jobs": []}
-  first = slurm.submit_rows(script, rows[:1], record)
-  second = slurm.submit_rows(script, rows[1:], record, after=[f"{first}_0"])
-  SUBMITTED.extend([first, second])
-  show = subprocess.run(["scontrol", "show", "job", "--oneliner", second], capture_output=True,
-                        text=True, check=True).stdout
-  assert f"Dependency=afterok:{first}_0" in show, show
-  slurm_queue.record_final_states(record, slurm_queue.wait(record))
-  assert [job["states"] for job in record["jobs"]] == [{"0": "COMPLETED"}, {"1": "COMPLETED"}]
-  ends = [json.load(open(os.path.join(run_dir_of(str(tmp_path), row), "result.json")))
-          for row in rows]
-  assert all(end["status"] == "completed" for end in ends)
-  first_done = os.path.getmtime(os.path.join(run_dir_of(str(tmp_path), rows[0]), "result.json"))
-  second_began = os.path.getmtime(os.path.join(run_dir_of(str(tmp_path), rows[1]), "config.json"))
-  assert second_began > first_done
