@@ -7,12 +7,14 @@ the figure most published MFUs use; counted FLOPs exceed 6N at small N and long 
 `mfu_6n` is the conservative one. A group of K replicas trains K models' tokens in each step: its
 rows report the group's tokens/s and MFU (what the device does), and say `replicas: K`.
 """
+import argparse
 import contextlib
 import fcntl
 import json
 import os
 import platform
 import socket
+import sys
 import time
 
 import jax
@@ -25,6 +27,8 @@ GPU_PEAK_BF16 = {"h100 pcie": 756e12, "h200": 989e12, "h100": 989e12, "a100": 31
                  "l4": 121e12, "a10": 125e12}
 # A CPU's peak is measured once per machine and kept here: measured again in every process, it
 # followed the machine's load (62-204 GFLOP/s across one sweep's runs on a shared 2-core host).
+# A first measurement under load is low: `python -m training.mfu --measure` on a quiet machine
+# (or benchmarks/throughput.py) raises it.
 PEAK_CACHE = os.path.join("~", ".cache", "scaling", "cpu_peak_flops.json")
 _PEAKS = {}
 
@@ -149,3 +153,21 @@ class Throughput:
     if self.replicas > 1:
       speed["replicas"] = self.replicas
     return speed
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m training.mfu",
+                                   description="This machine's peak FLOP/s, as MFU uses it.")
+  parser.add_argument("--measure", action="store_true",
+                      help="measure the CPU peak again (best of 100) and keep it if higher")
+  args = parser.parse_args(argv)
+  device = jax.devices()[0]
+  if args.measure and device.platform == "cpu":
+    remember_higher_cpu_peak(measure_matmul_peak(repeats=100))
+  print(f"{device.device_kind} ({machine_key()}): peak {peak_flops_per_second(device) / 1e9:,.1f} "
+        "GFLOP/s" + (f", cached in {PEAK_CACHE}" if device.platform == "cpu" else " (datasheet)"))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
