@@ -10,6 +10,7 @@ short run is surely interrupted and a task waiting for its time limit costs no C
 """
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -83,6 +84,12 @@ def run_sweep(capsys, *args):
   return code, out, summary
 
 
+def note(capsys, message):
+  """A timing for the log (pytest -s), past the captured output the assertions read."""
+  with capsys.disabled():
+    print(message)
+
+
 def planned_rows(*overrides):
   config_overrides = MICRO + list(overrides)
   return sweep_plan.plan_sweep(load_config(DEFAULT, config_overrides), config_overrides)
@@ -145,7 +152,7 @@ def test_an_array_of_replica_groups_equals_the_local_executor(cluster, cache, tm
   started = time.time()
   code, out, summary = run_sweep(capsys, *sweep_args(tmp_path / "on_slurm", cache, *variants),
                                  "--executor", "slurm", "--wait")
-  print(f"Slurm array sweep: {time.time() - started:.1f} s")
+  note(capsys, f"Slurm array sweep: {time.time() - started:.1f} s")
   assert "array tasks 0,2 (4 runs)" in out, out
   record = slurm_queue.read_record(str(tmp_path / "on_slurm"))
   (job,) = record["jobs"]
@@ -196,7 +203,7 @@ def test_a_requeued_task_resumes_to_the_loss_of_an_uninterrupted_run(cluster, ca
   second = interrupt(run_dir, task, ["scancel"], ["scontrol", "requeue"])
   _, out, summary = run_sweep(capsys, *sweep_args(tmp_path, cache, LONG), "--executor", "slurm",
                               "--wait")
-  print(f"requeued twice: {time.time() - started:.1f} s")
+  note(capsys, f"requeued twice: {time.time() - started:.1f} s")
   assert "1 in queued or running Slurm jobs, 0 to submit" in out, out  # (one run: no fit, exit 1)
   assert result(run_dir)["final_eval_loss"] == result(uninterrupted)["final_eval_loss"]
   assert rows_of(run_dir) == rows_of(uninterrupted)
@@ -208,8 +215,8 @@ def test_a_requeued_task_resumes_to_the_loss_of_an_uninterrupted_run(cluster, ca
   assert "requeued this task 1 time(s): resuming" in log and "2 time(s)" in log
   assert log.count("start n3.1e3") == 3 and "completed n3.1e3" in log  # every segment, appended
   assert open(os.path.join(run_dir, "train.log")).read().count("SIGTERM: checkpoint saved") == 2
-  print(f"requeued run final eval loss {result(run_dir)['final_eval_loss']!r}, uninterrupted "
-        f"{result(uninterrupted)['final_eval_loss']!r}")
+  note(capsys, f"requeued run final eval loss {result(run_dir)['final_eval_loss']!r}, "
+       f"uninterrupted {result(uninterrupted)['final_eval_loss']!r}")
 
 
 def test_a_failing_task_is_reported_failed_with_its_logs(cluster, cache, tmp_path, capsys):
@@ -268,14 +275,18 @@ def test_a_task_cut_by_its_time_limit_is_recorded_and_resumed_on_the_next_submis
   (job,) = slurm_queue.read_record(str(sweep_dir))["jobs"]
   wait_for(lambda: (job["job_id"], "0") not in slurm_queue.queue(), 180, "the time limit",
            every=1)
-  print(f"time limit reached {time.time() - started:.1f} s after the submission")
+  shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job["job_id"]],
+                         capture_output=True, text=True).stdout
+  times = dict(re.findall(r"(StartTime|EndTime)=(\S+)", shown))
+  note(capsys, f"time limit (--time=1): task ran {times.get('StartTime')} to {times.get('EndTime')}; "
+       f"seen ended {time.time() - started:.1f} s after the submission")
   assert "SIGTERM: checkpoint saved at step" in open(os.path.join(run_dir, "train.log")).read()
   assert not os.path.exists(os.path.join(run_dir, "result.json"))
 
   resumed = time.time()
   _, out, summary = run_sweep(capsys, *sweep_args(sweep_dir, cache, LONG), "--executor", "slurm",
                               "--wait")
-  print(f"time-limited run resumed and completed in {time.time() - resumed:.1f} s")
+  note(capsys, f"time-limited run resumed and completed in {time.time() - resumed:.1f} s")
   assert (f"interrupted {row['run_id']} (Slurm job {job['job_id']}_0: TIMEOUT); log: "
           f"{run_dir}/train.log (Slurm output: {sweep_dir}/slurm/{job['job_id']}_0.out)\n"
           "0 of 1 runs finished, 0 in queued or running Slurm jobs, 1 to submit") in out, out
