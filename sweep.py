@@ -22,7 +22,7 @@ import jax
 
 from core import rundir
 from core.config import ConfigError, load_config
-from sweeps import ROOT, tables
+from sweeps import ROOT, branches, tables
 from sweeps.collect import finish
 from sweeps.estimate import dry_run
 from sweeps.executors import EXECUTORS
@@ -78,8 +78,12 @@ def main(argv=None) -> int:
     return rundir.EXIT_BAD_INPUT
   os.makedirs(sweep_dir, exist_ok=True)
   plan_path = tables.write_plan(sweep_dir, rows)
-  print(f"sweep {config.name}: {len(rows)} runs ({config.sweep.kind}) planned in {plan_path}")
-  summary, returncode = {"sweep_dir": sweep_dir, "plan": plan_path}, 0
+  trunks = sum(row.get("kind") == branches.TRUNK for row in rows)
+  print(f"sweep {config.name}: {len(rows) - trunks} runs ({config.sweep.kind})"
+        + (f" branching off {trunks} trunks" if trunks else "") + f" planned in {plan_path}")
+  cost = branches.write_cost(sweep_dir, rows)
+  branches.print_cost(cost)
+  summary, returncode = {"sweep_dir": sweep_dir, "plan": plan_path, "cost": cost}, 0
   if args.dry_run:
     summary.update(dry_run(rows, config_path, config, workers))
   else:
@@ -91,7 +95,8 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    results, analysed = finish(sweep_dir, rows, config.wandb.mode)
+    results, analysed = finish(sweep_dir, rows, config.wandb.mode, config.sweep.inference_tokens,
+                               config.sweep.flops)
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
   if args.json:

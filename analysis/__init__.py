@@ -4,6 +4,7 @@
 
 Modules, each one obvious place: runs (read and check the table, IsoFLOP groups), laws (the laws
 as pure functions), lbfgs (batched L-BFGS), approach3 / isoflop / curves / kaplan (the fits),
-bootstrap (intervals), frontier (the frontier table, extrapolation check), plots, report (md and
-html), wandb_report (W&B run and Report), pipeline (all of it: `pipeline.run_analysis`).
+bootstrap (intervals), frontier (the frontier tables, extrapolation check), diagnostics (the
+verdict: how far to trust a fit), plots, report (md and html), wandb_report (W&B run and Report),
+pipeline (all of it: `pipeline.run_analysis`).
 """

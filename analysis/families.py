@@ -24,7 +24,6 @@ Approach 2's IsoFLOP minima as points) and, for results tables, the final loss o
 N, one line per budget (the IsoFLOP profiles the frontiers come from).
 """
 import argparse
-import csv
 import json
 import os
 import sys
@@ -43,11 +42,8 @@ LAW_KEYS = ("E", "A", "B", "alpha", "beta", "a", "b")
 
 def families_in(path: str) -> list[str]:
   """The families of the completed runs of a results table, in OBJECTIVES order."""
-  if not os.path.isfile(path):
-    raise runs_lib.DataError(f"results file {path} does not exist")
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
-  if rows and "family" not in rows[0]:
+  columns, rows, _ = runs_lib.read_table(path)
+  if rows and "family" not in columns:
     raise runs_lib.DataError(f"{path} has no family column; give tables that train.py runs wrote, "
                              "or --fit FAMILY=FIT_JSON")
   found = {row["family"] for row in rows if row.get("status", "completed") == "completed"}

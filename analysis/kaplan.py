@@ -79,9 +79,14 @@ def fit_one_variable(x, loss, weights=None) -> dict | None:
   xs = np.array([np.exp(np.mean(np.log(x[labels == g]))) for g in groups])
   best = np.array([loss[labels == g].min() for g in groups])
   coef, slope = laws.fit_power_law(xs, best)
-  alpha = -slope
-  return {"alpha": alpha, "x_c": coef ** (1 / alpha) if alpha != 0 else float("nan"),
-          "x": xs, "loss": best}
+  return {"alpha": -slope, "x_c": _scale(coef, -slope), "x": xs, "loss": best}
+
+
+def _scale(coef: float, alpha: float) -> float:
+  """x_c of L = coef x^-alpha = (x_c/x)^alpha: coef^(1/alpha), inf when it overflows (alpha near 0:
+  the loss barely falls, so no finite scale describes it) and NaN at alpha = 0."""
+  with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+    return float(np.power(np.float64(coef), 1 / np.float64(alpha))) if alpha else float("nan")
 
 
 def pareto_envelope(flops, loss):
@@ -97,4 +102,4 @@ def fit_compute(flops, loss) -> dict | None:
   if len(np.unique(flops)) < 2:
     return None
   coef, slope = laws.fit_power_law(flops, loss)
-  return {"alpha_C": -slope, "C_c": coef ** (-1 / slope) if slope != 0 else float("nan")}
+  return {"alpha_C": -slope, "C_c": _scale(coef, -slope)}

@@ -1,9 +1,11 @@
 """The figures, drawn like the papers' (matplotlib, PNG, log axes).
 
 Figures are built with matplotlib's object API (`Figure`, no pyplot), so nothing global changes
-and no display is needed. Each function draws one figure to a path; `make_all` draws every figure
-the fits support and returns {name: file name}. CAPTIONS says what each one shows.
+and no display is needed. Each function draws one figure to a path, written atomically; `make_all`
+draws every figure the fits support and returns {name: file name}. A figure that fails to draw is
+a warning in fit.json, never the end of the analysis. CAPTIONS says what each one shows.
 """
+import io
 import os
 
 import matplotlib.cm
@@ -14,15 +16,19 @@ from matplotlib.figure import Figure
 
 from analysis import isoflop
 from analysis import laws
+from core import files
 
 CAPTIONS = {
     "loss_vs_flops": "Loss against training FLOPs for every run, coloured by model size N, with the "
                      "lower envelope that Approach 1 reads the optimal N off (Chinchilla Figure 2, "
                      "left; final points only when there are no training curves).",
     "isoflop": "IsoFLOP profiles: final loss against N for each compute budget, the parabola in "
-               "log N fitted to each, and its minimum (Chinchilla Figure 3, left).",
+               "log N fitted to the runs near each minimum (filled; hollow: outside the window), "
+               "and its minimum (Chinchilla Figure 3, left).",
     "frontier": "The compute-optimal N_opt(C) and D_opt(C) from each approach, with the "
-                "20-tokens-per-parameter rule (Chinchilla Figure 3, centre and right).",
+                "20-tokens-per-parameter rule and, with --inference-tokens, the inference-aware "
+                "optimum (Sardana et al. 2023) at its own training FLOPs; shaded: beyond the data "
+                "(Chinchilla Figure 3, centre and right).",
     "contours": "Contours of the Approach 3 law L(N, D = C/6N) over compute and model size, the "
                 "efficient frontier N_opt(C) and the runs (Chinchilla Figure 4, left).",
     "kaplan_loss_vs_n": "Loss against non-embedding N grouped by token count D, with Kaplan's joint "
@@ -37,6 +43,12 @@ SIZE_CMAP = "viridis"
 def _figure(ncols=1):
   fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=110, layout="constrained")
   return fig, fig.subplots(1, ncols)
+
+
+def _save(fig, path):
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png")
+  files.write_atomic(path, buffer.getvalue())
 
 
 def _log_axes(ax, xlabel, ylabel, title=None, loss_axis=False):
@@ -59,7 +71,7 @@ def _size_colours(fig, ax, n):
   return lambda value: mappable.to_rgba(value)
 
 
-def loss_vs_flops(path, runs, curves, curve_n, envelope):
+def loss_vs_flops(path, runs, curves, curve_n, envelope, convention=None):
   fig, ax = _figure()
   colour = _size_colours(fig, ax, runs.n)
   if curves:
@@ -75,34 +87,56 @@ def loss_vs_flops(path, runs, curves, curve_n, envelope):
     best = np.minimum.accumulate(runs.loss[order])
     ax.step(runs.c[order], best, where="post", color="k", lw=1.5,
             label="compute-efficient envelope")
-  _log_axes(ax, "training FLOPs C", "loss", "Loss vs compute", loss_axis=True)
+  _log_axes(ax, c_label(convention), "loss", "Loss vs compute", loss_axis=True)
   ax.legend(fontsize=8)
-  fig.savefig(path)
+  _save(fig, path)
 
 
-def isoflop_profiles(path, profiles, max_legend=10):
+def isoflop_profiles(path, profiles, max_legend=10, convention=None):
   fig, ax = _figure()
   norm = matplotlib.colors.LogNorm(profiles[0].budget, profiles[-1].budget * 1.0001)
   budget_colour = matplotlib.cm.ScalarMappable(norm, "plasma").to_rgba
   if len(profiles) > max_legend:
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm, "plasma"), ax=ax, label="budget C (FLOPs)")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm, "plasma"), ax=ax,
+                 label=f"budget C ({convention['label'] if convention else 'FLOPs'})")
   for p in profiles:
     colour = budget_colour(p.budget)
-    ax.scatter(p.n, p.loss, color=colour, s=14)
-    x = np.linspace(np.log10(p.n.min()) - 0.1, np.log10(p.n.max()) + 0.1, 100)
+    ax.scatter(p.n[p.fitted], p.loss[p.fitted], color=colour, s=14)
+    ax.scatter(p.n[~p.fitted], p.loss[~p.fitted], facecolors="none", edgecolors=colour, s=14)
+    x = np.linspace(np.log10(p.n[p.fitted].min()) - 0.1, np.log10(p.n[p.fitted].max()) + 0.1, 100)
     ax.plot(10 ** x, np.polyval(p.parabola, x), color=colour, lw=1.2, label=f"C = {p.budget:.2g}")
     ax.scatter([p.n_opt], [p.loss_opt], color=colour, marker="*", s=120, edgecolor="k", zorder=4)
   _log_axes(ax, "parameters N", "final loss", "IsoFLOP profiles (stars: minima)", loss_axis=True)
   if len(profiles) <= max_legend:
     ax.legend(fontsize=8, ncol=2)
-  fig.savefig(path)
+  _save(fig, path)
 
 
-def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_range):
+def _exponent(label, value, unidentified=()):
+  return (f"{label}: exponent not identified" if label.split(" (")[0] in unidentified
+          else f"{label}: C^{value:.2f}")
+
+
+def c_label(convention) -> str:
+  return f"training FLOPs C ({convention['label']})" if convention else "training FLOPs C"
+
+
+def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_range,
+             data_max=None, unidentified=(), inference_tokens=None, convention=None):
+  """`unidentified`: the laws (their labels' first words) whose exponent the data cannot give.
+  Every curve in the table's FLOP convention C = k N^gamma D (analysis.frontier)."""
   fig, (ax_n, ax_d) = _figure(2)
   flops = np.geomspace(*flops_range, 100)
+  per_token = {"k": (convention or {}).get("k", 6.0), "gamma": (convention or {}).get("gamma", 1.0)}
+  a3, b3 = laws.frontier_exponents_at(fit3.alpha, fit3.beta, per_token["gamma"])
   lines = [("Approach 3 (parametric)", "-", laws.chinchilla_optimum(
-      flops, fit3.A, fit3.B, fit3.alpha, fit3.beta), fit3.a, fit3.b)]
+      flops, fit3.A, fit3.B, fit3.alpha, fit3.beta, **per_token), a3, b3)]
+  if inference_tokens:
+    loss = laws.chinchilla_loss(*lines[0][2], **fit3.law())
+    n_inf, d_inf = laws.inference_optimum(loss, inference_tokens, **fit3.law())
+    for ax, values in ((ax_n, n_inf), (ax_d, d_inf)):  # at their own training cost
+      ax.plot(per_token["k"] * n_inf ** per_token["gamma"] * d_inf, values, color="C4", lw=1.6,
+              label=f"inference-aware, T = {inference_tokens:.2g} tokens")
   if approach2:
     lines.append(("Approach 2 (IsoFLOP)", "--", isoflop.optimum(approach2, flops),
                   approach2["a"], approach2["b"]))
@@ -110,13 +144,14 @@ def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_
     lines.append(("Approach 1 (envelope)", ":", isoflop.optimum(approach1, flops),
                   approach1["a"], approach1["b"]))
   if joint:
-    k = joint["alpha_D"] / (joint["alpha_N"] + joint["alpha_D"])
+    n_exponent = 1 / (joint["alpha_N"] / joint["alpha_D"] + per_token["gamma"])
     lines.append(("Kaplan L(N, D)", "-.", laws.kaplan_optimum(
-        flops, joint["alpha_N"], joint["alpha_D"], joint["N_c"], joint["D_c"]), k, 1 - k))
+        flops, joint["alpha_N"], joint["alpha_D"], joint["N_c"], joint["D_c"], **per_token),
+        n_exponent, 1 - per_token["gamma"] * n_exponent))
   for label, style, (n_opt, d_opt), a, b in lines:
-    ax_n.plot(flops, n_opt, style, lw=1.6, label=f"{label}: C^{a:.2f}")
-    ax_d.plot(flops, d_opt, style, lw=1.6, label=f"{label}: C^{b:.2f}")
-  rule_n, rule_d = laws.rule_optimum(flops)
+    ax_n.plot(flops, n_opt, style, lw=1.6, label=_exponent(label, a, unidentified))
+    ax_d.plot(flops, d_opt, style, lw=1.6, label=_exponent(label, b, unidentified))
+  rule_n, rule_d = laws.rule_optimum(flops, **per_token)
   ax_n.plot(flops, rule_n, color="grey", lw=1, label="20 tokens per parameter")
   ax_d.plot(flops, rule_d, color="grey", lw=1, label="20 tokens per parameter")
   if profiles:
@@ -128,14 +163,19 @@ def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_
     inside = envelope["interior"]
     ax_n.scatter(envelope["flops"][inside], envelope["n"][inside], s=4, color="C2", alpha=0.5)
     ax_d.scatter(envelope["flops"][inside], envelope["d"][inside], s=4, color="C2", alpha=0.5)
-  _log_axes(ax_n, "training FLOPs C", "optimal parameters N_opt", "N_opt(C)")
-  _log_axes(ax_d, "training FLOPs C", "optimal tokens D_opt", "D_opt(C)")
+  if data_max and data_max < flops[-1]:
+    for ax in (ax_n, ax_d):
+      ax.axvspan(data_max, flops[-1], color="grey", alpha=0.12, lw=0)
+  ax_n.set_xlim(flops[0], flops[-1])
+  ax_d.set_xlim(flops[0], flops[-1])
+  _log_axes(ax_n, c_label(convention), "optimal parameters N_opt", "N_opt(C)")
+  _log_axes(ax_d, c_label(convention), "optimal tokens D_opt", "D_opt(C)")
   ax_n.legend(fontsize=7)
   ax_d.legend(fontsize=7)
-  fig.savefig(path)
+  _save(fig, path)
 
 
-def contours(path, runs, fit3):
+def contours(path, runs, fit3, identified=True, convention=None):
   fig, ax = _figure()
   flops = np.geomspace(runs.c.min() / 10, runs.c.max() * 100, 200)
   n = np.geomspace(runs.n.min() / 10, runs.n.max() * 10, 200)
@@ -145,12 +185,14 @@ def contours(path, runs, fit3):
   lines = ax.contour(grid_c, grid_n, loss, levels=levels, cmap="viridis_r", linewidths=1)
   ax.clabel(lines, fontsize=7, fmt="%.2f")
   n_opt, _ = laws.chinchilla_optimum(flops, fit3.A, fit3.B, fit3.alpha, fit3.beta)
-  ax.plot(flops, n_opt, color="C3", lw=2, label=f"efficient frontier N_opt ∝ C^{fit3.a:.2f}")
+  ax.plot(flops, n_opt, color="C3", lw=2,
+          label=(f"efficient frontier N_opt ∝ C^{fit3.a:.2f}" if identified
+                 else "efficient frontier (exponent not identified)"))
   ax.scatter(runs.c, runs.n, s=8, color="k", alpha=0.6, label="runs")
   ax.set_ylim(n.min(), n.max())
-  _log_axes(ax, "training FLOPs C", "parameters N", "Approach 3: iso-loss contours")
+  _log_axes(ax, c_label(convention), "parameters N", "Approach 3: iso-loss contours")
   ax.legend(fontsize=8, loc="upper left")
-  fig.savefig(path)
+  _save(fig, path)
 
 
 def kaplan_loss_vs_n(path, runs, joint, l_n, n_bins=6):
@@ -172,7 +214,7 @@ def kaplan_loss_vs_n(path, runs, joint, l_n, n_bins=6):
   _log_axes(ax, "non-embedding parameters N", "final loss", "Kaplan: loss vs N, by tokens D",
             loss_axis=True)
   ax.legend(fontsize=7, ncol=2)
-  fig.savefig(path)
+  _save(fig, path)
 
 
 def extrapolation(path, check):
@@ -187,30 +229,45 @@ def extrapolation(path, check):
   ax.set_ylabel("predicted final loss")
   ax.set_title(f"Extrapolation: fitted on C <= {check['fitted_flops_max']:.2g}")
   ax.legend(fontsize=8)
-  fig.savefig(path)
+  _save(fig, path)
 
 
 def make_all(arrays: dict, fit: dict, out: str) -> dict:
-  """Draws every figure the fits support into `out`; returns {name: file name}."""
+  """Draws every figure the fits support into `out`; returns {name: file name}. A figure that
+  fails is left out, with a warning added to fit["warnings"]."""
   runs, fit3 = arrays["runs"], arrays["fit3"]
   budgets = [row["flops"] for row in arrays["frontier"]]
   flops_range = (min(runs.c.min(), min(budgets)) / 3, max(runs.c.max(), max(budgets)))
+  # One budget leaves both parametric laws' frontiers open; an exponent near 0, Approach 3's.
+  reason = fit["diagnostics"]["unidentified"].get("frontier")
+  unidentified = (() if reason is None else ("Approach 3", "Kaplan L(N, D)") if
+                  reason == "one budget" else ("Approach 3",))
+  inference = fit.get("inference_frontier", {}).get("inference_tokens")
+  convention = fit.get("flops_convention")
+  data_max = max([row["flops"] for row in arrays["frontier"]
+                  if not row.get("decades_beyond_data")] + [runs.c.max()])
   figures = {
       "loss_vs_flops": lambda p: loss_vs_flops(p, runs, arrays["curves"], arrays["curve_n"],
-                                               arrays["envelope"]),
-      "isoflop": ((lambda p: isoflop_profiles(p, arrays["profiles"]))
+                                               arrays["envelope"], convention),
+      "isoflop": ((lambda p: isoflop_profiles(p, arrays["profiles"], convention=convention))
                   if arrays["profiles"] else None),
       "frontier": lambda p: frontier(p, fit3, arrays["approach2"], arrays["profiles"],
                                      arrays["approach1"], arrays["envelope"], arrays["joint"],
-                                     flops_range),
-      "contours": lambda p: contours(p, runs, fit3),
+                                     flops_range, data_max, unidentified, inference, convention),
+      "contours": lambda p: contours(p, runs, fit3, "Approach 3" not in unidentified,
+                                     convention),
       "kaplan_loss_vs_n": lambda p: kaplan_loss_vs_n(p, runs, arrays["joint"], arrays["l_n"]),
       "extrapolation": ((lambda p: extrapolation(p, fit["extrapolation"]))
                         if "observed" in fit["extrapolation"] else None),
   }
   made = {}
   for name, draw in figures.items():
-    if draw is not None:
-      draw(os.path.join(out, f"{name}.png"))
+    if draw is None:
+      continue
+    try:
+      with np.errstate(all="ignore"):
+        draw(os.path.join(out, f"{name}.png"))
       made[name] = f"{name}.png"
+    except Exception as e:  # pylint: disable=broad-except  (a figure is optional; see above)
+      fit["warnings"].append(f"figure {name} not drawn ({type(e).__name__}: {e})")
   return made

@@ -2,7 +2,8 @@
 
 The report is built once as a list of blocks (heading, paragraph, table, list, figure) and rendered
 twice, to Markdown (figures linked) and to HTML (figures embedded as base64 PNG, so the one file
-can be mailed or attached). PUBLISHED holds the numbers the comparison table quotes.
+can be mailed or attached). It opens with the verdict (fit.json["diagnostics"]), so a reader meets
+what is unreliable before any number. PUBLISHED holds the numbers the comparison table quotes.
 """
 import base64
 import html
@@ -46,6 +47,28 @@ def _param_rows(section: dict, names) -> list:
   return [[name, fmt(section.get(name)), fmt_ci(ci.get(name))] for name in names]
 
 
+def _verdict_block(fit: dict) -> list:
+  d = fit.get("diagnostics")
+  if not d:
+    return []
+  out = [("h2", "How far to trust this fit"), ("p", f"Verdict: {d['verdict']}.")]
+  if d["problems"]:
+    out += [("p", "Problems (each makes some result unreliable):"), ("list", d["problems"])]
+  if d["unidentified"]:
+    names = {"frontier": "the frontier exponent and the frontier beyond the data"}
+    out.append(("p", "Not identified by these runs, so not reported as numbers in the summaries: "
+                     + "; ".join(f"{names.get(k, k)} ({why})"
+                                 for k, why in d["unidentified"].items()) + "."))
+  out += [("p", "Checks:"), ("list", d["checks"])]
+  if d["budgets"]:
+    out.append(("table", ["budget C", "runs", "sizes", "lowest-loss N", "lowest loss interior",
+                          "used by approach 2"],
+                [[fmt(b["flops"]), str(b["runs"]), str(b["sizes"]), fmt(b["lowest_loss_n"]),
+                  "–" if b["interior"] is None else fmt(b["interior"]), fmt(b["approach2"])]
+                 for b in d["budgets"]]))
+  return out
+
+
 def _fit_blocks(fit: dict) -> list:
   blocks = []
   a3 = fit["chinchilla_approach3"]
@@ -64,11 +87,15 @@ def _fit_blocks(fit: dict) -> list:
   if a2:
     blocks += [
         ("h2", "Chinchilla Approach 2: IsoFLOP profiles"),
-        ("p", f"N_opt ∝ C^a, D_opt ∝ C^b through the minima of {len(a2['budgets'])} parabolas."),
+        ("p", f"N_opt ∝ C^a, D_opt ∝ C^b through the minima of {len(a2['budgets'])} parabolas, "
+              "each fitted in log N to "
+              + (f"the runs within a factor {fmt(a2['window'])} in N of its lowest loss (at "
+                 "least 3 sizes)." if a2.get("window") else "the whole curve.")),
         ("table", ["parameter", "value", "95% CI"], _param_rows(a2, ("a", "b"))),
-        ("table", ["budget C", "runs", "N_opt", "D_opt", "D_opt/N_opt", "min loss"],
-         [[fmt(p["flops"]), str(p["n_runs"]), fmt(p["n_opt"]), fmt(p["d_opt"]),
-           fmt(p["d_opt"] / p["n_opt"]), fmt(p["loss_opt"])] for p in a2["profiles"]])]
+        ("table", ["budget C", "runs", "fitted", "N_opt", "D_opt", "D_opt/N_opt", "min loss"],
+         [[fmt(p["flops"]), str(p["n_runs"]), str(p.get("n_fitted", p["n_runs"])),
+           fmt(p["n_opt"]), fmt(p["d_opt"]), fmt(p["d_opt"] / p["n_opt"]), fmt(p["loss_opt"])]
+          for p in a2["profiles"]])]
   a1 = fit.get("chinchilla_approach1")
   if a1:
     blocks += [
@@ -129,33 +156,63 @@ def _comparison_block(fit: dict) -> list:
 
 def _frontier_block(fit: dict) -> list:
   names = [n for n in ("approach2", "approach1", "kaplan") if n in fit["frontier"][0]]
-  header = ["C", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
+  convention = fit.get("flops_convention") or {"label": "6ND FLOPs", "k": 6.0, "gamma": 1.0}
+  header = [f"C ({convention['label']})", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
   header += [f"{n.replace('approach', 'A')} {q}" for n in names for q in ("N_opt", "D/N")]
-  header += ["20x N", "20x D"]
+  header += ["20x N", "20x D", "range"]
   rows = []
   for row in fit["frontier"]:
     cells = [fmt(row["flops"]), fmt(row["n_opt"]), fmt(row["d_opt"]),
              f"{fmt(row['tokens_per_param'])} {fmt_ci(row.get('tokens_per_param_ci95'))}"]
     cells += [fmt(row[n][q]) for n in names for q in ("n_opt", "tokens_per_param")]
-    cells += [fmt(row["rule_20x"]["n_opt"]), fmt(row["rule_20x"]["d_opt"])]
+    cells += [fmt(row["rule_20x"]["n_opt"]), fmt(row["rule_20x"]["d_opt"]), _range(row)]
     rows.append(cells)
   return [("h2", "Compute-optimal frontier"),
-          ("p", "At the sweep's budgets and 1e18..1e24 FLOPs. A3 and Kaplan minimise their laws "
-                "under C = 6ND; A1 and A2 extend the power laws through their minima."),
+          ("p", "At the data's budgets and 1e18..1e24 FLOPs (range: how far past the data's "
+                f"budgets a row extrapolates), every C in one convention: {convention['label']}. "
+                "A1 and A2 extend the power laws through their minima in that C; A3, Kaplan and "
+                "the 20x rule minimise under C = k N^gamma D, the FLOPs per token fitted on the "
+                f"table: {fmt(convention['k'])} N^{fmt(convention['gamma'])}."),
           ("table", header, rows)]
+
+
+def _range(row: dict) -> str:
+  far = row.get("decades_beyond_data")
+  return "–" if far is None else "data" if not far else f"extrapolated {far:.1f} decades"
+
+
+def _inference_block(fit: dict) -> list:
+  inference = fit.get("inference_frontier")
+  if not inference:
+    return []
+  rows = [[fmt(r["flops"]), fmt(r["target_loss"]), fmt(r["n_opt"]), fmt(r["d_opt"]),
+           fmt(r["tokens_per_param"]), fmt(r["training_flops"]), fmt(r["total_flops"]),
+           fmt(r["chinchilla_total_flops"]), f"{fmt(100 * r['saving'])}%" if r["saving"] is not
+           None else "–", _range(r)] for r in inference["rows"]]
+  return [("h2", f"Inference-aware frontier (T = {fmt(inference['inference_tokens'])} inference "
+                 "tokens)"),
+          ("p", "Sardana et al. (2023): for each budget C, the Approach 3 model that reaches the "
+                "loss of C's compute-optimal model at the least training plus inference cost, "
+                "6 N D + 2 N T. Smaller models trained on more tokens pay for their extra training "
+                "by serving cheaper."),
+          ("table", ["C", "target loss", "N", "D", "D/N", "training FLOPs", "total FLOPs",
+                     "Chinchilla-optimal total", "saving", "range"], rows)]
 
 
 def _extrapolation_block(fit: dict) -> list:
   check = fit["extrapolation"]
   if "skipped" in check:
     return [("h2", "Extrapolation check"), ("p", check["skipped"])]
+  budget = ("the held-out budget" + ("s " if len(check["held_out_budgets"]) > 1 else " ")
+            + ", ".join(fmt(b) for b in check["held_out_budgets"]) + ", "
+            if "held_out_budgets" in check else "")
   rows = [[name, fmt(check[key]["mean_abs_error"]), fmt(check[key]["max_abs_error"]),
            fmt(check[key]["mean_error"]), fmt(check[key]["mean_abs_rel_error"])]
           for name, key in (("Approach 3", "approach3"), ("Kaplan L(N, D)", "kaplan"))]
   return [("h2", "Extrapolation check"),
           ("p", f"Refitted on the {check['n_fitted']} runs with C <= "
                 f"{fmt(check['fitted_flops_max'])}, then predicted the {len(check['held_out'])} "
-                f"held-out runs (C >= {fmt(check['held_out_flops_min'])})."),
+                f"runs of {budget}all held out (C >= {fmt(check['held_out_flops_min'])})."),
           ("table", ["law", "mean abs error", "max abs error", "mean error",
                      "mean abs relative error"], rows)]
 
@@ -163,7 +220,8 @@ def _extrapolation_block(fit: dict) -> list:
 def blocks(fit: dict) -> list:
   """The report as blocks: (h1|h2|p, text), (table, header, rows), (list, items),
   (figure, file, caption)."""
-  out = [("h1", "Scaling-law analysis"),
+  out = [("h1", "Scaling-law analysis")] + _verdict_block(fit) + [
+         ("h2", "Data"),
          ("p", f"{fit['n_points']} runs from {fit['source']}."),
          ("table", ["role", "column"], [[k, v] for k, v in fit["columns"].items()])]
   if fit["excluded"]:
@@ -175,11 +233,15 @@ def blocks(fit: dict) -> list:
                      f"{', '.join(fit['dropped_top_loss'])}."))
   if fit["warnings"]:
     out += [("h2", "Warnings"), ("list", fit["warnings"])]
-  out += _fit_blocks(fit) + _comparison_block(fit) + _frontier_block(fit)
+  out += _fit_blocks(fit) + _comparison_block(fit) + _frontier_block(fit) + _inference_block(fit)
   out += _extrapolation_block(fit)
-  if fit["bootstrap"]["n_samples"]:
-    out.append(("p", f"95% intervals: {fit['bootstrap']['n_samples']} bootstrap resamples of the "
-                     f"runs (seed {fit['bootstrap']['seed']})."))
+  info = fit["bootstrap"]
+  if info["n_samples"]:
+    failed = ", ".join(f"{k} of {name}" for name, k in info.get("failed", {}).items() if k)
+    out.append(("p", f"95% intervals: {info['n_samples']} bootstrap resamples by "
+                     f"{info.get('unit', 'point')} ({info.get('n_units', '–')} units; seed "
+                     f"{info['seed']}); refits that failed numerically were dropped: "
+                     f"{failed or 'none'}."))
   out.append(("h2", "Figures"))
   out += [("figure", file, plots.CAPTIONS[name]) for name, file in fit["plots"].items()]
   wandb = fit.get("wandb") or {}

@@ -9,12 +9,14 @@ below, first match wins. Conventions:
   fits use non-embedding N (`n_params`) when present, as Kaplan et al. did.
 - D missing: D = C/(6N). C missing: C = 6ND.
 - Rows whose `status` is not `completed` are excluded from every fit and listed in the report.
-Bad values (missing, NaN, non-positive) in the rows that are fitted are errors, never dropped
-silently: the message names the rows.
+- Rows that share a training run (a WSD trunk's branches: `trunk_id`) are not independent; the
+  bootstrap resamples them together (`source_run`, from `--run-col` or RUN_COLUMNS).
+Bad values (missing, not a number, NaN, infinite, non-positive) in the rows that are fitted are
+errors, never dropped silently: the one-line message names the file, the line and the column.
+A byte-order mark, spaces after the commas and empty lines are tolerated.
 """
 import csv
 import dataclasses
-import math
 import os
 
 import numpy as np
@@ -24,6 +26,9 @@ KAPLAN_N_COLUMNS = ("n_params",)
 D_COLUMNS = ("tokens", "D", "Training Tokens", "n_tokens")
 C_COLUMNS = ("flops", "Training FLOP", "C", "compute", "flops_6nd")
 LOSS_COLUMNS = ("final_eval_loss", "loss", "eval_loss", "final_train_loss", "L")
+# The training run a row's loss comes from: a WSD branch names its trunk; otherwise the row's run.
+RUN_COLUMNS = ("trunk_id", "trunk", "run_id")
+BOOTSTRAP_UNITS = ("run", "point", "budget")  # what a bootstrap resample draws (bootstrap.py)
 BUDGET_TOL = 0.10  # runs whose C lie within 10% of a group's smallest C share an IsoFLOP budget
 
 
@@ -50,6 +55,7 @@ class Runs:
   excluded: tuple = ()   # (run_id, status, reason) of rows not completed
   dropped: tuple = ()    # run_ids dropped by --drop-top-loss
   loss_floor: float | None = None  # a known irreducible loss (the synthetic source's exact floor)
+  source_run: np.ndarray | None = None  # the training run of each row (None: each row its own)
 
   def __len__(self):
     return len(self.loss)
@@ -57,6 +63,8 @@ class Runs:
   def subset(self, mask) -> "Runs":
     arrays = {f: getattr(self, f)[mask] for f in ("run_id", "n", "d", "c", "loss", "n_kaplan",
                                                    "budget")}
+    if self.source_run is not None:
+      arrays["source_run"] = self.source_run[mask]
     return dataclasses.replace(self, **arrays)
 
 
@@ -78,57 +86,131 @@ def _pick(columns, given, candidates, flag, path, required=True):
   return None
 
 
-def _floats(rows, column, ids, what, path):
-  """The column as floats; raises naming the rows that are missing, NaN or not positive."""
-  values = []
-  for row in rows:
-    try:
-      values.append(float(row[column]))
-    except (TypeError, ValueError):
-      values.append(math.nan)
-  values = np.array(values, np.float64)
-  bad = ~(values > 0)  # NaN fails too
-  if bad.any():
-    shown = ", ".join(f"{ids[i]}={rows[i][column]!r}" for i in np.flatnonzero(bad)[:5])
-    raise DataError(f"{what} column {column!r} of {path} has {bad.sum()} missing, NaN or "
-                    f"non-positive values in fitted rows ({shown}); fix or exclude those rows")
-  return values
+def read_table(path: str) -> tuple[list, list, list]:
+  """(columns, rows as {column: text}, the file line of each row) of a CSV file.
 
-
-def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_col=None,
-         drop_top_loss: int = 0, family=None) -> Runs:
-  """Reads and checks a table of runs; see the module docstring for the conventions."""
+  Tolerates what spreadsheets and hand edits leave: a UTF-8 byte-order mark, spaces around names
+  and cells, empty lines. Raises DataError naming the line of anything else it cannot read.
+  """
   if not os.path.isfile(path):
     raise DataError(f"results file {path} does not exist")
-  with open(path, newline="") as f:
-    reader = csv.DictReader(f)
-    columns = list(reader.fieldnames or [])
-    rows = list(reader)
-  if not rows:
-    raise DataError(f"{path} has no rows")
-  ids = [row.get("run_id") or f"row {i + 1}" for i, row in enumerate(rows)]
+  line = 1
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      reader = csv.reader(f)
+      columns = [name.strip() for name in next(reader, [])]
+      twice = sorted({c for c in columns if c and columns.count(c) > 1})
+      if twice:
+        raise DataError(f"{path}, line 1: the header names column {twice[0]!r} twice")
+      rows, lines = [], []
+      for cells in reader:
+        line = reader.line_num
+        if not cells:
+          continue
+        if not any(cell.strip() for cell in cells):
+          raise DataError(f"{path}, line {line}: the line holds only whitespace or empty cells; "
+                          "delete it")
+        if len(cells) > len(columns):
+          raise DataError(f"{path}, line {line}: {len(cells)} cells, but the header (line 1) "
+                          f"names {len(columns)} columns")
+        rows.append({c: (cells[i].strip() if i < len(cells) else "")
+                     for i, c in enumerate(columns)})
+        lines.append(line)
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+  except csv.Error as e:
+    raise DataError(f"{path}, line {line + 1}: {e}") from None
+  except OSError as e:
+    raise DataError(f"{path} cannot be read: {e.strerror}") from None
+  return columns, rows, lines
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+  """The rows being fitted, with their ids and file lines, for messages that point at a cell."""
+  path: str
+  rows: list
+  lines: list
+  ids: list
+
+  def subset(self, keep) -> "_Table":
+    return _Table(self.path, [self.rows[i] for i in keep], [self.lines[i] for i in keep],
+                  [self.ids[i] for i in keep])
+
+  def where(self, i: int, column: str) -> str:
+    return f"{self.path}, line {self.lines[i]}, column {column!r}"
+
+  def numbers(self, column: str) -> np.ndarray:
+    """The column as floats (NaN for an empty cell); raises at the first cell that is not a
+    number."""
+    values = np.full(len(self.rows), np.nan)
+    for i, row in enumerate(self.rows):
+      text = row.get(column, "")
+      try:
+        values[i] = float(text)
+      except ValueError:
+        if text:
+          raise DataError(f"{self.where(i, column)}: {text!r} is not a number") from None
+    return values
+
+  def positive(self, column: str, what: str) -> np.ndarray:
+    """The column as positive finite floats; raises naming the first bad row's line and column."""
+    values = self.numbers(column)
+    for bad, kind in ((~(values > 0), "missing, NaN or non-positive"),  # NaN fails `> 0` too
+                      (np.isinf(values), "infinite")):
+      if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        shown = ", ".join(f"{self.ids[i]}={self.rows[i].get(column, '')!r}"
+                          for i in np.flatnonzero(bad)[:5])
+        raise DataError(f"{self.where(first, column)}: the {what} column has {bad.sum()} {kind} "
+                        f"values in fitted rows ({shown}); fix or exclude those rows")
+    return values
+
+  def finite(self, values, what: str, formula: str) -> np.ndarray:
+    """A derived column, checked: positive and finite (6ND can overflow, C/(6N) underflow)."""
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+      first = int(np.flatnonzero(bad)[0])
+      raise DataError(f"{self.path}, line {self.lines[first]}: the derived {what} {formula} = "
+                      f"{values[first]:.3g} is not a positive finite number")
+    return values
+
+
+def _select(table: _Table, columns: list, path: str, family) -> tuple[_Table, list]:
+  """The completed rows (of `family`), and (run_id, status, reason) of the rows not completed."""
   excluded = []
   if "status" in columns:
-    keep = [i for i, row in enumerate(rows) if row["status"] == "completed"]
-    for i in sorted(set(range(len(rows))) - set(keep)):
-      reason = rows[i].get("error") or f"final train loss {rows[i].get('final_train_loss') or '-'}"
-      excluded.append((ids[i], rows[i]["status"] or "no status", reason))
-    rows, ids = [rows[i] for i in keep], [ids[i] for i in keep]
+    keep = [i for i, row in enumerate(table.rows) if row["status"] == "completed"]
+    for i in sorted(set(range(len(table.rows))) - set(keep)):
+      row = table.rows[i]
+      reason = row.get("error") or f"final train loss {row.get('final_train_loss') or '-'}"
+      excluded.append((table.ids[i], row["status"] or "no status", reason))
+    table = table.subset(keep)
   if family and "family" not in columns:
     raise DataError(f"--family {family} given, but {path} has no family column")
   if "family" in columns:
-    families = sorted({row["family"] for row in rows})
+    families = sorted({row["family"] for row in table.rows})
     if family:
       if family not in families:
         raise DataError(f"no completed runs of family {family!r} in {path} (families: "
                         f"{', '.join(families)})")
-      keep = [i for i, row in enumerate(rows) if row["family"] == family]
-      rows, ids = [rows[i] for i in keep], [ids[i] for i in keep]
+      table = table.subset([i for i, row in enumerate(table.rows) if row["family"] == family])
     elif len(families) > 1:
       raise DataError(f"{path} mixes model families {', '.join(families)}; fit one at a time with "
                       "--family")
-  if not rows:
+  if not table.rows:
     raise DataError(f"{path} has no completed runs to fit ({len(excluded)} rows not completed)")
+  return table, excluded
+
+
+def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_col=None,
+         drop_top_loss: int = 0, family=None, run_col=None) -> Runs:
+  """Reads and checks a table of runs; see the module docstring for the conventions."""
+  columns, rows, lines = read_table(path)
+  if not rows:
+    raise DataError(f"{path} has no rows")
+  ids = [row.get("run_id") or f"line {line}" for row, line in zip(rows, lines)]
+  table, excluded = _select(_Table(path, rows, lines, ids), columns, path, family)
 
   n_name = _pick(columns, n_col, N_COLUMNS, "--n-col", path)
   loss_name = _pick(columns, loss_col, LOSS_COLUMNS, "--loss-col", path)
@@ -136,29 +218,40 @@ def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_
   c_name = _pick(columns, c_col, C_COLUMNS, "--c-col", path, required=False)
   kaplan_name = _pick(columns, kaplan_n_col, KAPLAN_N_COLUMNS, "--kaplan-n-col", path,
                       required=False) or n_name
+  run_name = _pick(columns, run_col, RUN_COLUMNS, "--run-col", path, required=False)
   if d_name is None and c_name is None:
     raise DataError(f"{path} has neither a token column ({', '.join(D_COLUMNS)}) nor a FLOP column "
                     f"({', '.join(C_COLUMNS)}); name one with --d-col or --c-col")
-  n = _floats(rows, n_name, ids, "parameter", path)
-  loss = _floats(rows, loss_name, ids, "loss", path)
-  n_kaplan = _floats(rows, kaplan_name, ids, "parameter", path)
-  d = _floats(rows, d_name, ids, "token", path) if d_name else None
-  c = _floats(rows, c_name, ids, "FLOP", path) if c_name else None
+  n = table.positive(n_name, "parameter")
+  loss = table.positive(loss_name, "loss")
+  n_kaplan = table.positive(kaplan_name, "parameter")
+  d = table.positive(d_name, "token") if d_name else None
+  c = table.positive(c_name, "FLOP") if c_name else None
   used = {"n": n_name, "loss": loss_name, "n_kaplan": kaplan_name,
           "d": d_name or f"derived: {c_name} / (6 {n_name})",
           "c": c_name or f"derived: 6 {n_name} {d_name}"}
-  d = c / (6 * n) if d is None else d
-  c = 6 * n * d if c is None else c
-  budget = np.full(len(rows), np.nan)
+  with np.errstate(all="ignore"):
+    d = table.finite(c / (6 * n), "token count", f"{c_name} / (6 {n_name})") if d is None else d
+    c = table.finite(6 * n * d, "FLOP count", f"6 {n_name} {d_name}") if c is None else c
+  budget = np.full(len(n), np.nan)
   if "budget" in columns:
-    budget = np.array([float(row["budget"]) if row["budget"] not in ("", None) else np.nan
-                       for row in rows])
+    budget = table.numbers("budget")
+    bad = ~(np.isnan(budget) | (np.isfinite(budget) & (budget > 0)))
+    if bad.any():
+      first = int(np.flatnonzero(bad)[0])
+      raise DataError(f"{table.where(first, 'budget')}: {table.rows[first]['budget']!r} is not a "
+                      "positive FLOP budget (leave the cell empty for a run outside any budget)")
     used["budget"] = "budget"
-  floors = {row.get("loss_floor") for row in rows} - {None, ""}
-  loss_floor = float(floors.pop()) if len(floors) == 1 else None
+  source_run = None
+  if run_name:
+    source_run = np.array([row[run_name] or i for row, i in zip(table.rows, table.ids)])
+    used["run"] = run_name
+  floors = table.numbers("loss_floor") if "loss_floor" in columns else []
+  floors = set(np.asarray(floors)[np.isfinite(floors)].tolist())
+  loss_floor = floors.pop() if len(floors) == 1 else None
 
-  runs = Runs(np.array(ids), n, d, c, loss, n_kaplan, budget, used, path, tuple(excluded),
-              loss_floor=loss_floor)
+  runs = Runs(np.array(table.ids), n, d, c, loss, n_kaplan, budget, used, path, tuple(excluded),
+              loss_floor=loss_floor, source_run=source_run)
   if drop_top_loss:
     if not 0 < drop_top_loss < len(runs):
       raise DataError(f"--drop-top-loss {drop_top_loss} must be between 0 and the {len(runs)} "

@@ -1,16 +1,20 @@
 """Weights & Biases: an analysis run with the fit and frontier tables and the figures, and a Report.
 
-The analysis run (job type `analysis`) is offline by default, written under OUT/wandb/ (sync it
-later with `wandb sync`). The Report is built with wandb-workspaces from a small JSON spec of its
-blocks: loss against FLOPs of the training runs grouped by N, one IsoFLOP panel per budget, and
-the analysis run's figures. Building a Report's panels needs the W&B server (it looks projects
-up), so the spec is always written to OUT/wandb_report.json with the command that publishes it
-(`python -m analysis.wandb_report OUT/wandb_report.json`), and it is saved at once when the mode
-is online.
+The analysis run (job type `analysis`, in the sweep's group) is offline by default, written under
+OUT/wandb/ (sync it later with `wandb sync`); W&B never stops the analysis (a failure is one
+warning line). The Report is built with wandb-workspaces from a small JSON spec of its blocks:
+loss against FLOPs of the training runs grouped by N, one IsoFLOP panel per budget, and the
+analysis run's figures. Saving a Report needs the W&B server, so the spec is always written to
+OUT/wandb_report.json with the command that publishes it (`python -m analysis.wandb_report
+OUT/wandb_report.json`), and it is saved at once when the mode is online.
 
-The Report reads what train.py logs: history `flops`, `train_loss`, `eval_loss`; config
-`scaling.N` (non-embedding N) and `scaling.C_6ND`; summary `final_eval_loss`. An IsoFLOP panel
-selects the runs whose 6ND lies within BUDGET_WINDOW of the budget.
+The Report reads what train.py logs (training/wandb_run.py): history `flops`, `train_loss`,
+`eval_loss`; the flat config keys `N` (non-embedding), `budget` (the sweep's IsoFLOP budget) and
+`C` (counted FLOPs); summary `final_eval_loss`; and selects runs by job type and by the sweep's
+group. Flat keys, because W&B stores a nested config key a.b as a.value.b, which a filter
+Config('a.b') does not reach (wandb-workspaces inserts the `.value` into group-by keys and panel
+axes, not into filters). An IsoFLOP panel selects the runs whose planned budget (or, for a table without one, whose C) lies
+within BUDGET_WINDOW of the budget.
 """
 import argparse
 import json
@@ -19,11 +23,10 @@ import os
 import shlex
 import sys
 
-from core import files
+from core import files, rundir
 
 BUDGET_WINDOW = 0.1
-N_KEY = "scaling.N"
-C_KEY = "scaling.C_6ND"
+N_KEY = "N"
 FIGURE_KEYS = ("frontier", "isoflop", "contours", "loss_vs_flops", "kaplan_loss_vs_n",
                "extrapolation")
 
@@ -52,10 +55,36 @@ def _frontier_table_rows(fit: dict) -> list:
   return rows
 
 
-def log_run(fit: dict, out: str, mode: str, project: str, entity=None) -> str:
-  """Logs the analysis run; returns its URL (online) or its directory (offline)."""
+def one_line(error: BaseException) -> str:
+  return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+
+
+def sweep_group(results_csv: str | None) -> str | None:
+  """The W&B group of the runs beside a sweep's table (DIR/runs/*/config.json, `wandb.group`:
+  the sweep's name) when they share one; None for a table from elsewhere."""
+  runs_dir = os.path.join(os.path.dirname(os.path.abspath(results_csv or ".")), "runs")
+  if not results_csv or not os.path.isdir(runs_dir):
+    return None
+  groups = set()
+  for name in os.listdir(runs_dir):
+    try:
+      config = rundir.read_config(os.path.join(runs_dir, name))
+    except FileNotFoundError:
+      continue
+    groups.add((config.get("wandb") or {}).get("group") or "")
+  return (groups.pop() or None) if len(groups) == 1 else None
+
+
+def log_run(fit: dict, out: str, mode: str, project: str, entity=None, group=None) -> str:
+  """Logs the analysis run (under $WANDB_DIR when set, else OUT); returns its URL (online) or its
+  directory (offline)."""
   import wandb  # pylint: disable=g-import-not-at-top  (slow import, only when logging)
-  run = wandb.init(project=project, entity=entity, mode=mode, dir=out, job_type="analysis",
+  if mode == "online" and not wandb.login(prompt=False, verify=False):
+    raise RuntimeError("--wandb-mode online without a W&B login: run `wandb login` or set "
+                       "WANDB_API_KEY")
+  run = wandb.init(project=project, entity=entity, mode=mode,
+                   dir=os.environ.get("WANDB_DIR") or out, job_type="analysis",
+                   group=group, reinit="create_new",
                    name="analysis", config={"source": fit["source"], "columns": fit["columns"],
                                             "n_points": fit["n_points"],
                                             "bootstrap": fit["bootstrap"]},
@@ -81,13 +110,18 @@ def _number(value, spec: str) -> str:
   return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
-def report_spec(fit: dict, project: str, entity=None) -> dict:
-  """The W&B Report as plain JSON: title, description and blocks (see `build`)."""
+def report_spec(fit: dict, project: str, entity=None, group=None) -> dict:
+  """The W&B Report as plain JSON: title, description and blocks (see `build`); with `group`,
+  its panels show that sweep's runs only."""
   a3 = {key: _number(value, ".4g") for key, value in fit["chinchilla_approach3"].items()
         if not isinstance(value, dict)}
   tokens = "; ".join(f"{_number(row['tokens_per_param'], '.1f')} tokens/param at "
                      f"{row['flops']:.0e}" for row in fit["frontier"][:3])
-  training = "Metric('JobType') != 'analysis'"
+  in_group = f" and Metric('Group') == {group!r}" if group else ""
+  training = f"Metric('JobType') == 'train'{in_group}"
+  analysis = f"Metric('JobType') == 'analysis'{in_group}"
+  # The analysis groups runs by the table's planned budgets when it has them, else by C.
+  budget_key = "budget" if "budget" in (fit.get("columns") or {}) else "C"
   blocks = [
       {"type": "h1", "text": "Scaling laws"},
       {"type": "p", "text": f"{fit['n_points']} runs. Approach 3: L = {a3['E']} + "
@@ -104,15 +138,15 @@ def report_spec(fit: dict, project: str, entity=None) -> dict:
     low, high = budget * (1 - BUDGET_WINDOW), budget * (1 + BUDGET_WINDOW)
     blocks.append({
         "type": "panel_grid",
-        "filters": f"{training} and Config('{C_KEY}') >= {low:.6g} and "
-                   f"Config('{C_KEY}') <= {high:.6g}",
+        "filters": f"{training} and Config('{budget_key}') >= {low:.6g} and "
+                   f"Config('{budget_key}') <= {high:.6g}",
         "groupby": [],
         "panels": [{"type": "scatter", "title": f"IsoFLOP C = {budget:.3g}",
                     "x": f"config:{N_KEY}", "y": "summary:final_eval_loss", "log_x": True,
                     "log_y": False}]})
   blocks += [
       {"type": "h2", "text": "Fits and the compute-optimal frontier"},
-      {"type": "panel_grid", "filters": "Metric('JobType') == 'analysis'", "groupby": [],
+      {"type": "panel_grid", "filters": analysis, "groupby": [],
        "panels": [{"type": "media", "title": "analysis figures",
                    "media_keys": [k for k in FIGURE_KEYS if k in fit["plots"]]}]},
       {"type": "markdown", "text": "\n".join(
@@ -143,10 +177,12 @@ def _panel(spec: dict):
   raise ValueError(f"unknown panel type {spec['type']!r} in the report spec")
 
 
-def build(spec: dict, entity=None):
-  """The wandb-workspaces Report of a spec (no server needed until it is saved)."""
+def build(spec: dict, entity: str):
+  """The wandb-workspaces Report of a spec under `entity` (no server needed until it is saved;
+  without an entity wandb-workspaces would ask the server for one)."""
   import wandb_workspaces.reports.v2 as wr  # pylint: disable=g-import-not-at-top
-  entity = entity or spec.get("entity") or ""
+  if not entity:
+    raise ValueError("a W&B Report needs an entity")
   text_blocks = {"h1": wr.H1, "h2": wr.H2, "p": wr.P, "markdown": wr.MarkdownBlock}
   blocks = []
   for block in spec["blocks"]:
@@ -158,45 +194,79 @@ def build(spec: dict, entity=None):
       blocks.append(wr.PanelGrid(runsets=[runset], panels=[_panel(p) for p in block["panels"]]))
     else:
       raise ValueError(f"unknown block type {block['type']!r} in the report spec")
-  extra = {"entity": entity} if entity else {}
-  return wr.Report(project=spec["project"], title=spec["title"], description=spec["description"],
-                   blocks=blocks, **extra)
+  return wr.Report(project=spec["project"], entity=entity, title=spec["title"],
+                   description=spec["description"], blocks=blocks)
 
 
 def publish(fit: dict, out: str, mode: str = "offline", project: str = "scaling",
             entity=None) -> dict:
-  """Logs the analysis run (unless disabled), writes the Report spec, saves it when online."""
+  """Logs the analysis run (unless disabled), writes the Report spec, saves it when online; W&B
+  failures are warnings (info["warnings"]), never errors."""
   entity = entity or os.environ.get("WANDB_ENTITY") or None
-  info = {"mode": mode, "run": None}
+  group = sweep_group(fit.get("source"))
+  info = {"mode": mode, "run": None, "group": group, "warnings": []}
+
+  def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+    info["warnings"].append(message)
+
   if mode != "disabled":
-    info["run"] = log_run(fit, out, mode, project, entity)
-  spec = report_spec(fit, project, entity)
+    try:
+      info["run"] = log_run(fit, out, mode, project, entity, group)
+    except Exception as e:  # pylint: disable=broad-except  (W&B never stops the analysis)
+      warn(f"no W&B analysis run ({one_line(e)}); fit.json and the reports are the record")
+  spec = report_spec(fit, project, entity, group)
   path = os.path.join(out, "wandb_report.json")
   files.write_atomic(path, json.dumps(spec, indent=1))
   info["report_spec"] = path
   info["publish_command"] = f"python -m analysis.wandb_report {shlex.quote(path)}"
   if mode == "online":
     try:
-      info["report_url"] = build(spec).save().url
+      info["report_url"] = build(spec, resolve_entity(None, spec)).save().url
     except Exception as e:  # pylint: disable=broad-except  (any server failure: keep the spec)
-      print(f"W&B report not saved ({e}); publish it later with: {info['publish_command']}",
-            file=sys.stderr)
+      warn(f"W&B report not saved ({one_line(e)}); publish it later with: "
+           f"{info['publish_command']}")
   return info
 
 
+def resolve_entity(entity, spec: dict) -> str:
+  """--entity, else the spec's, else $WANDB_ENTITY, else the logged-in user's default entity;
+  ValueError (one line) when none is known."""
+  entity = entity or spec.get("entity") or os.environ.get("WANDB_ENTITY")
+  if entity:
+    return entity
+  import wandb  # pylint: disable=g-import-not-at-top
+  if not wandb.login(prompt=False, verify=False):
+    raise ValueError("no W&B entity: pass --entity NAME or set WANDB_ENTITY (or run `wandb login` "
+                     "to publish under your default entity)")
+  try:
+    return wandb.Api(timeout=20).default_entity
+  except Exception as e:  # pylint: disable=broad-except  (no server: say so in one line)
+    raise ValueError(f"no W&B entity: the server did not give your default one ({one_line(e)}); "
+                     "pass --entity NAME") from None
+
+
 def main(argv=None) -> int:
+  """Publishes a spec: prints the Report's URL, or one line saying why not (exit 2: no entity or a
+  bad spec; exit 1: the server did not take it)."""
   parser = argparse.ArgumentParser(description="Publish a W&B Report spec written by the analysis.")
   parser.add_argument("spec", help="wandb_report.json written by python -m analysis")
-  parser.add_argument("--entity", default=None, help="W&B entity (default: the spec's or yours)")
+  parser.add_argument("--entity", default=None,
+                      help="W&B entity (default: the spec's, $WANDB_ENTITY, else your default)")
   args = parser.parse_args(argv)
   try:
     with open(args.spec) as f:
       spec = json.load(f)
-    report = build(spec, args.entity).save()
+    report = build(spec, resolve_entity(args.entity, spec))  # no server asked yet
   except (OSError, ValueError, KeyError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print(report.url)
+  try:
+    url = report.save().url
+  except Exception as e:  # pylint: disable=broad-except  (not logged in, no server, refused)
+    print(f"error: the Report was not saved ({one_line(e)})", file=sys.stderr)
+    return 1
+  print(url)
   return 0
 
 

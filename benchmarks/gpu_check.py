@@ -131,8 +131,8 @@ def mini_sweep(smoke: bool, workdir: str) -> dict:
              os.path.join(ROOT, "experiments", config), "--workdir", workdir, "--json",
              "--config.sweep.sizes_per_budget=3", "--config.sweep.span=4.0",
              "--config.wandb.mode=disabled", *overrides]
-  if branches:
-    command.append("--config.sweep.branches=True")
+  if branches:  # WSD trunks, a cooldown branch per budget (sweeps/branches.py)
+    command += ["--config.sweep.branches=True", "--config.train.schedule=wsd"]
   started = time.time()
   done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
   lines = done.stdout.strip().splitlines()

@@ -81,6 +81,7 @@ class Shape:
         n_params=n_params, n_params_total=n_params_total,
         flops_per_token=sizing.flops_per_token(self.model_cfg, context), batch_size=batch,
         seq_len=context, steps=10**6, tokens=10**6 * batch * context, lr=1e-4, warmup_steps=10,
+        cooldown_steps=0,
         eval_sequences=batch, eval_every=10**6, checkpoint_every=10**6,
         replica_seeds=tuple(range(replicas)) if replicas > 1 else (),
         replica_lrs=(1e-4,) * replicas if replicas > 1 else ())

@@ -6,6 +6,7 @@ writer of each file. Trainer, sweeps, analysis and tools all go through here.
   result.json     written when the run ends: status (completed | diverged | failed) and its figures
   group.json      a group of replicas only: where each replica's run directory is, how it ended
   checkpoints/    orbax checkpoints (training/checkpoint.py)
+  branch.json     a branch only: the trunk run directory it was seeded from and the step
   wandb/, wandb_run_id   the W&B run (offline by default) and the id it keeps across resumes
   train.log       the process's output when a sweep started it
 """
@@ -24,6 +25,7 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 GROUP = "group.json"
 CHECKPOINTS = "checkpoints"
+BRANCH = "branch.json"     # a run seeded from another's checkpoint (a branch of a trunk)
 WANDB = "wandb"
 WANDB_RUN_ID = "wandb_run_id"
 TRAIN_LOG = "train.log"
@@ -109,10 +111,48 @@ def write_wandb_run_id(workdir: str, run_id: str) -> None:
   files.write_atomic(path(workdir, WANDB_RUN_ID), run_id)
 
 
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of the complete checkpoints in `workdir`, ascending (orbax names them by step)."""
+  try:
+    names = os.listdir(path(workdir, CHECKPOINTS))
+  except FileNotFoundError:
+    return []
+  return sorted(int(name) for name in names if name.isdigit())
+
+
+def seed_from(source_dir: str, step: int, workdir: str) -> None:
+  """Starts `workdir` as `source_dir` stood at `step`: its checkpoint of that step and its metrics
+  rows up to it. Run from there, `workdir` continues as a resumed run of its own config (a branch
+  from its trunk, or a trunk extended from a shorter one); its own numbers replace the source's."""
+  os.makedirs(path(workdir, CHECKPOINTS), exist_ok=True)
+  target = path(path(workdir, CHECKPOINTS), str(step))
+  if not os.path.isdir(target):
+    # Under a name orbax ignores until the copy is whole (hard links: the files never change).
+    tmp = f"{target}.orbax-checkpoint-tmp-seed{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(path(path(source_dir, CHECKPOINTS), str(step)), tmp, copy_function=_link)
+    os.replace(tmp, target)
+  rows = [row for row in read_metrics(source_dir) if row.get("step", 0) <= step]
+  files.write_jsonl_atomic(path(workdir, METRICS), rows)
+  files.write_json_atomic(path(workdir, BRANCH), {"trunk": os.path.abspath(source_dir), "step": step})
+
+
+def read_branch(workdir: str) -> dict | None:
+  """{trunk: the run directory it was seeded from, step} of a branch; None for any other run."""
+  return _read_json(path(workdir, BRANCH))
+
+
+def _link(source: str, target: str) -> None:
+  try:
+    os.link(source, target)
+  except OSError:  # another file system, or no hard links there
+    shutil.copy2(source, target)
+
+
 def discard(workdir: str) -> None:
   """Removes what a previous run left in `workdir` (train.py --force), keeping unrelated files."""
   for name in (CHECKPOINTS, WANDB):
     shutil.rmtree(path(workdir, name), ignore_errors=True)
-  for name in (CONFIG, METRICS, RESULT, GROUP, WANDB_RUN_ID):
+  for name in (CONFIG, METRICS, RESULT, GROUP, WANDB_RUN_ID, BRANCH):
     if os.path.exists(path(workdir, name)):
       os.remove(path(workdir, name))

@@ -53,7 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 0               # sequences per step; 0: rule of N
   c.train.lr = 0.0                     # peak learning rate; 0: rule of N
   c.train.warmup_tokens = 0            # 0: rule of N and D
-  c.train.min_lr_ratio = 0.1           # cosine decays to this fraction of the peak, exactly at D
+  c.train.schedule = "cosine"          # cosine | wsd (warmup, constant peak, cooldown; Hägele 2024)
+  c.train.cooldown_fraction = 0.2      # wsd: the share of the run's steps spent cooling down
+  c.train.cooldown_shape = "1-sqrt"    # wsd: the cooldown's shape in its progress p, 1-sqrt | linear
+  c.train.min_lr_ratio = 0.1           # the lr ends at this fraction of the peak, exactly at D
   c.train.weight_decay = 0.1
   c.train.b1 = 0.9
   c.train.b2 = 0.95
@@ -64,6 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.log_every = 10               # steps between metrics rows
   c.train.checkpoint_every = 0         # steps between checkpoints; 0: 10 per run
   c.train.keep_checkpoints = 2
+  c.train.checkpoint_steps = ()        # more steps to checkpoint and keep (a trunk's branch points)
   c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x ln(vocab)
   c.train.compilation_cache = "~/.cache/scaling/jax"  # persistent XLA cache; "" turns it off
   c.train.replicas = 1                 # models of this shape trained together in one jitted step
@@ -76,11 +80,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = 1                      # parameter/optimizer sharding axis size
 
   c.wandb = ml_collections.ConfigDict()
+  # W&B mirrors metrics.jsonl and never stops a run: a failure is one warning line (wandb_run.py).
   c.wandb.mode = "offline"             # offline | online | disabled
   c.wandb.project = "scaling"
   c.wandb.entity = ""
-  c.wandb.group = ""
+  c.wandb.group = ""                   # a sweep's runs and its analysis share one (its name)
   c.wandb.tags = ""                    # comma-separated
+  c.wandb.init_timeout = 90.0          # seconds to wait for the W&B server before going on without
+  c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
   return c
 
 
@@ -88,10 +95,18 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   """The `sweep` section of a sweep config (sweep.py reads it; it is left out of a run's hash).
 
   kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
-  budgets           IsoFLOP compute budgets C in FLOPs (C = 6ND, N non-embedding)
+  budgets           IsoFLOP compute budgets C in FLOPs, counted as `flops` says
+  flops             counted: a run's D is its budget / its counted training FLOPs per token
+                    (Chinchilla Appendix F: embeddings, attention, logits), so every run of a budget
+                    spends it and results.csv's `flops` equals its `budget` within one batch; 6nd:
+                    D = C / (6 N), N non-embedding (Kaplan's approximation)
   sizes_per_budget  model sizes on each IsoFLOP curve
   span              largest / smallest N on a curve, evenly spaced in log N around the centre
   tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
+  ladder            take each curve's sizes from one ladder of N shared by every budget (r^j,
+                    r = span^(1/(sizes_per_budget - 1))) instead of centring them on each budget
+  branches          one constant-lr trunk per model size (and seed and lr) and a cooldown branch
+                    per budget (sweeps/branches.py); needs train.schedule=wsd, implies ladder
   n_params, tokens  the grid's target non-embedding N values and token budgets D
   seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
   max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
@@ -100,10 +115,14 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   workers           runs trained at once by --executor local (--workers overrides it)
   sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",
                     "--time=4:00:00"); a run cut by its time limit resumes on the next submission
+  inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
+                    (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et al.
+                    2023) to the analysis and the sweep's last lines; 0: none
   """
   sweep = ml_collections.ConfigDict(dict(
-      kind="isoflop", budgets=(), sizes_per_budget=5, span=16.0, tokens_per_param=20.0,
-      n_params=(), tokens=(), seeds=(), lrs=(), max_replicas=8, devices=1, workers=1, sbatch=()))
+      kind="isoflop", budgets=(), flops="counted", sizes_per_budget=5, span=16.0,
+      tokens_per_param=20.0, ladder=False, branches=False, n_params=(), tokens=(), seeds=(),
+      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=(), inference_tokens=0.0))
   for key, value in values.items():
     if key not in sweep:
       raise ConfigError(f"unknown sweep key {key!r}")

@@ -1,4 +1,4 @@
-"""The sweep's end: results.csv rebuilt from the run directories, the analysis and its frontier."""
+"""The sweep's end: results.csv rebuilt from the run directories, the analysis and its verdict."""
 import json
 import os
 import shlex
@@ -7,6 +7,7 @@ import sys
 
 from core import rundir
 from sweeps import ROOT, tables
+from sweeps.branches import TRUNK
 from sweeps.processes import run_dir_of
 
 
@@ -36,14 +37,21 @@ def best_lr_only(results) -> list[dict]:
   return list(best.values())
 
 
-def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS):
+def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
+            inference_tokens: float = 0.0, flops: str = "counted"):
   """Runs `python -m analysis` on DIR/results_name into DIR/analysis; returns fit.json or None.
 
-  The analysis reads the `budget` column for the IsoFLOP groups, the counted `flops` for C, and
-  the runs' metrics.jsonl under DIR/runs for Approach 1; it fits completed runs only."""
+  The analysis reads the `budget` column for the IsoFLOP groups, C in the budgets' convention
+  (`flops`: counted; `flops_6nd` for a sweep planned as 6ND), and the runs' metrics.jsonl under
+  DIR/runs for Approach 1; it fits completed runs only. With
+  inference_tokens > 0 (sweep.inference_tokens) it adds the inference-aware frontier."""
   out = os.path.join(sweep_dir, "analysis")
   command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
              "--out", out, "--wandb-mode", wandb_mode]
+  if inference_tokens:
+    command += ["--inference-tokens", repr(float(inference_tokens))]
+  if flops == "6nd":  # C as the budgets were planned
+    command += ["--c-col", "flops_6nd"]
   print(f"analysis: {shlex.join(command)}", flush=True)
   returncode = subprocess.run(command, cwd=ROOT).returncode
   fit_path = os.path.join(out, "fit.json")
@@ -55,25 +63,54 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS)
     return json.load(f)
 
 
+def _tokens_per_param(point: dict) -> str:
+  far = point.get("decades_beyond_data", 0)
+  value = point["tokens_per_param"]
+  return (f"{value:.1f}" if isinstance(value, (int, float)) else "n/a") + (
+      f" at C = {point['flops']:.2g}" + (f" (extrapolated {far:.1f} decades)" if far else ""))
+
+
 def print_frontier(fit: dict, rows, report: str) -> dict:
-  """The sweep's last words: the fitted compute-optimal frontier at its budgets; returns them."""
+  """The sweep's last words: the frontier at its budgets and at most a decade past them (labelled
+  as extrapolated), the verdict on the fit, the report; returns the summary's part of them."""
   approach3, approach2 = fit["chinchilla_approach3"], fit.get("chinchilla_approach2")
+  diagnostics = fit.get("diagnostics", {})
+  unidentified = diagnostics.get("unidentified", {})
   largest = max(row["budget"] or float(row["flops_6nd"]) for row in rows)
   frontier = [point for point in fit["frontier"] if point["flops"] <= largest * 1.001]
-  print(f"frontier: N_opt ∝ C^{approach3['a']:.3f}, D_opt ∝ C^{approach3['b']:.3f} (Chinchilla "
-        "approach 3)" + (f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, "
-                         f"b = {approach2['b']:.3f}" if approach2 else ""))
-  print("tokens per parameter: " + ", ".join(
-      f"{point['tokens_per_param']:.1f} at C = {point['flops']:.2g}" for point in frontier))
-  summary = {"a": approach3["a"], "b": approach3["b"], "E": approach3["E"], "frontier": frontier,
+  printed = frontier + ([] if "frontier" in unidentified else [
+      point for point in fit["frontier"] if largest * 1.001 < point["flops"] <= largest * 10.001])
+  # Every exponent and C below in the table's one FLOP convention (analysis.frontier).
+  a3 = approach3.get("frontier_exponents", approach3)
+  exponents = (f"not identified ({unidentified['frontier']})" if "frontier" in unidentified else
+               f"N_opt ∝ C^{a3['a']:.3f}, D_opt ∝ C^{a3['b']:.3f}")
+  print(f"frontier, C in {fit.get('flops_convention', {}).get('label', '6ND FLOPs')}: {exponents} "
+        "(Chinchilla approach 3)" + (
+            f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, b = {approach2['b']:.3f}"
+            if approach2 else ""))
+  print("tokens per parameter: " + ", ".join(_tokens_per_param(point) for point in printed))
+  summary = {"a": a3["a"], "b": a3["b"], "E": approach3["E"], "frontier": frontier,
              "report": report}
   if approach2:
     summary["approach2"] = {"a": approach2["a"], "b": approach2["b"]}
+  inference = fit.get("inference_frontier")
+  if inference:
+    kept = [point for point in inference["rows"] if point["flops"] <= largest * 1.001]
+    print(f"inference-aware, {inference['inference_tokens']:.3g} inference tokens (the same loss "
+          "at the least 6ND + 2NT), tokens per parameter: "
+          + ", ".join(_tokens_per_param(point) for point in kept))
+    summary["inference_frontier"] = kept
   floor = fit.get("loss_floor")
   if isinstance(floor, (int, float)):
-    print(f"fitted irreducible loss E = {approach3['E']:.3f} nats; the data's exact floor is "
-          f"{floor:.3f} nats")
+    fitted = ("not identified (E ≈ 0)" if "E" in unidentified else f"{approach3['E']:.3f} nats")
+    print(f"fitted irreducible loss E = {fitted}; the data's exact floor is {floor:.3f} nats")
     summary["loss_floor"] = floor
+  if diagnostics:
+    print(f"How far to trust this fit: {diagnostics['verdict']}")
+    for kind in ("problem", "check"):
+      for line in diagnostics[f"{kind}s"]:
+        print(f"  {kind}: {line}")
+    summary["verdict"] = {k: diagnostics[k] for k in ("verdict", "problems", "unidentified")}
   if "isoflop" in fit.get("plots", {}):
     summary["isoflop_plot"] = os.path.join(os.path.dirname(report), fit["plots"]["isoflop"])
     print(f"IsoFLOP curves: {summary['isoflop_plot']}")
@@ -92,8 +129,11 @@ def list_unfitted(by_status: dict, summary: dict) -> None:
       print(f"  {r['run_id']}: {why}")
 
 
-def finish(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
-  """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok)."""
+def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0,
+           flops: str = "counted") -> tuple[dict, bool]:
+  """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok).
+  A branch sweep's trunks are not runs of the plan's grid: they are neither collected nor fitted."""
+  rows = [row for row in rows if row.get("kind") != TRUNK]
   results = collect(sweep_dir, rows)
   by_status = {}
   for result in results:
@@ -115,7 +155,7 @@ def finish(sweep_dir: str, rows, wandb_mode: str) -> tuple[dict, bool]:
     path = tables.write_results(sweep_dir, results_name, fitted)
     print(f"{len(fitted)} of {len(completed)} completed runs have the best lr of their N, D "
           f"and seed: fitting those ({path})")
-  fit = analyse(sweep_dir, wandb_mode, results_name)
+  fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens, flops)
   if fit is None:
     return summary, False
   report = os.path.join(sweep_dir, "analysis", "report.md")

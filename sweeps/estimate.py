@@ -6,7 +6,7 @@ import tempfile
 import time
 
 from core import rundir
-from sweeps import tables
+from sweeps import branches, tables
 from sweeps.processes import start_run
 
 PROBE_STEPS = 8
@@ -67,7 +67,8 @@ def estimate_seconds(rows, probes, eval_tokens: int) -> list[float]:
   for row in rows:
     flops_per_token = float(row["flops"]) / row["tokens"]
     evals = min(10, int(row["steps"]))
-    work = float(row["flops"]) + evals * eval_tokens * flops_per_token / 3
+    work = (float(row["flops"]) * branches.trained_fraction(row)
+            + evals * eval_tokens * flops_per_token / 3)
     estimates.append(interpolate("overhead_s", flops_per_token)
                      + work / interpolate("flops_per_sec", flops_per_token))
   return estimates

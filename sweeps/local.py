@@ -4,7 +4,7 @@ import shlex
 import time
 
 from core import rundir
-from sweeps import locks
+from sweeps import branches, locks
 from sweeps.plan import group_id_of
 from sweeps.processes import Forwarder, run_dir_of, settle, start_run
 
@@ -24,6 +24,10 @@ def jobs_of(rows) -> list[list[dict]]:
   return jobs
 
 
+def group_dir_of(sweep_dir: str, rows) -> str:
+  return os.path.join(sweep_dir, "groups", group_id_of([row["run_id"] for row in rows]))
+
+
 def start_job(sweep_dir: str, config_path: str, rows, workers: int):
   """`python train.py` for one run, or for a group of them as replicas; returns (process, log)."""
   if len(rows) == 1:
@@ -34,7 +38,7 @@ def start_job(sweep_dir: str, config_path: str, rows, workers: int):
   # every replica directory is the run directory its single run would have written.
   common = [o for o in shlex.split(rows[0]["overrides"])
             if not o.startswith(("--config.seed=", "--config.train.lr="))]
-  group_dir = os.path.join(sweep_dir, "groups", group_id_of([row["run_id"] for row in rows]))
+  group_dir = group_dir_of(sweep_dir, rows)
   overrides = common + [
       f"--config.train.replicas={len(rows)}",
       f"--config.train.replica_seeds=({', '.join(str(int(row['seed'])) for row in rows)},)",
@@ -54,7 +58,8 @@ def claim(sweep_dir: str, job, locked: list) -> list[dict]:
     if holder is not None:
       locked.append((row["run_id"], holder))
       print(f"skip {row['run_id']}: locked by host {holder.get('host')} pid {holder.get('pid')}")
-    elif rundir.read_status(run_dir) in rundir.FINISHED:  # finished by another sweep since we looked
+    elif (row.get("kind") != branches.TRUNK  # a finished trunk may be extended
+          and rundir.read_status(run_dir) in rundir.FINISHED):  # finished by another sweep meanwhile
       locks.release_lock(run_dir)
     else:
       claimed.append(row)
@@ -63,6 +68,9 @@ def claim(sweep_dir: str, job, locked: list) -> list[dict]:
 
 def describe(job) -> str:
   first = job[0]
+  if first.get("kind") == branches.TRUNK:
+    return (f"{'trunk' if len(job) == 1 else f'{len(job)} trunks'} of N={first['n_params']:.3g} "
+            f"to D={first['tokens']:.3g}: {', '.join(row['run_id'] for row in job)}")
   if len(job) == 1:
     return f"{first['run_id']}  (N={first['n_params']:.3g}, D={first['tokens']:.3g})"
   return (f"{len(job)} replicas of N={first['n_params']:.3g}, D={first['tokens']:.3g}: "
@@ -85,24 +93,61 @@ def reap(sweep_dir: str, running: dict, statuses: dict) -> None:
             f"(log: {log_path})", flush=True)
 
 
+def to_train(sweep_dir: str, rows, row) -> bool:
+  """Whether `row` is left to train: a run not finished, a trunk some branch still waits for."""
+  if row.get("kind") == branches.TRUNK:
+    return branches.trunk_needed(sweep_dir, row, rows)
+  return rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED
+
+
+def next_ready(sweep_dir: str, rows, todo, running):
+  """The first job of `todo` none of whose branches waits for its trunk (None: all wait)."""
+  pending = {row["run_id"] for job in todo for row in job}
+  pending |= {row["run_id"] for _, job, *_ in running.values() for row in job}
+  for job in todo:
+    if all(not row.get("trunk") or branches.readiness(
+        sweep_dir, row, branches.trunk_of(rows, row), row["trunk"] in pending) != branches.WAIT
+           for row in job):
+      return job
+  return None
+
+
+def prepare(sweep_dir: str, rows, job) -> None:
+  """A trunk extended where a shorter one stands; branches seeded from their trunks' checkpoints."""
+  for row in job:
+    if row.get("kind") == branches.TRUNK:
+      branches.prepare_trunk(run_dir_of(sweep_dir, row), row["tokens"])
+    elif row.get("trunk"):
+      trunk = branches.trunk_of(rows, row)
+      if branches.readiness(sweep_dir, row, trunk, False) == branches.SEED:
+        branches.seed(sweep_dir, row, trunk)
+  if len(job) > 1 and job[0].get("kind") == branches.TRUNK:
+    branches.prepare_trunk(group_dir_of(sweep_dir, job), job[0]["tokens"])
+
+
 def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
   """Trains the rows that are not finished, `workers` processes at a time, the rows of a plan
   group as one process (what is left of it: finished and locked runs are left out).
 
   Returns {"signal": signum or 0, "locked": [(run_id, holder)], "statuses": {run_id: status}}.
   """
-  unfinished = [row for row in rows
-                if rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED]
-  todo = jobs_of(unfinished)
+  unfinished = [row for row in rows if to_train(sweep_dir, rows, row)]
+  # Trunks first: their branches start as soon as the trunk has passed their branch step.
+  todo = sorted(jobs_of(unfinished), key=lambda job: job[0].get("kind") != branches.TRUNK)
   print(f"{len(rows) - len(unfinished)} of {len(rows)} runs already finished; {len(unfinished)} to "
         f"train in {len(todo)} processes with {workers} worker{'s' * (workers > 1)}")
   running, locked, statuses, count = {}, [], {}, 0
   with Forwarder() as forwarder:
     while (todo and not forwarder.received) or running:
       while todo and len(running) < workers and not forwarder.received:
-        job = claim(sweep_dir, todo.pop(0), locked)
+        job = next_ready(sweep_dir, rows, todo, running)
+        if job is None:
+          break
+        todo.remove(job)
+        job = claim(sweep_dir, job, locked)
         if not job:
           continue
+        prepare(sweep_dir, rows, job)
         count += 1
         started = time.time()
         proc, log_path = start_job(sweep_dir, config_path, job, workers)

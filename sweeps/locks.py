@@ -97,6 +97,12 @@ def _take_over_stale(run_dir: str, path: str, holder: dict) -> None:
         f"{holder.get('pid')})", file=sys.stderr)
 
 
+def held(run_dir: str) -> bool:
+  """Whether a live process (of any sweep) holds run_dir's lock."""
+  holder = _read_lock(os.path.join(run_dir, LOCK_NAME))
+  return holder is not None and (not holder or holder_alive(holder))
+
+
 def hand_lock_to(run_dir: str, pid: int) -> None:
   """Points a lock this process holds at the process that trains the run (rewritten atomically):
   if the sweep dies, the lock lives exactly as long as the run does."""

@@ -6,11 +6,13 @@ import shlex
 
 from core.config import ConfigError, apply_override
 from experiments import base
+from sweeps import branches
 from training import memory
 from training import plan as plan_lib
 
 DEFAULT_COMPILATION_CACHE = base.get_config().train.compilation_cache
 SWEEP_KEYS = tuple(base.sweep_section().keys())  # the schema is experiments/base.py's, once
+FLOP_CONVENTIONS = ("counted", "6nd")
 
 
 def isoflop_sizes(budget: float, sizes_per_budget: int, span: float,
@@ -21,6 +23,19 @@ def isoflop_sizes(budget: float, sizes_per_budget: int, span: float,
   if sizes_per_budget == 1:
     return [centre]
   return [centre * span ** (i / (sizes_per_budget - 1) - 0.5) for i in range(sizes_per_budget)]
+
+
+def ladder_sizes(budget: float, sizes_per_budget: int, span: float,
+                 tokens_per_param: float = 20.0) -> list[float]:
+  """Target N values of one IsoFLOP curve taken from a ladder shared by every budget: the rungs
+  r^j (r = span^(1/(sizes - 1)), j integer) nearest the curve's centre, so budgets reuse model
+  sizes (and a branch sweep's trunks serve several budgets)."""
+  centre = math.sqrt(budget / (6 * tokens_per_param))
+  if sizes_per_budget == 1:
+    return [centre]
+  ratio = span ** (1 / (sizes_per_budget - 1))
+  first = round(math.log(centre) / math.log(ratio) - (sizes_per_budget - 1) / 2)
+  return [ratio ** j for j in range(first, first + sizes_per_budget)]
 
 
 def short(x: float) -> str:
@@ -38,9 +53,9 @@ def plan_sweep(config, overrides: list[str], sweep_dir: str | None = None) -> li
   run_overrides = ([o for o in overrides if not o.startswith("--config.sweep.")] + group
                    + compilation_cache_override(config, sweep_dir))
   if sweep.kind == "isoflop":
+    sizes = ladder_sizes if sweep.ladder or sweep.branches else isoflop_sizes
     points = [(budget, n, None) for budget in sweep.budgets
-              for n in isoflop_sizes(budget, sweep.sizes_per_budget, sweep.span,
-                                     sweep.tokens_per_param)]
+              for n in sizes(budget, sweep.sizes_per_budget, sweep.span, sweep.tokens_per_param)]
   else:
     points = [(None, n, d) for n in sweep.n_params for d in sweep.tokens]
   # Runs that cannot fit this machine's accelerator are refused before anything is launched
@@ -50,19 +65,39 @@ def plan_sweep(config, overrides: list[str], sweep_dir: str | None = None) -> li
   variants = [([f"--config.seed={seed}"] if seed is not None else [])
               + ([f"--config.train.lr={float(lr)!r}"] if lr is not None else [])
               for seed in sweep.seeds or (None,) for lr in sweep.lrs or (None,)]
-  rows, seen = [], set()
-  for budget, n_target, tokens in points:
-    for variant in variants:
-      try:
-        row = plan_row(config, sweep.devices, run_overrides + variant, n_target, budget, tokens,
-                       device_memory)
-      except ConfigError as error:
-        where = f"budget {budget:.3g}, " if budget else ""
-        raise ConfigError(f"plan point ({where}N {n_target:.3g}): {error}") from None
-      if row["run_id"] not in seen:
-        seen.add(row["run_id"])
-        rows.append({"row": len(rows), **row})
+  plan = lambda overrides, n_target, budget, tokens: _plan_point(
+      config, sweep, overrides, n_target, budget, tokens, device_memory)
+  rows = [plan(run_overrides + variant, n_target, budget, tokens)
+          for budget, n_target, tokens in points for variant in variants]
+  if sweep.branches:  # the branches of a trunk share its warmup and batch: plan them again so
+    settings = branches.shared_settings(config, rows)
+    pinned = lambda row: [f"--config.train.warmup_tokens={settings[row['trunk_family']][0]}",
+                          f"--config.train.batch_size={settings[row['trunk_family']][1]}"]
+    rows = [plan(row["run_overrides"] + pinned(row), row["n_target"], row["budget"],
+                 row["tokens"] if row["budget"] is None else None) for row in rows]
+    rows = branches.add_trunks(_unique(rows), lambda row, extra, tokens: plan(
+        row["run_overrides"] + extra, row["n_target"], None, tokens))
+  rows = [{"row": i, **row} for i, row in enumerate(_unique(rows))]
   return group_rows(rows, sweep.max_replicas)
+
+
+def _unique(rows: list[dict]) -> list[dict]:
+  """The rows with distinct run ids, first kept: two sizes that round to one shape are one run."""
+  seen, unique = set(), []
+  for row in rows:
+    if row["run_id"] not in seen:
+      seen.add(row["run_id"])
+      unique.append(row)
+  return unique
+
+
+def _plan_point(config, sweep, overrides, n_target, budget, tokens, device_memory) -> dict:
+  try:
+    return plan_row(config, sweep.devices, overrides, n_target, budget, tokens, device_memory,
+                    sweep.flops)
+  except ConfigError as error:
+    where = f"budget {budget:.3g}, " if budget else ""
+    raise ConfigError(f"plan point ({where}N {n_target:.3g}): {error}") from None
 
 
 def compilation_cache_override(config, sweep_dir: str | None) -> list[str]:
@@ -119,6 +154,10 @@ def checked_sweep_section(config):
     raise ConfigError(f"sweep.kind must be isoflop or grid, got {sweep.kind!r}")
   if sweep.workers < 1 or sweep.devices < 1 or sweep.max_replicas < 1:
     raise ConfigError("sweep.workers, sweep.devices and sweep.max_replicas must be at least 1")
+  if sweep.flops not in FLOP_CONVENTIONS:
+    raise ConfigError(f"sweep.flops must be one of {', '.join(FLOP_CONVENTIONS)}, got {sweep.flops!r}")
+  if sweep.branches and config.train.schedule != "wsd":
+    raise ConfigError("sweep.branches needs the WSD schedule: add --config.train.schedule=wsd")
   if any(not isinstance(lr, (int, float)) or lr <= 0 for lr in sweep.lrs):
     raise ConfigError(f"sweep.lrs must be positive peak learning rates, got {sweep.lrs}")
   if any(not isinstance(seed, int) for seed in sweep.seeds) or len(set(sweep.seeds)) != len(sweep.seeds):
@@ -127,8 +166,9 @@ def checked_sweep_section(config):
 
 
 def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=None,
-             device_memory=None) -> dict:
-  """One run: the overrides that make train.py train it, its id and its N, D and FLOPs."""
+             device_memory=None, flops: str = "counted") -> dict:
+  """One run: the overrides that make train.py train it, its id and its N, D and FLOPs. With a
+  budget, D = budget / counted FLOPs per token (flops="counted") or budget / 6N ("6nd")."""
   def resolved(*extra):
     run_config = config.copy_and_resolve_references()
     for override in run_overrides + list(extra):
@@ -140,16 +180,23 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
   provisional = tokens if budget is None else budget / (6 * n_target)
   _, _, _, plan = resolved(size, f"--config.train.tokens={max(1, round(provisional))}")
   if budget is not None:
-    tokens = budget / (6 * plan.n_params)
+    tokens = budget / (plan.flops_per_token if flops == "counted" else 6 * plan.n_params)
     _, _, _, plan = resolved(size, f"--config.train.tokens={max(1, round(tokens))}")
   steps = max(1, round(tokens / plan.tokens_per_step))
   row_overrides = [size, f"--config.train.tokens={steps * plan.tokens_per_step}",
                    f"--config.train.batch_size={plan.batch_size}"]
   run_config, _, _, plan = resolved(*row_overrides)
+  # The budget is a W&B label (config `budget`, unhashed): the Report's IsoFLOP panels filter on it.
+  budget_label = [f"--config.wandb.budget={float(budget)!r}"] if budget else []
   needed = memory.required_bytes(memory.check_fits(run_config, device_memory, n_devices))
   # Runs that differ only in seed and lr share a shape, a budget and so a compiled step.
   shape_config = run_config.copy_and_resolve_references()
   shape_config.seed, shape_config.train.lr = 0, 0.0
+  # A branch sweep's trunk serves the runs that differ only in their budget (and the warmup and
+  # batch rules that follow from it).
+  family_config = run_config.copy_and_resolve_references()
+  family_config.train.tokens = family_config.train.warmup_tokens = 0
+  family_config.train.batch_size = 0
   return {
       "run_id": f"n{short(plan.n_params)}_d{short(plan.tokens)}_{plan_lib.config_hash(run_config)}",
       "shape": plan_lib.config_hash(shape_config),
@@ -160,4 +207,6 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
       "tokens_per_param": plan.tokens / plan.n_params, "batch_size": plan.batch_size,
       "steps": plan.steps, "flops": plan.flops_per_token * plan.tokens,
       "flops_6nd": 6 * plan.n_params * plan.tokens,
-      "overrides": shlex.join(run_overrides + row_overrides)}
+      "overrides": shlex.join(run_overrides + row_overrides + budget_label),
+      "run_overrides": run_overrides, "cooldown_steps": plan.cooldown_steps,
+      "trunk_family": plan_lib.config_hash(family_config)}

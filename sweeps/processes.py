@@ -20,14 +20,16 @@ STOPPED_CODES = (rundir.EXIT_PREEMPTED, -signal.SIGTERM, 128 + signal.SIGINT, -s
 
 
 def run_dir_of(sweep_dir: str, row: dict) -> str:
-  return os.path.join(sweep_dir, "runs", row["run_id"])
+  """DIR/runs/RUN_ID: every run whose result is fitted; DIR/trunks/ID: a branch sweep's trunks."""
+  return os.path.join(sweep_dir, "trunks" if row.get("kind") == "trunk" else "runs", row["run_id"])
 
 
 def start_run(config_path: str, run_dir: str, overrides: list[str], workers: int = 1,
-              log_name: str = rundir.TRAIN_LOG) -> subprocess.Popen:
-  """`python train.py` for one run, its output in RUN_DIR/train.log."""
+              log_name: str = rundir.TRAIN_LOG, env: dict | None = None) -> subprocess.Popen:
+  """`python train.py` for one run, its output in RUN_DIR/train.log; `env`: variables to set
+  (None: to unset)."""
   os.makedirs(run_dir, exist_ok=True)
-  env = dict(os.environ)
+  env = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
   if workers > 1:
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # runs share an accelerator
   command = [sys.executable, "-c", LAUNCHER, str(os.getpid()), os.path.join(ROOT, "train.py"),

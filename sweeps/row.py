@@ -6,9 +6,11 @@ import time
 
 from core import rundir
 from core.config import ConfigError
-from sweeps import locks, tables
+from sweeps import branches, locks, tables, wandb_agents
 from sweeps.local import execute_local
 from sweeps.processes import Forwarder, run_dir_of, settle, start_run
+
+WAIT_POLL_S = 5.0
 
 
 def plan_row(sweep_dir: str, index: int) -> tuple[list[dict], dict]:
@@ -22,14 +24,17 @@ def plan_row(sweep_dir: str, index: int) -> tuple[list[dict], dict]:
 def run_row_with_group(sweep_dir: str, config_path: str, index: int) -> int:
   """Trains plan row `index` and the other unfinished rows of its group of replicas as one
   process, as the local executor would (a Slurm array task of sweeps/slurm.py); returns the exit
-  code: 0, 1 when a run failed, 128 + the signal that stopped it (143: SIGTERM, checkpointed)."""
+  code: 0, 1 when a run failed, 128 + the signal that stopped it (143: SIGTERM, checkpointed).
+  Rows of a branch sweep (trunks, branches) and multi-task jobs go one at a time through run_row,
+  where a branch trains its trunk first or waits for the task that does."""
   rows, row = plan_row(sweep_dir, index)
   group = row["group"]
   members = [other for other in rows if group and other["group"] == group] or [row]
   restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
   if restarts:
     print(f"Slurm requeued this task {restarts} time(s): resuming", flush=True)
-  if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # one model over all the job's processes
+  if (int(os.environ.get("SLURM_NTASKS", "1")) > 1  # one model over all the job's processes
+      or any(member.get("kind") == branches.TRUNK or member.get("trunk") for member in members)):
     for member in members:
       code = run_row(sweep_dir, config_path, int(member["row"]))
       if code:
@@ -42,45 +47,86 @@ def run_row_with_group(sweep_dir: str, config_path: str, index: int) -> int:
 
 
 def run_row(sweep_dir: str, config_path: str, index: int) -> int:
-  """Trains plan row `index` unless it is finished or locked; returns the exit code."""
-  _, row = plan_row(sweep_dir, index)
+  """Trains plan row `index` unless it is finished or locked; returns the exit code. A branch
+  whose trunk has not reached its branch step trains the trunk first (or waits for the process
+  that does), so Slurm tasks and W&B agents may take the rows in any order."""
+  rows, row = plan_row(sweep_dir, index)
+  if row.get("trunk"):
+    returncode = _reach_branch_point(sweep_dir, config_path, rows, row)
+    if returncode:
+      wandb_agents.report_to_agent(run_dir_of(sweep_dir, row), row,
+                                   f"stopped while its trunk trained (exit {returncode})")
+      return returncode
+  return _train_row(sweep_dir, config_path, rows, row, index)
+
+
+def _reach_branch_point(sweep_dir: str, config_path: str, rows, row) -> int:
+  """Waits until branch `row` can train: its trunk trained here (when no one else trains it) or
+  elsewhere up to its branch step; then seeds it. Returns a non-zero exit code if stopped."""
+  trunk = branches.trunk_of(rows, row)
+  trunk_dir, tried = run_dir_of(sweep_dir, trunk), False
+  while (state := branches.readiness(sweep_dir, row, trunk, True)) == branches.WAIT:
+    if locks.held(trunk_dir):  # another task trains the trunk: wait for its checkpoint
+      time.sleep(WAIT_POLL_S)
+      continue
+    if tried:  # the trunk ended here without reaching the step (diverged): train alone
+      break
+    tried = True
+    returncode = _train_row(sweep_dir, config_path, rows, trunk, rows.index(trunk),
+                            agents_row=False)
+    if returncode:
+      return returncode
+  if state == branches.SEED:
+    branches.seed(sweep_dir, row, trunk)
+  return 0
+
+
+def _train_row(sweep_dir: str, config_path: str, rows, row, index: int,
+               agents_row: bool = True) -> int:
+  """Trains `row` unless it is finished, locked or (a trunk) not needed; returns the exit code.
+  `agents_row`: the row this process was started for, whose W&B run a `wandb agent`'s run is;
+  False for a trunk trained on the way to its branch."""
   run_dir = run_dir_of(sweep_dir, row)
+
+  def report(status: str) -> None:
+    if agents_row:
+      wandb_agents.report_to_agent(run_dir, row, status)
+
   # A multi-task Slurm job trains one run with all its tasks: the array task is the lock there.
   tasks, task = int(os.environ.get("SLURM_NTASKS", "1")), os.environ.get("SLURM_PROCID", "0")
   if tasks == 1:
     holder = locks.acquire_lock(run_dir)
     if holder is not None:
-      print(f"row {index} ({row['run_id']}) is being trained by host {holder.get('host')} pid "
-            f"{holder.get('pid')}; nothing to do")
+      where = f"host {holder.get('host')} pid {holder.get('pid')}"
+      print(f"row {index} ({row['run_id']}) is being trained by {where}; nothing to do")
+      report(f"locked by {where}")
       return 0
   try:
-    if rundir.read_status(run_dir) in rundir.FINISHED:
-      print(f"row {index} ({row['run_id']}) is already {rundir.read_status(run_dir)}")
+    status = rundir.read_status(run_dir)
+    if row.get("kind") == branches.TRUNK:
+      if not branches.trunk_needed(sweep_dir, row, rows):
+        print(f"row {index} ({row['run_id']}): every branch it serves has its checkpoint")
+        report("not needed: every branch it serves has its checkpoint")
+        return 0
+      branches.prepare_trunk(run_dir, row["tokens"])
+    elif status in rundir.FINISHED:
+      print(f"row {index} ({row['run_id']}) is already {status}")
+      report(status)
       return 0
-    overrides = row_overrides(row, run_dir)
+    agent_overrides, env = wandb_agents.hand_off(run_dir, agents_row)
     started = time.time()
     with Forwarder() as forwarder:
-      proc = start_run(config_path, run_dir, overrides,
-                       log_name=rundir.TRAIN_LOG if task == "0" else f"train.{task}.log")
+      proc = start_run(config_path, run_dir, shlex.split(row["overrides"]) + agent_overrides,
+                       log_name=rundir.TRAIN_LOG if task == "0" else f"train.{task}.log", env=env)
       if tasks == 1:
         locks.hand_lock_to(run_dir, proc.pid)
       forwarder.add(proc)
       returncode = proc.wait()
     status = settle(run_dir, returncode, started) if task == "0" else "done"
     print(f"row {index} ({row['run_id']}): {status}")
+    if task == "0":
+      report(status)
     return returncode
   finally:
     if tasks == 1:
       locks.release_lock(run_dir)
-
-
-def row_overrides(row: dict, run_dir: str) -> list[str]:
-  """The row's train.py overrides; under `wandb agent`, the run must be the agent's run (its id)
-  and online to join the sweep, and a run resumed by a later agent keeps the W&B run it started as."""
-  overrides = shlex.split(row["overrides"])
-  if os.environ.get("WANDB_SWEEP_ID"):
-    overrides.append("--config.wandb.mode=online")
-    if (not os.path.exists(rundir.path(run_dir, rundir.WANDB_RUN_ID))
-        and os.environ.get("WANDB_RUN_ID")):
-      rundir.write_wandb_run_id(run_dir, os.environ["WANDB_RUN_ID"])
-  return overrides

@@ -4,11 +4,12 @@ A job of the plan is what the local executor starts as one process: a run alone,
 replicas. Array task K runs `sweep.py --row K --with-group`, which trains plan row K with the other
 unfinished rows of its group (sweeps/row.py), so task ids are plan row indices and `--array=0,4,9`
 submits exactly the jobs still to train. `submit_rows(script, rows, record, after)` submits one
-array for any list of rows, after the jobs `after` (`--dependency=afterok:`): a plan whose rows
-depend on others (trunk-then-branch sweeps: each cooldown branch starts from its trunk's
-checkpoint) submits the trunks' rows first and each trunk's branches with after=[JOB_TASK], the
-id of the array task that trains that trunk. (afterok never fires for a trunk that fails or is
-cut by its time limit: its branches then stay pending; scancel them and resubmit.)
+array for any list of rows, after the jobs `after` (`--dependency=afterok:`, and
+`--kill-on-invalid-dep=yes`: a dependency that fails cancels the array, which the next
+submission resubmits). Today one array holds every job; a branch sweep's trunks and branches go
+through it one row per task step, a branch task training its trunk first or waiting for the task
+that does (sweeps/row.py). The seam for not holding slots while waiting: submit the trunks' rows
+first and each trunk's branches with after=[JOB_TASK], the id of the array task that trains it.
 
 Preemption: the script asks for `--requeue` and `--open-mode=append`. A task that Slurm requeues
 (preemption with PreemptMode=REQUEUE, `scontrol requeue`, a node failure) gets SIGTERM, its runs
@@ -26,7 +27,7 @@ import sys
 from core import files, rundir
 from core.config import ConfigError
 from sweeps import ROOT, slurm_queue
-from sweeps.local import jobs_of
+from sweeps.local import jobs_of, to_train
 from sweeps.processes import run_dir_of
 
 
@@ -97,7 +98,8 @@ def submit_array(script: str, task_ids, after=()) -> str:
   JOB_TASK ids of array tasks) that must complete first (--dependency=afterok)."""
   command = ["sbatch", "--parsable", f"--array={array_spec(task_ids)}"]
   if after:
-    command.append("--dependency=afterok:" + ":".join(str(job) for job in after))
+    command += ["--dependency=afterok:" + ":".join(str(job) for job in after),
+                "--kill-on-invalid-dep=yes"]
   done = subprocess.run(command + [script], capture_output=True, text=True)
   if done.returncode != 0:
     message = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
@@ -125,9 +127,8 @@ def submit_unfinished(rows, sweep_dir: str, script: str, summary: dict) -> tuple
   entries = slurm_queue.queue()  # OSError when the controller does not answer: submit nothing
   slurm_queue.record_final_states(record, entries)
   queued = slurm_queue.queued_runs(record, entries)
-  report(sweep_dir, record, queued)
-  todo = [row for row in rows if row["run_id"] not in queued
-          and rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED]
+  report(sweep_dir, rows, record, queued)
+  todo = [row for row in rows if row["run_id"] not in queued and to_train(sweep_dir, rows, row)]
   print(f"{len(rows) - len(todo) - len(queued & {row['run_id'] for row in rows})} of {len(rows)} "
         f"runs finished, {len(queued)} in queued or running Slurm jobs, {len(todo)} to submit")
   # Every job of the plan is independent today: one array. Trunk-then-branch plans submit their
@@ -163,11 +164,11 @@ def execute_slurm(rows, sweep_dir: str, config_path: str, config, wait: bool) ->
     return {"summary": summary, "failed": True, "signal": 0}
   slurm_queue.record_final_states(record, entries)
   slurm_queue.write_record(sweep_dir, record)
-  summary["slurm_unfinished"] = report(sweep_dir, record, set())
+  summary["slurm_unfinished"] = report(sweep_dir, rows, record, set())
   return {"summary": summary, "failed": bool(summary["slurm_unfinished"]), "signal": 0}
 
 
-def report(sweep_dir: str, record: dict, queued: set) -> dict:
+def report(sweep_dir: str, rows, record: dict, queued: set) -> dict:
   """Prints how each run of the record's jobs that is neither finished nor queued ended (failed,
   or interrupted by a time limit or scancel: it resumes when submitted again), with its logs;
   returns {run_id: {status, slurm_state, job, log, slurm_log}} of those runs, from the last job
@@ -177,9 +178,9 @@ def report(sweep_dir: str, record: dict, queued: set) -> dict:
     for task, run_ids in job["tasks"].items():
       for run_id in run_ids:
         last[run_id] = (job, task)
-  ended = {}
+  ended, planned = {}, {row["run_id"]: row for row in rows}
   for run_id, (job, task) in last.items():
-    run_dir = os.path.join(sweep_dir, "runs", run_id)
+    run_dir = run_dir_of(sweep_dir, planned.get(run_id, {"run_id": run_id}))
     status = rundir.read_status(run_dir) or rundir.INTERRUPTED
     if run_id in queued or status in rundir.FINISHED:
       continue

@@ -11,7 +11,7 @@ RESULTS = "results.csv"
 RESULTS_BEST_LR = "results_best_lr.csv"  # an lr sweep: each (N, D, seed)'s best lr only
 PLAN_COLUMNS = ("row", "run_id", "group", "budget", "n_target", "n_params", "n_params_total",
                 "tokens", "tokens_per_param", "batch_size", "steps", "seed", "lr", "flops",
-                "flops_6nd", "overrides")
+                "flops_6nd", "kind", "trunk", "branch_step", "overrides")
 RESULT_COLUMNS = ("run_id", "status", "budget", "n_planned", "tokens_planned", "n_params",
                   "n_params_total", "tokens", "flops", "flops_6nd", "final_train_loss",
                   "final_eval_loss")
@@ -33,8 +33,9 @@ def read_plan(sweep_dir: str) -> list[dict]:
     rows = list(csv.DictReader(f))
   for row in rows:
     row["budget"] = float(row["budget"]) if row["budget"] else None
-    for key in ("n_params", "n_params_total", "tokens"):
+    for key in ("n_params", "n_params_total", "tokens", "steps"):
       row[key] = int(row[key])
+    row["branch_step"] = int(row["branch_step"]) if row.get("branch_step") else ""
   return rows
 
 

@@ -1,9 +1,11 @@
-"""The W&B executor's files: DIR/wandb_sweep.yaml, a grid over plan rows, and the sweep on the server."""
+"""The W&B executor: DIR/wandb_sweep.yaml (a grid over plan rows), the sweep on the server, and
+what a plan row run by `wandb agent` hands to train.py and reports to the agent's run."""
 import os
 import sys
 
-from core import files
+from core import files, rundir
 from sweeps import ROOT
+from training import wandb_run
 
 
 def portable(path: str) -> str:
@@ -12,29 +14,16 @@ def portable(path: str) -> str:
   return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
 
 
-def wandb_logged_in() -> bool:
-  """Whether a W&B server is configured for this user, judged offline (no network call)."""
-  if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
-    return False
-  if os.environ.get("WANDB_API_KEY"):
-    return True
-  import netrc  # pylint: disable=g-import-not-at-top
-  host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].rstrip("/")
-  try:
-    return netrc.netrc().authenticators(host) is not None
-  except (OSError, netrc.NetrcParseError):
-    return False
-
-
 def create_sweep(sweep: dict, config) -> str | None:
   """The id of the W&B sweep created from `sweep`; None when offline, logged out or refused."""
-  if not wandb_logged_in():
+  if os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_run.logged_in():
     return None
   import wandb  # pylint: disable=g-import-not-at-top
   try:
     return wandb.sweep(sweep, entity=config.wandb.entity or None, project=config.wandb.project)
   except Exception as error:  # pylint: disable=broad-except  (no server, bad key, ...)
-    print(f"could not create the W&B sweep ({error}); create it by hand:", file=sys.stderr)
+    print(f"could not create the W&B sweep ({wandb_run.one_line(error)}); create it by hand:",
+          file=sys.stderr)
     return None
 
 
@@ -43,7 +32,8 @@ def write_wandb_sweep(sweep_dir: str, config_path: str, config, rows) -> str:
   import yaml  # pylint: disable=g-import-not-at-top
   sweep = {
       "name": config.name, "project": config.wandb.project, "program": "sweep.py",
-      "method": "grid", "metric": {"name": "eval_loss", "goal": "minimize"},
+      # final_eval_loss: a scalar summary (the history's eval_loss summary holds its min and last).
+      "method": "grid", "metric": {"name": "final_eval_loss", "goal": "minimize"},
       "parameters": {"row": {"values": [int(row["row"]) for row in rows]}},
       "command": ["${env}", "${interpreter}", "${program}", "--config", portable(config_path),
                   "--workdir", portable(sweep_dir), "${args}"]}
@@ -62,3 +52,46 @@ def write_wandb_sweep(sweep_dir: str, config_path: str, config, rows) -> str:
           f"sharing {portable(sweep_dir)}, from {ROOT}):\n"
           f"  wandb sweep {path}\n  wandb agent {target}/SWEEP_ID   # the id `wandb sweep` prints")
   return path
+
+
+def agent_run_id() -> str | None:
+  """The W&B run `wandb agent` started this row for; None outside an agent."""
+  return os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+
+
+def agent_mode() -> str:
+  """A row's W&B mode under an agent: online, to join the sweep, unless the agent's environment
+  sets WANDB_MODE=offline or disabled."""
+  mode = os.environ.get("WANDB_MODE")
+  return mode if mode in ("offline", "disabled") else "online"
+
+
+def hand_off(run_dir: str, agents_row: bool = True) -> tuple[list[str], dict]:
+  """(train.py overrides, environment) of a row under an agent: the agent's mode, and WANDB_RUN_ID
+  naming the W&B run that holds the row's history, kept in the run directory: the agent's own
+  for a new row, the run it started as for a resumed one (under a sweep, wandb.init takes its id
+  from WANDB_RUN_ID, not from train.py). A run trained on the way to the agent's row (a branch's
+  trunk) leaves the sweep: a W&B run of its own. Nothing outside an agent."""
+  agent_run = agent_run_id()
+  if agent_run is None:
+    return [], {}
+  mode = [f"--config.wandb.mode={agent_mode()}"]
+  if not agents_row:
+    return mode, {"WANDB_SWEEP_ID": None, "WANDB_RUN_ID": None, "WANDB_SWEEP_PARAM_PATH": None}
+  if rundir.read_wandb_run_id(run_dir) is None:
+    rundir.write_wandb_run_id(run_dir, agent_run)
+  return mode, {"WANDB_RUN_ID": rundir.read_wandb_run_id(run_dir)}
+
+
+def report_to_agent(run_dir: str, row: dict, status: str) -> None:
+  """Under an agent whose run did not train the row (it was finished or locked when the agent came,
+  or was resumed under the run it started as), the agent's run records the row, its status, the
+  W&B run holding its history and its final eval loss: every agent run accounts for its row."""
+  agent_run, row_run = agent_run_id(), rundir.read_wandb_run_id(run_dir)
+  if agent_run is None or agent_run == row_run:
+    return
+  result = rundir.read_result(run_dir) or {}
+  wandb_run.record(run_dir, agent_run, agent_mode(), job_type="agent",
+                   config={"row": int(row["row"]), "run_id": row["run_id"]},
+                   summary={"status": status, "wandb_run": row_run,
+                            "final_eval_loss": result.get("final_eval_loss")})

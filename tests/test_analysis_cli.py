@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -12,7 +13,9 @@ import pytest
 
 from analysis import __main__ as cli
 from analysis import laws
+from analysis import pipeline
 from analysis import report
+from analysis import runs as runs_lib
 from conftest import ROOT
 
 TRUTH = {"E": 1.5, "A": 50.0, "B": 150.0, "alpha": 0.35, "beta": 0.30}
@@ -217,3 +220,227 @@ def test_a_table_without_tokens_or_flops_is_refused(tmp_path, capsys):
   results = _table(tmp_path, _grid_rows(), ("run_id", "status", "n_params", "final_eval_loss"))
   assert cli.main(["--results", results, "--out", str(tmp_path / "out")]) == 2
   assert "has neither a token column" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------- tables no one here wrote, and verdicts
+
+def law_rows(budgets, sizes=7, span=36.0, noise=0.003, seed=0, shift_top=0.0):
+  """IsoFLOP rows from TRUTH with log-normal noise; the top budget's losses raised by shift_top."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for budget in budgets:
+    centre = laws.chinchilla_optimum(budget, TRUTH["A"], TRUTH["B"], TRUTH["alpha"],
+                                     TRUTH["beta"])[0]
+    for n in centre * np.geomspace(1 / np.sqrt(span), np.sqrt(span), sizes):
+      tokens = budget / (6 * n)
+      loss = laws.chinchilla_loss(n, tokens, **TRUTH) * np.exp(rng.normal(0, noise))
+      rows.append(_row(f"b{budget:.0e}_n{n:.0f}", n, tokens,
+                       loss + (shift_top if budget == max(budgets) else 0), budget))
+  return rows
+
+
+def _analyse(tmp_path, rows, *args, columns=COLUMNS, name="results.csv"):
+  """cli.main on a table; returns (exit code, fit.json or None, stdout, stderr)."""
+  results = write_csv(tmp_path / name, rows, columns)
+  out = tmp_path / "out"
+  stdout, stderr = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    code = cli.main(["--results", results, "--out", str(out), "--wandb-mode", "disabled", *args])
+  assert code in (0, 2)  # never a traceback
+  fit = json.loads((out / "fit.json").read_text()) if code == 0 else None
+  return code, fit, stdout.getvalue(), stderr.getvalue()
+
+
+NO_BUDGET = tuple(c for c in COLUMNS if c != "budget")
+HIGH_BUDGETS = (1.25e16, 5e16, 2e17, 8e17)  # 1e18 lies 0.1 decades beyond, 1e19 1.1
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+  """An IsoFLOP table without a budget column, analysed with an offline W&B run under WANDB_DIR."""
+  root = tmp_path_factory.mktemp("grouped")
+  results = write_csv(root / "results.csv", law_rows(HIGH_BUDGETS), NO_BUDGET)
+  wandb_dir, out = root / "wandb_dir", root / "out"
+  wandb_dir.mkdir()
+  before = os.environ.get("WANDB_DIR")
+  os.environ["WANDB_DIR"] = str(wandb_dir)
+  stdout = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(stdout):
+      assert cli.main(["--results", results, "--out", str(out), "--wandb-mode", "offline"]) == 0
+  finally:
+    if before is None:
+      os.environ.pop("WANDB_DIR")
+    else:
+      os.environ["WANDB_DIR"] = before
+  return out, json.loads((out / "fit.json").read_text()), stdout.getvalue(), wandb_dir
+
+
+def test_extrapolation_holds_out_a_whole_budget_without_a_budget_column(grouped):
+  _, fit, _, _ = grouped
+  check = fit["extrapolation"]
+  assert sorted(check["held_out"]) == sorted(
+      r["run_id"] for r in law_rows(HIGH_BUDGETS) if r["budget"] == HIGH_BUDGETS[-1])
+  assert check["n_fitted"] == 21 and check["held_out_budgets"] == [pytest.approx(8e17 * 1.1)]
+  assert fit["diagnostics"]["extrapolation"]["ok"]
+
+
+def test_frontier_covers_the_datas_own_range_without_a_budget_column(grouped):
+  _, fit, _, _ = grouped
+  flops = [row["flops"] for row in fit["frontier"]]
+  # The ends of the runs' C (6.6 N D in these tables) to 2 digits, and the decade between.
+  assert flops[:3] == [1.4e16, 1e17, 8.8e17]
+  assert flops[3:] == [10.0 ** k for k in range(18, 25)]
+  assert [row["decades_beyond_data"] == 0 for row in fit["frontier"]] == [True] * 3 + [False] * 7
+
+
+def test_printed_frontier_stops_a_decade_past_the_data_and_labels_extrapolations(grouped):
+  _, _, stdout, _ = grouped
+  lines = stdout.splitlines()
+  assert any(line.startswith("  C = 1.00e+18") and "(extrapolated, 0.1 decades beyond the data)"
+             in line for line in lines)
+  assert not any(line.startswith(("  C = 1.00e+19", "  C = 1.00e+24")) for line in lines)
+  assert "6 budgets more than 1 decade beyond the data" in stdout
+
+
+def test_wandb_dir_is_where_the_offline_analysis_run_goes(grouped):
+  out, fit, _, wandb_dir = grouped
+  assert fit["wandb"]["run"].startswith(str(wandb_dir / "wandb" / "offline-run-"))
+  assert os.listdir(fit["wandb"]["run"]) and not (out / "wandb").exists()
+
+
+def test_inference_aware_frontier_in_fit_json_report_and_plot(tmp_path):
+  code, fit, stdout, _ = _analyse(tmp_path, law_rows(BUDGETS, sizes=5), "--inference-tokens",
+                                  "1e12")
+  assert code == 0
+  inference = fit["inference_frontier"]
+  assert inference["inference_tokens"] == 1e12
+  a3 = fit["chinchilla_approach3"]
+  law = {k: a3[k] for k in ("E", "A", "B", "alpha", "beta")}
+  for row, point in zip(inference["rows"], fit["frontier"]):
+    assert row["flops"] == point["flops"]
+    # The same loss as C's compute-optimal model, with a smaller model trained on more tokens,
+    # at a lower training-plus-inference cost.
+    assert laws.chinchilla_loss(row["n_opt"], row["d_opt"], **law) == pytest.approx(
+        laws.chinchilla_loss(point["n_opt"], point["d_opt"], **law), rel=1e-9)
+    assert row["n_opt"] < point["n_opt"] and row["total_flops"] < row["chinchilla_total_flops"]
+    assert row["total_flops"] == pytest.approx(6 * row["n_opt"] * row["d_opt"]
+                                               + 2 * row["n_opt"] * 1e12)
+  report_md = (tmp_path / "out" / "report.md").read_text()
+  assert "Inference-aware frontier (T = 1e+12 inference tokens)" in report_md
+  assert "inference-aware (T = 1e+12 inference tokens" in stdout
+  assert "frontier" in fit["plots"]
+
+
+def test_report_and_cli_open_and_end_with_the_verdict(analysed):
+  out, stdout = analysed
+  fit = json.loads(stdout.strip().splitlines()[-1])
+  markdown = (pathlib.Path(out) / "report.md").read_text()
+  assert markdown.startswith("# Scaling-law analysis\n\n## How far to trust this fit\n\nVerdict: ")
+  d = fit["diagnostics"]
+  assert d["n_budgets"] == 5 and [b["sizes"] for b in d["budgets"]] == [7, 7, 7, 7, 2]
+  assert [b["interior"] for b in d["budgets"]] == [True] * 4 + [None]
+  assert d["approach2_vs_3"]["agree"] and d["E"]["above_min_loss"] is False
+  assert set(d["ci_widths"]) == {"approach3", "approach2"} and d["extrapolation"]["ok"]
+  lines = stdout.strip().splitlines()
+  verdict = lines.index(f"How far to trust this fit: {d['verdict']}")
+  assert lines[verdict + 1:-2] == ([f"  problem: {p}" for p in d["problems"]]
+                                   + [f"  check: {c}" for c in d["checks"]])
+  assert lines[-2].startswith("report: ")
+
+
+@pytest.fixture(scope="module")
+def two_budgets(tmp_path_factory):
+  """Two budgets of 5 sizes, 1% noise, 50 bootstrap resamples: some refits give a Kaplan
+  exponent near 0, whose x_c = coef^(1/alpha) overflowed (a traceback) before."""
+  root = tmp_path_factory.mktemp("two")
+  return _analyse(root, law_rows((1e12, 1.6e13), sizes=5, span=16, noise=0.01),
+                  "--bootstrap", "50")
+
+
+def test_bootstrap_refits_that_fail_numerically_are_dropped_and_counted(two_budgets):
+  code, fit, stdout, stderr = two_budgets
+  assert code == 0 and not stderr
+  failed = fit["bootstrap"]["failed"]
+  assert failed["L_N"] > 0 and fit["bootstrap"]["n_samples"] == 50
+  assert f"{failed['L_N']} for L_N" in stdout
+  assert fit["kaplan"]["L_N"]["ci95"]["alpha_N"] is not None
+
+
+def test_two_budgets_are_named_as_unreliable(two_budgets):
+  _, fit, stdout, _ = two_budgets
+  assert fit["chinchilla_approach2"]["budgets"] == [1e12, 1.6e13]
+  problems = fit["diagnostics"]["problems"]
+  assert any(p.startswith("two budgets: each frontier exponent is a line through 2 points")
+             for p in problems)
+  assert "  problem: two budgets" in stdout
+  assert fit["extrapolation"]["skipped"].startswith("extrapolation check: needs runs at 3")
+
+
+def test_one_budget_gives_no_frontier_exponent(tmp_path):
+  code, fit, stdout, _ = _analyse(tmp_path, law_rows((1e15,), sizes=9))
+  assert code == 0
+  d = fit["diagnostics"]
+  assert "one budget: no frontier exponent can be fitted" in d["problems"][0]
+  assert d["unidentified"]["frontier"] == "one budget"
+  assert "a, b not identified (one budget)" in stdout and "C^" not in stdout
+  assert [row["flops"] for row in fit["frontier"]] == [1e15]  # no extrapolated frontier
+
+
+def test_a_law_that_misses_the_held_out_budget_is_flagged(tmp_path):
+  results = write_csv(tmp_path / "results.csv", law_rows(BUDGETS, shift_top=0.2))
+  fit, _ = pipeline.fit_all(runs_lib.load(results))
+  check = fit["diagnostics"]["extrapolation"]
+  assert check["held_out_budgets"] == [BUDGETS[-1]] and check["n_held_out"] == 7
+  assert check["mean_abs_error"] > 0.1 and not check["ok"]
+  assert any(line.startswith("  problem: the law does not extrapolate: refitted without the "
+                             "largest budget") for line in cli.summary_lines(
+                                 {**fit, "warnings": []}))
+
+
+def test_a_budget_cell_that_is_not_a_number_names_its_line_and_column(tmp_path):
+  rows = law_rows(BUDGETS)
+  rows[3]["budget"] = "1e12 FLOPs"
+  code, _, _, err = _analyse(tmp_path, rows)
+  assert code == 2 and err.count("\n") == 1
+  assert err == (f"error: {tmp_path / 'results.csv'}, line 5, column 'budget': '1e12 FLOPs' is "
+                 "not a number\n")
+
+
+@pytest.mark.parametrize("column", ["flops", "n_params_total", "final_eval_loss"])
+def test_infinite_values_are_refused_before_fitting_naming_line_and_column(tmp_path, column):
+  rows = law_rows(BUDGETS)
+  rows[6][column] = "inf"
+  code, _, _, err = _analyse(tmp_path, rows)
+  assert code == 2 and err.count("\n") == 1
+  assert f"results.csv, line 8, column '{column}'" in err and "infinite" in err
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_whitespace_only_line_is_reported_by_its_line_number(tmp_path):
+  path = pathlib.Path(write_csv(tmp_path / "results.csv", _grid_rows()))
+  lines = path.read_text().splitlines(keepends=True)
+  path.write_text("".join(lines[:4] + ["   \n"] + lines[4:]))
+  stderr = io.StringIO()
+  with contextlib.redirect_stderr(stderr):
+    assert cli.main(["--results", str(path), "--out", str(tmp_path / "out")]) == 2
+  assert stderr.getvalue() == (f"error: {path}, line 5: the line holds only whitespace or empty "
+                               "cells; delete it\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bootstrap", "-1"], "--bootstrap -1: give 0"),
+    (["--isoflop-window", "0.5"], "--isoflop-window 0.5: give a factor of 1 or more"),
+    (["--inference-tokens", "-1"], "--inference-tokens -1.0: give a finite number"),
+    (["--bootstrap-unit", "run", "--bootstrap", "5"], "--bootstrap-unit run: "),
+])
+def test_bad_options_are_one_line_and_exit_code_2(tmp_path, args, message):
+  columns = tuple(c for c in COLUMNS if c != "run_id")
+  code, _, _, err = _analyse(tmp_path, _grid_rows(), *args, columns=columns)
+  assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_fitting(tmp_path):
+  (tmp_path / "out").write_text("not a directory")
+  code, _, _, err = _analyse(tmp_path, _grid_rows())
+  assert code == 2 and err == f"error: --out {tmp_path / 'out'} is a file, not a directory\n"

@@ -32,13 +32,13 @@ def test_spec_has_loss_curves_by_n_isoflop_panels_and_the_figures():
   assert (spec["entity"], spec["project"]) == ("me", "scaling")
   (grid, line), _ = _panels(spec, "line")
   assert (line["x"], line["y"]) == ("flops", ["train_loss"]) and line["log_x"] and line["log_y"]
-  assert grid["groupby"] == ["config.scaling.N"]
+  assert grid["groupby"] == ["config.N"]
   isoflop = _panels(spec, "scatter")
   assert [p["title"] for _, p in isoflop] == ["IsoFLOP C = 1e+12", "IsoFLOP C = 4e+12"]
   grid, panel = isoflop[1]
-  assert "Config('scaling.C_6ND') >= 3.6e+12" in grid["filters"]
-  assert "Config('scaling.C_6ND') <= 4.4e+12" in grid["filters"]
-  assert (panel["x"], panel["y"]) == ("config:scaling.N", "summary:final_eval_loss")
+  assert "Config('C') >= 3.6e+12" in grid["filters"]  # no budget column: the runs' C
+  assert "Config('C') <= 4.4e+12" in grid["filters"]
+  assert (panel["x"], panel["y"]) == ("config:N", "summary:final_eval_loss")
   (grid, media), = _panels(spec, "media")
   assert media["media_keys"] == ["frontier", "isoflop", "contours"]
   assert grid["filters"] == "Metric('JobType') == 'analysis'"
@@ -50,9 +50,9 @@ def test_the_spec_builds_a_wandb_workspaces_report_offline():
   grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
   assert len(grids) == 1 + 2 + 1  # curves, two IsoFLOP budgets, figures
   assert isinstance(grids[0].panels[0], wr.LinePlot) and grids[0].runsets[0].groupby == [
-      "config.scaling.N"]
+      "config.N"]
   scatter = grids[1].panels[0]
-  assert isinstance(scatter, wr.ScatterPlot) and scatter.x == wr.Config("scaling.N")
+  assert isinstance(scatter, wr.ScatterPlot) and scatter.x == wr.Config("N")
   assert isinstance(grids[-1].panels[0], wr.MediaBrowser)
   assert isinstance(report.blocks[0], wr.H1)
 
@@ -79,3 +79,103 @@ def test_report_spec_of_a_degenerate_fit_says_n_a_instead_of_failing():
   text = json.dumps(spec)
   assert "N_opt ∝ C^n/a" in spec["blocks"][1]["text"]
   assert "| 1e+18 | n/a | n/a | n/a |" in text
+
+
+# ------------------------------------------------- the Report against real offline runs
+
+def _leaves(tree):
+  return [leaf for node in tree.filters or [] for leaf in _leaves(node)] if tree.filters else [tree]
+
+
+def _stored(config: dict, path: str):
+  """The value at a backend config path, W&B storing each top-level key as {"value": ...}."""
+  node = {key: {"value": value} for key, value in config.items()}
+  for part in path.split("."):
+    node = node[part]
+  return node
+
+
+def _selects(run: dict, leaf) -> bool:
+  """Whether a filter leaf (a wandb-workspaces Filters) keeps `run`, a record read back."""
+  if leaf.key.section == "run":
+    value = {"jobType": run["job_type"], "group": run["group"]}[leaf.key.name]
+  else:
+    assert leaf.key.section == "config" and "." not in leaf.key.name, leaf.key  # flat keys only
+    value = run["config"].get(leaf.key.name)
+  compare = {"=": lambda a, b: a == b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+  return value is not None and compare[leaf.op](value, leaf.value)
+
+
+@pytest.mark.slow
+def test_every_panel_of_the_report_reads_keys_real_offline_runs_logged(tmp_path):
+  """A real training run of a sweep and the real analysis run, both offline, read back; the
+  Report built from the spec; every grid selects one of them and every panel key is theirs."""
+  import matplotlib.pyplot as plt
+  from wandb_workspaces import expr
+  import train
+  import wandb_records
+  from conftest import ROOT
+  sweep_dir = tmp_path / "sweep"
+  run_dir = sweep_dir / "runs" / "n1e5_d5e3_abc"
+  budget = 4e10
+  assert train.main(["--config", f"{ROOT}/experiments/tiny.py", "--workdir", str(run_dir),
+                     "--config.train.tokens=5120", "--config.train.log_every=5",
+                     "--config.train.eval_tokens=1024", "--config.wandb.mode=offline",
+                     "--config.wandb.group=my_sweep", f"--config.wandb.budget={budget}"]) == 0
+  out = sweep_dir / "analysis"
+  out.mkdir()
+  for name in FIT["plots"].values():
+    plt.imsave(out / name, [[0.0, 1.0], [1.0, 0.0]])
+  fit = {**FIT, "source": str(sweep_dir / "results.csv"), "columns": {"budget": "budget"},
+         "bootstrap": {"n_samples": 0, "seed": 0},
+         "chinchilla_approach2": {"a": 0.5, "b": 0.5, "budgets": [budget]}}
+  info = wandb_report.publish(fit, str(out), mode="offline")
+  assert info["group"] == "my_sweep" and info["warnings"] == []
+  runs = {}
+  for path in wandb_records.run_files(str(run_dir)) + wandb_records.run_files(str(out)):
+    run = wandb_records.run(path)
+    history = {key.split("/")[0] for row in wandb_records.history(path) for key in row}
+    runs[run["job_type"]] = {**run, "history": history,
+                             "summary": wandb_records.summary(path)}
+  assert set(runs) == {"train", "analysis"}
+  with open(info["report_spec"]) as f:
+    report = wandb_report.build(json.load(f), entity="me")
+  grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+  assert len(grids) == 3  # curves, one IsoFLOP budget, figures
+  for grid in grids:
+    (runset,) = grid.runsets
+    shown = [run for run in runs.values()
+             if all(_selects(run, leaf) for leaf in _leaves(expr.expr_to_filters(runset.filters)))]
+    assert len(shown) == 1, runset.filters
+    run = shown[0]
+    for key in runset.groupby:
+      group_key = expr.groupby_str_to_key(key)
+      assert group_key.section == "config" and _stored(run["config"], group_key.name) is not None
+    for panel in grid.panels:
+      config = panel._to_model().model_dump(by_alias=True, exclude_none=True)["config"]
+      if isinstance(panel, wr.LinePlot):
+        assert {config["xAxis"], *config["metrics"]} <= run["history"]
+      elif isinstance(panel, wr.ScatterPlot):
+        for axis in (config["xAxis"], config["yAxis"]):
+          section, key = axis.split(":", 1)
+          value = _stored(run["config"], key) if section == "config" else run["summary"][key]
+          assert isinstance(value, (int, float)) and not isinstance(value, bool), axis
+      else:
+        assert set(config["mediaKeys"]) <= run["history"] and config["mediaKeys"]
+
+
+def test_publishing_without_an_entity_or_a_login_says_why_in_one_line(tmp_path, monkeypatch,
+                                                                       capsys):
+  monkeypatch.delenv("WANDB_ENTITY", raising=False)
+  monkeypatch.delenv("WANDB_API_KEY", raising=False)
+  monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # no stored login matches it
+  info = wandb_report.publish(FIT, str(tmp_path), mode="online")  # never fatal: warnings
+  assert info["run"] is None and len(info["warnings"]) == 2
+  assert "without a W&B login" in info["warnings"][0] and "publish it later" in info["warnings"][1]
+  capsys.readouterr()
+  assert wandb_report.main([info["report_spec"]]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: no W&B entity: pass --entity") and len(err.splitlines()) == 1
+  assert wandb_report.main([info["report_spec"], "--entity", "me"]) == 1  # the server is asked
+  err = capsys.readouterr().err
+  assert err.startswith("error: the Report was not saved (") and len(err.splitlines()) == 1

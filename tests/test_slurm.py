@@ -31,10 +31,12 @@ pytestmark = pytest.mark.slow  # a real scheduler running real train.py processe
 
 CLUSTER = os.path.join(ROOT, "sweeps", "slurm_cluster.sh")
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
-# Micro runs: the smallest shape, 16-token sequences, batches of 4 (64 tokens per step).
+# Micro runs: the smallest shape, 16-token sequences, batches of 4 (64 tokens per step);
+# independent cosine runs of one seed, whatever the default sweep's own choices.
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
-         "--config.sweep.n_params=(3e3,)"]
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
+         "--config.sweep.branches=False", "--config.sweep.seeds=()"]
 LONG = "--config.sweep.tokens=(64000,)"  # 1000 steps: held by SIGSTOP at its first row
 TIME_LIMIT = "--config.sweep.sbatch=('--time=1',)"  # one minute, Slurm's smallest
 KEYS = ("step", "tokens", "train_loss", "lr", "eval_loss")

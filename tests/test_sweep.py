@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import random
 import shlex
 import socket
 import subprocess
@@ -16,16 +17,19 @@ import yaml
 import sweep
 import train
 from conftest import ROOT
+from core import files, rundir
 from core.config import ConfigError, load_config
 from sweeps import collect, estimate, locks, processes, slurm, tables, wandb_agents
-from sweeps import plan as sweep_plan
+from sweeps import branches, plan as sweep_plan
 from training import plan as plan_lib
 
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 # Micro runs: the smallest shape, 16-token sequences, batches of 4 (64 tokens per step).
+# Independent cosine runs of one seed, whatever the default sweep's own choices.
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
-         "--config.sweep.n_params=(3e3,)"]
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
+         "--config.sweep.branches=False", "--config.sweep.seeds=()"]
 SHORT, LONG = 64 * 20, 64 * 4000  # run 0: 20 steps; run 1: 4000 steps (~5 s), to be killed in
 
 
@@ -65,7 +69,7 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
   budgets = (2e10, 1e11)
   config, overrides = micro_config("--config.sweep.kind=isoflop", "--config.sweep.span=8.0",
                                    f"--config.sweep.budgets={budgets}",
-                                   "--config.sweep.sizes_per_budget=4")
+                                   "--config.sweep.sizes_per_budget=4", "--config.sweep.flops=6nd")
   rows = sweep_plan.plan_sweep(config, overrides)
   assert [row["row"] for row in rows] == list(range(len(rows)))
   for budget in budgets:
@@ -91,6 +95,65 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
   assert (plan.n_params, plan.tokens) == (row["n_params"], row["tokens"])
   assert "--config.wandb.group=default_sweep" in row["overrides"]
   assert "--config.sweep." not in row["overrides"]
+
+
+def test_counted_budgets_equal_the_counted_flops_of_every_run_within_one_batch():
+  budgets = (2e10, 1e11)
+  config, overrides = micro_config("--config.sweep.kind=isoflop", "--config.sweep.span=8.0",
+                                   f"--config.sweep.budgets={budgets}",
+                                   "--config.sweep.sizes_per_budget=4")
+  assert config.sweep.flops == "counted"  # the default
+  rows = sweep_plan.plan_sweep(config, overrides)
+  for row in rows:
+    tokens_per_step = row["tokens"] // row["steps"]
+    flops_per_token = row["flops"] / row["tokens"]
+    assert abs(row["flops"] - row["budget"]) <= flops_per_token * tokens_per_step / 2
+    assert row["flops"] > row["flops_6nd"]
+  # The result a run writes counts the same FLOPs: D x the model's counted FLOPs per token.
+  run_config = load_config(DEFAULT, shlex.split(rows[0]["overrides"]))
+  _, _, _, plan = plan_lib.resolve(run_config, 1)
+  assert plan.flops_per_token * plan.tokens == pytest.approx(rows[0]["flops"])
+
+
+def test_ladder_sizes_are_shared_rungs_around_each_budgets_centre():
+  low = sweep_plan.ladder_sizes(4e10, 5, 16.0, tokens_per_param=30)
+  high = sweep_plan.ladder_sizes(6e11, 5, 16.0, tokens_per_param=30)
+  for sizes, budget in ((low, 4e10), (high, 6e11)):
+    assert [b / a for a, b in zip(sizes, sizes[1:])] == pytest.approx([2.0] * 4)
+    assert all(math.log2(n) == pytest.approx(round(math.log2(n))) for n in sizes)  # rungs 2^j
+    centre = math.sqrt(budget / 180)
+    assert sizes[0] < centre < sizes[-1] and 0.5 < math.prod(sizes) ** 0.2 / centre < 2
+  assert set(low) & set(high)  # budgets reuse sizes
+
+
+def test_branch_plan_has_one_trunk_per_size_and_a_cooldown_branch_per_budget():
+  config, overrides = micro_config("--config.sweep.n_params=(3e3, 2e4)",
+                                   "--config.sweep.tokens=(1280, 2560, 5120)",
+                                   "--config.sweep.branches=True", "--config.train.schedule=wsd")
+  rows = sweep_plan.plan_sweep(config, overrides)
+  trunks = [row for row in rows if row["kind"] == "trunk"]
+  runs = [row for row in rows if row["kind"] != "trunk"]
+  assert len(trunks) == 2 and len(runs) == 6
+  for trunk in trunks:
+    branches_ = [row for row in runs if row["trunk"] == trunk["run_id"]]
+    assert sorted(row["tokens"] for row in branches_) == [1280, 2560, 5120]
+    # The trunk runs to its longest branch's cooldown and keeps a checkpoint at every branch step.
+    assert trunk["steps"] == max(row["branch_step"] for row in branches_)
+    assert f"checkpoint_steps={tuple(sorted(row['branch_step'] for row in branches_))}" in (
+        trunk["overrides"].replace("'", ""))
+    for row in branches_:  # 20% cooldowns: branch at 80% of each budget's steps
+      assert row["branch_step"] == row["steps"] - round(0.2 * row["steps"])
+      # A branch and its trunk share the warmup and batch of the shortest branch.
+      warmup = [o for o in shlex.split(row["overrides"]) if "warmup_tokens" in o]
+      assert warmup and warmup[0] in trunk["overrides"]
+  cost = branches.cost(rows)
+  independent = sum(row["flops"] for row in runs)
+  assert cost["flops_independent"] == pytest.approx(independent)
+  # Per size: a trunk of 0.8 x 5120 tokens + cooldowns of 0.2 x (1280 + 2560 + 5120) = 0.6 x 8960.
+  assert cost["ratio"] == pytest.approx((0.8 * 5120 + 0.2 * 8960) / 8960, rel=0.02)
+  with pytest.raises(ConfigError, match="schedule=wsd"):
+    sweep_plan.plan_sweep(*micro_config(f"--config.sweep.tokens=({SHORT},)",
+                                        "--config.sweep.branches=True"))
 
 
 def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path):
@@ -289,6 +352,111 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   assert "already completed" in capsys.readouterr().out
 
 
+# ------------------------------------------------------------------------------ branch sweeps
+
+BRANCHES = ["--config.sweep.branches=True", "--config.train.schedule=wsd"]
+BUDGETS = "--config.sweep.tokens=(1280, 2560, 5120)"  # 20, 40, 80 steps: branches at 16, 32, 64
+
+
+def final_losses(sweep_dir):
+  return {row["run_id"]: row["final_eval_loss"] for row in read_csv(sweep_dir / "results.csv")}
+
+
+def logged_steps(run_dir):
+  return [row["step"] for row in map(json.loads, open(os.path.join(run_dir, "metrics.jsonl")))]
+
+
+@pytest.fixture(scope="module")
+def branch_sweep(tmp_path_factory):
+  """An uninterrupted branch sweep: one trunk, three cooldown branches."""
+  sweep_dir = tmp_path_factory.mktemp("branches")
+  sweep.main(sweep_command(sweep_dir, BUDGETS, *BRANCHES)[2:])  # exit 1: 3 runs fit no law
+  assert len(final_losses(sweep_dir)) == 3
+  return sweep_dir
+
+
+@pytest.mark.slow
+def test_a_branch_equals_the_independent_wsd_run_of_its_row(branch_sweep, tmp_path):
+  rows = tables.read_plan(str(branch_sweep))
+  longest = max((row for row in rows if row["kind"] != "trunk"), key=lambda row: row["tokens"])
+  assert train.main(["--config", DEFAULT, "--workdir", str(tmp_path / "alone"),
+                     *shlex.split(longest["overrides"])]) == 0
+  alone = json.load(open(tmp_path / "alone" / "result.json"))
+  assert alone["final_eval_loss"] == float(final_losses(branch_sweep)[longest["run_id"]])
+  cost = json.load(open(branch_sweep / "cost.json"))
+  assert cost["ratio"] == pytest.approx((0.8 * 5120 + 0.2 * (1280 + 2560 + 5120)) / 8960, rel=0.02)
+  branch = json.load(open(os.path.join(processes.run_dir_of(str(branch_sweep), longest),
+                                       "result.json")))
+  assert (branch["trunk"], branch["branch_step"]) == (longest["trunk"], longest["branch_step"])
+  assert "trunk" not in alone
+  for row in rows:  # every step logged once: trunk rows, then the branch's own
+    steps = logged_steps(processes.run_dir_of(str(branch_sweep), row))
+    assert steps == sorted(set(steps))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_when", ["trunk at 16", random.choice(
+    ["first branch training", "trunk at 32", "second branch done"])])
+def test_a_branch_sweep_killed_anywhere_and_rerun_loses_and_repeats_nothing(
+    branch_sweep, tmp_path, kill_when):
+  rows = tables.read_plan(str(branch_sweep))
+  trunk_dir = processes.run_dir_of(str(tmp_path), next(r for r in rows if r["kind"] == "trunk"))
+  runs = sorted((r for r in rows if r["kind"] != "trunk"), key=lambda r: r["tokens"])
+  run_dirs = [processes.run_dir_of(str(tmp_path), row) for row in runs]
+  done = {"trunk at 16": lambda: "16" in os.listdir(os.path.join(trunk_dir, "checkpoints")),
+          "trunk at 32": lambda: "32" in os.listdir(os.path.join(trunk_dir, "checkpoints")),
+          "first branch training": lambda: os.path.exists(os.path.join(run_dirs[0], "config.json")),
+          "second branch done": lambda: os.path.exists(os.path.join(run_dirs[1], "result.json"))}
+  log = open(tmp_path / "killed.log", "w")
+  proc = subprocess.Popen(sweep_command(tmp_path, BUDGETS, *BRANCHES), cwd=ROOT, stdout=log,
+                          stderr=log)
+  try:
+    wait_for(lambda: os.path.isdir(os.path.join(trunk_dir, "checkpoints")) and done[kill_when](),
+             120, kill_when)
+    proc.kill()
+  finally:
+    proc.kill()
+    proc.wait()
+    log.close()
+  finished = {d: os.path.getmtime(os.path.join(d, "result.json"))
+              for d in [trunk_dir, *run_dirs] if os.path.exists(os.path.join(d, "result.json"))}
+  wait_for(lambda: all(not os.path.exists(os.path.join(d, locks.LOCK_NAME))
+                       or not locks.holder_alive(json.load(open(os.path.join(d, locks.LOCK_NAME))))
+                       for d in [trunk_dir, *run_dirs]), 60, "the killed sweep's runs to exit")
+  sweep.main(sweep_command(tmp_path, BUDGETS, *BRANCHES)[2:])
+  assert final_losses(tmp_path) == final_losses(branch_sweep)  # nothing lost or changed
+  for run_dir, mtime in finished.items():  # nothing finished was trained again
+    assert os.path.getmtime(os.path.join(run_dir, "result.json")) == mtime
+  for run_dir in [trunk_dir, *run_dirs]:
+    steps = logged_steps(run_dir)
+    assert steps == sorted(set(steps)), run_dir  # no step logged twice
+
+
+@pytest.mark.slow
+def test_adding_a_larger_budget_extends_the_trunk_instead_of_retraining_it(branch_sweep, tmp_path):
+  sweep.main(sweep_command(tmp_path, "--config.sweep.tokens=(1280, 2560)", *BRANCHES)[2:])
+  (trunk_dir,) = [os.path.join(tmp_path, "trunks", name) for name in os.listdir(tmp_path / "trunks")]
+  kept = {step: os.stat(os.path.join(trunk_dir, "checkpoints", step)).st_ino for step in ("16", "32")}
+  sweep.main(sweep_command(tmp_path, BUDGETS, *BRANCHES)[2:])
+  assert os.listdir(tmp_path / "trunks") == [os.path.basename(trunk_dir)]  # the same trunk
+  assert {step: os.stat(os.path.join(trunk_dir, "checkpoints", step)).st_ino
+          for step in kept} == kept  # steps 1-32 were not trained again
+  assert logged_steps(trunk_dir) == sorted(set(logged_steps(trunk_dir)))
+  assert final_losses(tmp_path) == final_losses(branch_sweep)
+
+
+@pytest.mark.slow
+def test_branches_train_as_groups_of_replicas_equal_to_their_single_runs(branch_sweep, tmp_path,
+                                                                          capsys):
+  sweep.main(sweep_command(tmp_path, BUDGETS, *BRANCHES, "--config.sweep.seeds=(0, 1)")[2:])
+  out = capsys.readouterr().out
+  assert "2 trunks of N=" in out and "2 replicas of N=" in out  # one process per group
+  losses, single = final_losses(tmp_path), final_losses(branch_sweep)
+  assert len(losses) == 6
+  for run_id, loss in single.items():  # seed 0's runs are the single-seed sweep's runs
+    assert float(losses[run_id]) == pytest.approx(float(loss), abs=1e-5)
+
+
 @pytest.mark.slow
 def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, capsys):
   """2 seeds x 2 lrs of one shape and budget: one train.py process trains the four runs as
@@ -458,3 +626,82 @@ def test_runs_that_cannot_fit_the_device_are_refused_before_planning(monkeypatch
     sweep_plan.plan_sweep(config, overrides)
   monkeypatch.setattr(sweep_plan.memory, "device_memory_limit", lambda: 2**40)
   assert sweep_plan.plan_sweep(config, overrides)
+
+
+def test_an_agent_hands_its_run_to_its_row_and_a_trunk_on_the_way_leaves_the_sweep(tmp_path,
+                                                                                 monkeypatch):
+  """Under a sweep wandb.init takes its run id from WANDB_RUN_ID, so the row's train.py gets the
+  id its run directory keeps; a branch's trunk trained first gets no sweep variables at all."""
+  for name, value in (("WANDB_SWEEP_ID", "sweep1"), ("WANDB_RUN_ID", "agentB")):
+    monkeypatch.setenv(name, value)
+  monkeypatch.delenv("WANDB_MODE", raising=False)
+  fresh, resumed, trunk = (tmp_path / name for name in ("fresh", "resumed", "trunk"))
+  for run_dir in (fresh, resumed, trunk):
+    run_dir.mkdir()
+  rundir.write_wandb_run_id(str(resumed), "agentA")
+  assert wandb_agents.hand_off(str(fresh)) == (["--config.wandb.mode=online"],
+                                               {"WANDB_RUN_ID": "agentB"})
+  assert rundir.read_wandb_run_id(str(fresh)) == "agentB"
+  assert wandb_agents.hand_off(str(resumed))[1] == {"WANDB_RUN_ID": "agentA"}
+  assert wandb_agents.hand_off(str(trunk), agents_row=False)[1] == {
+      "WANDB_SWEEP_ID": None, "WANDB_RUN_ID": None, "WANDB_SWEEP_PARAM_PATH": None}
+  assert rundir.read_wandb_run_id(str(trunk)) is None
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  assert wandb_agents.hand_off(str(fresh))[0] == ["--config.wandb.mode=offline"]
+  monkeypatch.delenv("WANDB_SWEEP_ID")
+  assert wandb_agents.hand_off(str(fresh)) == ([], {})  # not under an agent: nothing
+
+
+@pytest.mark.slow
+def test_wandb_agent_rows_keep_one_run_per_row_and_every_agent_run_reports(tmp_path, monkeypatch):
+  """wandb's own agent code expands wandb_sweep.yaml and runs row 0 three times (offline): agent
+  run A trains it and is preempted (SIGTERM), agent run B resumes it under A and reports to B,
+  agent run C finds it completed and reports to C."""
+  from wandb import wandb_agent
+  import wandb_records
+  config, overrides = micro_config("--config.sweep.tokens=(25600,)")  # 400 steps, rows every 10
+  rows = sweep_plan.plan_sweep(config, overrides)
+  tables.write_plan(str(tmp_path), rows)
+  monkeypatch.setenv("WANDB_MODE", "offline")  # the agent's environment: rows stay offline
+  spec = yaml.safe_load(open(wandb_agents.write_wandb_sweep(str(tmp_path), DEFAULT, config, rows)))
+  monkeypatch.chdir(ROOT)  # agents run from the repository (the YAML's paths are relative to it)
+  monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+  for name, value in (("WANDB_SWEEP_ID", "sweep1"), ("WANDB_DIR", str(tmp_path / "agent")),
+                      ("WANDB_RUN_ID", ""), ("WANDB_SWEEP_PARAM_PATH", "")):
+    monkeypatch.setenv(name, value)  # the agent sets the last two itself; restored after the test
+  agent = wandb_agent.Agent(api=None, queue=None, sweep_id="sweep1")
+  agent._sweep_command = spec["command"]
+
+  def agent_starts(run_id):
+    agent._command_run({"run_id": run_id, "program": spec["program"],
+                        "args": {"row": {"value": 0}}})
+    return agent._run_processes[run_id]
+
+  run_dir = processes.run_dir_of(str(tmp_path), rows[0])
+  first = agent_starts("agentA")
+  wait_for(lambda: files.read_jsonl(os.path.join(run_dir, "metrics.jsonl")), 120, "a first row")
+  first.terminate()
+  assert first.wait(timeout=120) == rundir.EXIT_PREEMPTED
+  assert rundir.read_wandb_run_id(run_dir) == "agentA"
+  assert agent_starts("agentB").wait(timeout=300) == 0
+  assert rundir.read_status(run_dir) == "completed"
+  assert agent_starts("agentC").wait(timeout=120) == 0
+  paths = wandb_records.run_files(run_dir)
+  by_id = {}
+  for path in paths:
+    by_id.setdefault(os.path.basename(path)[len("run-"):-len(".wandb")], []).append(path)
+  assert sorted(by_id) == ["agentA", "agentB", "agentC"] and len(by_id["agentA"]) == 2
+  preempted, resumed = by_id["agentA"]
+  assert wandb_records.ending(preempted) == {"preempting": True, "exit_code": 143}
+  assert wandb_records.ending(resumed)["exit_code"] == 0
+  rows_logged = [r for r in wandb_records.synced_history(by_id["agentA"]) if "train_loss" in r]
+  assert [r["step"] for r in rows_logged] == [
+      r["step"] for r in files.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))]
+  final = rundir.read_result(run_dir)["final_eval_loss"]
+  for agent_run in ("agentB", "agentC"):
+    (path,) = by_id[agent_run]
+    run = wandb_records.run(path)
+    assert run["job_type"] == "agent" and run["config"]["row"] == 0
+    summary = wandb_records.summary(path)
+    assert {k: summary[k] for k in ("status", "wandb_run", "final_eval_loss")} == {
+        "status": "completed", "wandb_run": "agentA", "final_eval_loss": final}

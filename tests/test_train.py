@@ -98,6 +98,28 @@ def test_sigterm_saves_and_the_rerun_equals_an_uninterrupted_run(finished_run, t
 
 
 @pytest.mark.slow
+def test_a_branch_seeded_from_its_trunk_equals_the_independent_wsd_run(finished_run, tmp_path):
+  """WSD: 40 steps, the last 8 cooling down. A trunk (no cooldown) to step 32, a run directory
+  seeded with its checkpoint there and resumed as the 40-step run, ends exactly where the
+  independent 40-step run does: same weights, optimizer state and data at step 32."""
+  wsd = ["--config.train.schedule=wsd", "--config.train.warmup_tokens=4096"]
+  assert run(tmp_path / "independent", *wsd) == 0
+  assert run(tmp_path / "trunk", *wsd, "--config.train.tokens=32768",
+             "--config.train.cooldown_fraction=0.0", "--config.train.checkpoint_steps=(32,)") == 0
+  rundir.seed_from(str(tmp_path / "trunk"), 32, str(tmp_path / "branch"))
+  assert run(tmp_path / "branch", *wsd) == 0
+  branch, independent = read_result(tmp_path / "branch"), read_result(tmp_path / "independent")
+  for key in ("final_eval_loss", "final_train_loss", "tokens", "flops", "config_hash"):
+    assert branch[key] == independent[key], key
+  assert independent["final_eval_loss"] != read_result(finished_run)["final_eval_loss"]  # not cosine
+  rows = {row["step"]: row for row in read_rows(tmp_path / "branch")}
+  trunk_rows = read_rows(tmp_path / "trunk")
+  assert [rows[row["step"]] for row in trunk_rows] == trunk_rows  # the trunk's rows, then its own
+  assert [row["lr"] for row in read_rows(tmp_path / "independent") if row["step"] > 32] == [
+      rows[step]["lr"] for step in (35, 40)]
+
+
+@pytest.mark.slow
 def test_wandb_offline_run_reads_back_equal_to_metrics_jsonl(tmp_path):
   workdir = tmp_path / "wb"
   assert run(workdir, "--config.wandb.mode=offline", "--config.train.tokens=10240") == 0

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import struct
+import sys
 
 from wandb.proto import wandb_internal_pb2
 
@@ -44,22 +45,62 @@ def records(path: str):
 
 
 def run_files(workdir: str) -> list[str]:
-  """The .wandb files of every offline run under `workdir`, oldest first (one per resume)."""
+  """The .wandb files of every offline run under `workdir`, oldest first (one per resume).
+
+  run.finish() returns before wandb-core has written the run's file (it closes the stream
+  asynchronously), so the runs this process finished are flushed first: wandb.teardown() waits.
+  """
+  if "wandb" in sys.modules:
+    sys.modules["wandb"].teardown()
   return sorted(glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "run-*.wandb")))
 
 
 def history(path: str) -> list[dict]:
   """The rows logged with run.log(), as dicts of decoded values (W&B's own `_step` etc. included)."""
-  rows = []
+  return [_updates(record.history.item) for record in records(path)
+          if record.WhichOneof("record_type") == "history"]
+
+
+def synced_history(paths) -> list[dict]:
+  """The history W&B holds once the offline folders of one run are synced in order: a row whose
+  `_step` is not above the last one kept is ignored, as W&B ignores a step below its own."""
+  kept = []
+  for path in paths:
+    for row in history(path):
+      if not kept or row["_step"] > kept[-1]["_step"]:
+        kept.append(row)
+  return kept
+
+
+def _updates(items) -> dict:
+  return {"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in items}
+
+
+def run(path: str) -> dict:
+  """The run record: id, group, job type and config (as W&B stores it: top-level keys)."""
   for record in records(path):
-    if record.WhichOneof("record_type") == "history":
-      rows.append({"/".join(item.nested_key) or item.key: json.loads(item.value_json)
-                   for item in record.history.item})
-  return rows
+    if record.WhichOneof("record_type") == "run":
+      return {"id": record.run.run_id, "group": record.run.run_group,
+              "job_type": record.run.job_type, "config": _updates(record.run.config.update)}
+  raise ValueError(f"{path} has no run record")
 
 
 def run_id(path: str) -> str:
+  return run(path)["id"]
+
+
+def summary(path: str) -> dict:
+  """The run's summary at its end: every summary update applied in order."""
+  folded = {}
   for record in records(path):
-    if record.WhichOneof("record_type") == "run":
-      return record.run.run_id
-  raise ValueError(f"{path} has no run record")
+    if record.WhichOneof("record_type") == "summary":
+      folded.update(_updates(record.summary.update))
+  return folded
+
+
+def ending(path: str) -> dict:
+  """How the run ended: whether it was marked preempting, and its exit code (None: no exit)."""
+  kinds = [(record.WhichOneof("record_type"), record) for record in records(path)]
+  exits = [record.exit.exit_code for kind, record in kinds if kind == "exit"]
+  return {"preempting": any(kind == "preempting" for kind, _ in kinds),
+          "exit_code": exits[-1] if exits else None}

@@ -14,10 +14,15 @@ from core import rundir
 
 
 @contextlib.contextmanager
-def manager(workdir: str, keep: int):
-  """An orbax CheckpointManager for RUN_DIR/checkpoints, waited for and closed on exit."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), enable_async_checkpointing=True,
-                                         create=True)
+def manager(workdir: str, keep: int, keep_steps=()):
+  """An orbax CheckpointManager for RUN_DIR/checkpoints, waited for and closed on exit. It keeps
+  the newest `keep` checkpoints and every one at `keep_steps` (a trunk's branch points)."""
+  policies = [ocp.checkpoint_managers.LatestN(max(1, keep))]
+  if keep_steps:
+    policies.append(ocp.checkpoint_managers.CustomSteps(list(keep_steps)))
+  options = ocp.CheckpointManagerOptions(
+      enable_async_checkpointing=True, create=True,
+      preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
   mgr = ocp.CheckpointManager(os.path.abspath(rundir.path(workdir, rundir.CHECKPOINTS)),
                               options=options)
   try:

@@ -8,6 +8,7 @@ rows as an uninterrupted one.
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import time
 
@@ -50,6 +51,8 @@ class StepLoop:
     self.members, self.manager, self.clock, self.primary = members, manager, clock, primary
     # A freshly initialised model predicts about uniformly, so ln(vocab) stands for its loss.
     self.divergence_loss = config.train.divergence_factor * math.log(trainer.model_cfg.vocab_size)
+    # Checkpoints kept for good (a trunk's branch points); a group saves each replica's own too.
+    self.keep_steps = tuple(config.train.checkpoint_steps)
     self.stop_signal = []
     self.state = None
     self.throughput = None
@@ -82,7 +85,8 @@ class StepLoop:
         self._host_side(*pending, progress)
       pending = (done, metrics, eval_loss)
       progress.update(1)
-      if done % plan.checkpoint_every == 0 and done < plan.steps and self.training():
+      checkpoint_due = done % plan.checkpoint_every == 0 or done in self.keep_steps
+      if checkpoint_due and done < plan.steps and self.training():
         self._host_side(*pending, progress)  # the checkpoint's metrics are on disk before it is
         pending = None
         if self.training():
@@ -103,12 +107,23 @@ class StepLoop:
       return jax.block_until_ready(self.trainer.evaluate(self.state, eval_batches))
 
   def save(self, step: int, wait: bool = False) -> None:
-    checkpoint.save(self.manager, step, self.state, {
-        "wall_seconds": self.clock.seconds(),
-        "loss_sum": [member.loss_sum for member in self.members],
-        "loss_count": [member.loss_count for member in self.members]})
+    checkpoint.save(self.manager, step, self.state, self._meta(self.members))
+    if len(self.members) > 1 and step in self.keep_steps:
+      for i, member in enumerate(self.members):
+        if not member.diverged:
+          self._save_own(member, step, self.trainer.replica_state(self.state, i))
     if wait:
       self.manager.wait_until_finished()
+
+  def _meta(self, members) -> dict:
+    return {"wall_seconds": self.clock.seconds(),
+            "loss_sum": [member.loss_sum for member in members],
+            "loss_count": [member.loss_count for member in members]}
+
+  def _save_own(self, member: Member, step: int, member_state) -> None:
+    """A replica's own checkpoint in its run directory, as its single run would have saved it."""
+    with checkpoint.manager(member.workdir, 1, self.keep_steps) as member_manager:
+      checkpoint.save(member_manager, step, member_state, self._meta([member]))
 
   def _host_side(self, done: int, metrics, eval_loss, progress) -> None:
     """Divergence checks and metrics rows of step `done`, read while the next step runs."""
@@ -145,11 +160,12 @@ class StepLoop:
   def finish_member(self, member: Member, status: str, member_state=None) -> None:
     """Writes a member's result.json (and, for a completed replica, its own final checkpoint)."""
     if member_state is not None:
-      with checkpoint.manager(member.workdir, 1) as member_manager:
-        checkpoint.save(member_manager, self.plan.steps, member_state,
-                        {"wall_seconds": self.clock.seconds()})
+      self._save_own(member, self.plan.steps, member_state)
     result = results.make_result(member.config, self.plan, member.source, member.log.last_row,
                                  status, self.clock.seconds())
+    branch = rundir.read_branch(member.workdir)
+    if branch:  # a branch of a WSD trunk: which trunk, and where it left it
+      result.update(trunk=os.path.basename(branch["trunk"]), branch_step=branch["step"])
     if self.config.init_from and status == rundir.COMPLETED:
       result.update(results.original_data_losses(self.config.init_from, self.trainer,
                                                  self.batches, self.state, self.plan))

@@ -17,7 +17,7 @@ import data
 from core import rundir
 from core.config import ConfigError
 from model import loading
-from training import checkpoint, tracking
+from training import checkpoint, tracking, wandb_run
 from training.batches import Batches
 from training.loop import Clock, Member, StepLoop
 from training.plan import config_hash, replica_config
@@ -56,6 +56,43 @@ def _write_run_files(config, workdir: str, members) -> None:
     write_group(workdir, config, members, rundir.RUNNING)
 
 
+def restore_or_init(config, trainer, manager, members):
+  """(state, meta) to start from: the newest checkpoint of the run (a group's stacked one, else its
+  replicas' own, e.g. branches seeded one by one from a trunk group), or a fresh initialisation.
+  A restored state takes this run's own numbers: a seeded branch keeps its trunk's weights and
+  optimizer state but follows its own schedule."""
+  state, meta = checkpoint.restore_latest(manager, trainer.abstract_state)
+  if state is None and len(members) > 1:
+    state, meta = _restore_replicas(config, trainer, members)
+  if state is not None:
+    return trainer.with_own_run(state), meta
+  state = trainer.init()
+  if config.init_from:  # fresh optimizer and schedule, the other run's final weights
+    state["params"] = loading.restore_params(config.init_from, trainer.abstract_state["params"])
+  return state, {}
+
+
+def _restore_replicas(config, trainer, members):
+  """A group's state stacked from its replicas' own newest checkpoints, when all are at one step."""
+  states, metas = [], []
+  for member in members:
+    if not rundir.checkpoint_steps(member.workdir):
+      return None, {}
+    with checkpoint.manager(member.workdir, 1, config.train.checkpoint_steps) as member_manager:
+      state, meta = checkpoint.restore_latest(member_manager, trainer.replica_abstract_state())
+    states.append(state)
+    metas.append(meta)
+  if len({meta["step"] for meta in metas}) > 1:
+    print(f"warning: the replicas' own checkpoints are at different steps "
+          f"({', '.join(str(meta['step']) for meta in metas)}); starting the group afresh",
+          file=sys.stderr)
+    return None, {}
+  return trainer.stack_replicas(states), {
+      "wall_seconds": max(meta.get("wall_seconds", 0.0) for meta in metas),
+      "loss_sum": [meta.get("loss_sum", [0.0])[0] for meta in metas],
+      "loss_count": [meta.get("loss_count", [0])[0] for meta in metas]}
+
+
 def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int:
   """Trains to the budget (or resumes), writing every file of the run directory; returns the
   exit code (0, or rundir.EXIT_PREEMPTED after a SIGTERM saved a checkpoint)."""
@@ -72,12 +109,9 @@ def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int
   trainer = Trainer(config, model_cfg, plan, make_mesh(config))
   batches = Batches(trainer.batch_sharding, plan.batch_size, plan.replicas)
   with contextlib.ExitStack() as stack:
-    manager = stack.enter_context(checkpoint.manager(workdir, config.train.keep_checkpoints))
-    state, meta = checkpoint.restore_latest(manager, trainer.abstract_state)
-    if state is None:
-      state = trainer.init()
-      if config.init_from:  # fresh optimizer and schedule, the other run's final weights
-        state["params"] = loading.restore_params(config.init_from, trainer.abstract_state["params"])
+    manager = stack.enter_context(checkpoint.manager(
+        workdir, config.train.keep_checkpoints, config.train.checkpoint_steps))
+    state, meta = restore_or_init(config, trainer, manager, members)
     clock.before = meta.get("wall_seconds", 0.0)
     first_step = host_step(state)
     for i, member in enumerate(members):
@@ -85,13 +119,14 @@ def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int
       member.loss_count = meta.get("loss_count", [0] * len(members))[i]
       member.diverged = grouped and rundir.read_status(member.workdir) == rundir.DIVERGED
       if not member.diverged:
-        wandb_run = tracking.start_wandb(member.config, plan, member.workdir,
-                                         config_hash(member.config))
-        member.log = tracking.MetricsLog(member.workdir if primary else None, first_step, wandb_run)
-        stack.callback(member.log.close)
+        tracker = wandb_run.start(member.config, plan, member.workdir, config_hash(member.config))
+        member.log = stack.enter_context(
+            tracking.MetricsLog(member.workdir if primary else None, first_step, tracker))
 
     loop = StepLoop(config, plan, trainer, batches, members, manager, clock, primary)
     if loop.run(state):
+      for member in loop.training():
+        member.log.close(rundir.EXIT_PREEMPTED)
       print(f"SIGTERM: checkpoint saved at step {host_step(loop.state)}; rerun to resume",
             file=sys.stderr)
       return rundir.EXIT_PREEMPTED

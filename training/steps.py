@@ -52,7 +52,8 @@ class Trainer:
     run = {"seed": np.asarray(plan.replica_seeds or (config.seed,), np.int32),
            "peak_lr": np.asarray(plan.replica_lrs or (plan.lr,), np.float32),
            "warmup_steps": np.full(self.replicas, plan.warmup_steps, np.int32),
-           "total_steps": np.full(self.replicas, plan.steps, np.int32)}
+           "total_steps": np.full(self.replicas, plan.steps, np.int32),
+           "cooldown_steps": np.full(self.replicas, plan.cooldown_steps, np.int32)}
     self.run = run if self.replicas > 1 else {key: value[0] for key, value in run.items()}
 
     def init(run):
@@ -85,6 +86,7 @@ class Trainer:
         in_shardings=(self.state_sharding["params"], self.batch_sharding),
         out_shardings=replicated, compiler_options=options)
     self._take_replica = None
+    self._stack_replicas = None
 
   def _sharding(self, spec) -> NamedSharding:
     return NamedSharding(self.mesh, P(None, *spec) if self.replicas > 1 else spec)
@@ -92,13 +94,33 @@ class Trainer:
   def init(self):
     return self._init(self.run)
 
+  def with_own_run(self, state):
+    """`state` with this run's own numbers (seed, lr, warmup, length, cooldown), e.g. a checkpoint
+    of a trunk that a branch continues, or of a shorter trunk being extended."""
+    return {**state, "run": jax.device_put(self.run, self.state_sharding["run"])}
+
+  def replica_sharding(self):
+    """One replica's shardings: a single run's (the group's without its replica axis)."""
+    return jax.tree.map(lambda s: NamedSharding(self.mesh, P(*s.spec[1:])), self.state_sharding)
+
+  def replica_abstract_state(self):
+    """One replica's abstract state, as a single run of this shape restores it."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=s),
+                        self.abstract_state, self.replica_sharding())
+
   def replica_state(self, state, index: int):
     """Replica `index`'s own state out of a group's, shaped and sharded as a single run's."""
     if self._take_replica is None:
-      single = jax.tree.map(lambda s: NamedSharding(self.mesh, P(*s.spec[1:])), self.state_sharding)
       self._take_replica = jax.jit(lambda state, i: jax.tree.map(lambda x: x[i], state),
-                                   out_shardings=single)
+                                   out_shardings=self.replica_sharding())
     return self._take_replica(state, np.int32(index))
+
+  def stack_replicas(self, states):
+    """A group's state from its replicas' own states (the inverse of `replica_state`)."""
+    if self._stack_replicas is None:
+      self._stack_replicas = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states),
+                                     out_shardings=self.state_sharding)
+    return self._stack_replicas(states)
 
   def _loss(self, params, batch, key):
     return objectives.loss(nnx.merge(self.graphdef, params, self.rest), batch, key)
@@ -123,7 +145,8 @@ class Trainer:
       (loss, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(grad_accum), micro_batches))
       loss, grads = jax.tree.map(lambda x: x / grad_accum, (loss, grads))
     lr = optimizer.scheduled_lr(step, run["peak_lr"], run["warmup_steps"], run["total_steps"],
-                                self.train.min_lr_ratio)
+                                self.train.min_lr_ratio, self.train.schedule,
+                                run["cooldown_steps"], self.train.cooldown_shape)
     updates, opt_state = optimizer.make_optimizer(self.train, lr).update(
         grads, state["opt_state"], params)
     metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
