@@ -5,9 +5,9 @@
 
 It measures, in this order:
 - mini_sweep: a two-budget IsoFLOP sweep (3 sizes per budget) end to end through `sweep.py`,
-  analysis included, with WSD trunks and cooldown branches where the sweep section has
-  `branches`, else a fitted cosine per run. First, in a subprocess, before this process takes
-  the GPU (a run preallocates 75% of it);
+  analysis included, with WSD trunks and cooldown branches (`sweep.branches`; --smoke: a fitted
+  cosine per run, fewer processes). First, in a subprocess, before this process takes the GPU
+  (a run preallocates 75% of it);
 - gpt2_small and model_10m: training tokens/s, MFU (counted FLOPs and 6N, training/mfu.py) and
   the attention implementation the compiled step really uses (a cuDNN flash attention custom
   call in the lowered step, or XLA's), GPT-2 small against the 50% MFU target;
@@ -126,7 +126,7 @@ def replicas_check(shape_tuple, steps: int, repeats: int) -> dict:
 def mini_sweep(smoke: bool, workdir: str) -> dict:
   """`python sweep.py` on two budgets, 3 sizes each, into workdir; its --json summary's figures."""
   config, overrides = SMOKE_SWEEP if smoke else SWEEP
-  branches = "branches" in base.sweep_section()
+  branches = "branches" in base.sweep_section() and not smoke  # smoke: 6 processes, not 9
   command = [sys.executable, os.path.join(ROOT, "sweep.py"), "--config",
              os.path.join(ROOT, "experiments", config), "--workdir", workdir, "--json",
              "--config.sweep.sizes_per_budget=3", "--config.sweep.span=4.0",
