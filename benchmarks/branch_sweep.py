@@ -24,8 +24,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = {"cosine": ["--config.train.schedule=cosine", "--config.sweep.ladder=True"],
-            "branches": ["--config.train.schedule=wsd", "--config.sweep.branches=True"]}
+# One seed per sweep (this benchmark loops over seeds itself), on the shared ladder either way.
+VARIANTS = {"cosine": ["--config.train.schedule=cosine", "--config.sweep.branches=False",
+                       "--config.sweep.ladder=True", "--config.sweep.seeds=()"],
+            "branches": ["--config.train.schedule=wsd", "--config.sweep.branches=True",
+                         "--config.sweep.seeds=()"]}
 
 
 def run_sweep(config: str, sweep_dir: str, overrides: list[str]) -> float:

@@ -1,29 +1,32 @@
-"""The embedded default (`python sweep.py`): a small IsoFLOP sweep on the synthetic source.
+"""The embedded default (`python sweep.py`): a small IsoFLOP branch sweep on the synthetic source.
 
-4 compute budgets x 5 model sizes (3K..230K non-embedding parameters, 0.1M..8M tokens), sized to
-finish in about 6 minutes on 2 CPU cores, analysis included. Choices, each measured on this source:
-- budgets 4e10..6e11 FLOPs (C = 6ND, N non-embedding), 2.4-2.5x apart: the best loss falls from
-  ~3.2 to ~2.7 nats across them, far above the source's 0.92 floor (docs/design.md, "The synthetic source").
-  Each budget is picked so the sizing rule's coarse grid of small shapes (3.1K, 6.2K, 12K, 25-28K,
-  49-56K, 77K, ...) gives five sizes about 2x apart, with no two nearly equal;
-- sizes a factor 2 apart (span 16), centred on 30 tokens per parameter rather than Chinchilla's 20:
-  at these budgets the IsoFLOP minima sit at 40-160 tokens per parameter (the optimum grows
-  with compute at this scale), and this centre keeps them inside every curve while the smallest
-  budget's smallest model is still the smallest shape there is (1 layer, d_model 16: 3,120);
+4 compute budgets x 5 model sizes x 2 seeds, 40 runs (3K..250K non-embedding parameters, 0.08M..5M
+tokens), trained as 14 warmup-stable-decay trunks (one per size and seed) with a 20% cooldown
+branched off at every budget, in about 8 minutes on 2 CPU cores, analysis included. Choices, each
+measured on this source (benchmarks/branch_sweep.py, docs/design.md):
+- budgets 8e10..1.2e12 counted FLOPs (`sweep.flops=counted`: every run of a budget spends it),
+  2.4-2.5x apart: the best loss falls from ~3.2 to ~2.7 nats across them, far above the source's
+  0.92 floor (docs/design.md, "The synthetic source"); a fifth, smaller budget (3.2e10) put its
+  lowest loss at the edge of its sizes;
+- sizes from one ladder 2x apart shared by every budget (span 16), the 5 rungs nearest each
+  budget's centre at 30 tokens per parameter: at these budgets the IsoFLOP minima sit at 50-180
+  tokens per parameter, inside every curve; 7 sizes per budget (span 64) fitted the parametric law
+  to far-from-optimal runs and moved Approach 3 away from the IsoFLOP minima (a 0.24 vs 0.44);
+- branches instead of independent cosine runs: the same 20 points cost 0.71 of the FLOPs, and per
+  point branches ended 0.008-0.014 nats lower on average than the cosine (rms 0.022-0.034), within
+  the seed-to-seed spread of either (rms 0.026-0.033);
+- 2 seeds, bought with the compute branches free: the exponents move by up to 0.1 between seeds
+  at this scale (Approach 2's a 0.43 vs 0.44, Approach 3's 0.29 vs 0.34), so one seed is a sample
+  of that noise; the seeds of a point train as one group of replicas (one process);
 - a fixed batch of 8 sequences (1,024 tokens): the batch rule's larger batches leave the big
-  models of such tiny budgets ~110 optimiser steps, which cost them 0.1+ nats and pushed the
-  minima to the smallest models; with 8, the largest model of the 6e11 budget takes 423 steps
-  instead of 106 (every run takes at least 117);
-- 16K held-out tokens per evaluation (evaluating costs a third of a training token per token, and
-  the default 64K would add 20-60% to the smallest runs);
-- 2 workers: a run keeps about one core busy (88% CPU measured), so two runs at once use both.
+  models of such tiny budgets ~100 optimiser steps, which cost them 0.1+ nats and pushed the
+  minima to the smallest models (every run here takes at least 149 steps);
+- 16K held-out tokens per evaluation (the default 64K would add 20-60% to the smallest runs);
+- 2 workers: a run keeps about one core busy, so two runs at once use both.
 
-Measured on 2 idle CPU cores (2 workers): 5.8 min wall and 10.4 CPU-minutes with an empty
-compilation cache, 5.2 min when the shapes are already compiled (14.7 min before the CPU speed-ups
-of issue 6, with other jobs loading the machine). Every IsoFLOP curve has an interior minimum;
-the best loss per budget is 3.22, 3.06, 2.92, 2.73 nats; approach 3 gives a = 0.24 (approach 2:
-0.33, approach 1: 0.26), 40 -> 160 tokens per parameter across the budgets, E = 2.14 nats against
-the source's exact floor of 0.917 (the floor is far below anything these budgets reach).
+The previous default (4 budgets of 6ND FLOPs, 5 sizes centred on each budget, one seed, cosine):
+8.3e12 counted FLOPs, 5.8 min; approach 3 a = 0.245, approach 2 a = 0.33 (0.32 with the windowed
+parabolas), 40 -> 160 tokens per parameter, E = 2.14. This one: MEASURED_BELOW.
 
 The `sweep` keys are documented in experiments/base.py (`sweep_section`).
 """
@@ -35,6 +38,7 @@ def get_config():
   c.name = "default_sweep"
   c.train.batch_size = 8
   c.train.eval_tokens = 16_384
-  c.sweep = base.sweep_section(budgets=(4e10, 1e11, 2.4e11, 6e11), tokens_per_param=30.0,
-                               workers=2)
+  c.train.schedule = "wsd"
+  c.sweep = base.sweep_section(budgets=(8e10, 2e11, 4.8e11, 1.2e12), tokens_per_param=30.0,
+                               branches=True, seeds=(0, 1), workers=2)
   return c
