@@ -65,7 +65,9 @@ SMOKE_SHAPES = {"gpt2_small": (2, 2, 64, 128, 4, 256), "model_10m": (1, 2, 32, 1
 SWEEP = ("gpu_sweep.py", ["--config.sweep.budgets=(3e13, 1e14)", "--config.sweep.workers=2"])
 SMOKE_SWEEP = ("default_sweep.py", [
     "--config.sweep.budgets=(7e9, 2e10)", "--config.train.seq_len=16",
-    "--config.train.batch_size=64", "--config.train.eval_tokens=1024"])
+    "--config.train.batch_size=64", "--config.train.eval_tokens=1024", "--config.sweep.seeds=()",
+    "--config.sweep.branches=False", "--config.sweep.ladder=False",
+    "--config.train.schedule=cosine"])
 
 
 def bench_args(replicas, steps: int, repeats: int) -> argparse.Namespace:
