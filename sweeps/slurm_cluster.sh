@@ -2,6 +2,7 @@
 # A single-node Slurm cluster on this Debian machine (as root): install, configure, start, stop.
 #
 #   sweeps/slurm_cluster.sh start    # installs munge + Slurm if missing, configures, starts; idempotent
+#                                    # (says "already running" when it started nothing)
 #   sweeps/slurm_cluster.sh status   # exit 0 when the controller answers and the node is usable
 #   sweeps/slurm_cluster.sh stop     # stops slurmd, slurmctld and munged
 #
@@ -89,11 +90,16 @@ PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP"
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-usable() {  # the controller answers and the node takes jobs
+usable() {  # the controller answers and the node takes jobs (idle, mixed, allocated, planned, ...)
   scontrol ping 2>/dev/null | grep -q "is UP" || return 1
   local state
   state=$(sinfo --noheader --nodes="$(hostname -s)" --format=%T 2>/dev/null | head -n 1)
-  case "$state" in idle*|mixed*|allocated*|completing*) return 0 ;; *) return 1 ;; esac
+  case "$state" in ""|down*|drain*|fail*|unknown*|not_responding*) return 1 ;; *) return 0 ;; esac
+}
+
+wait_usable() {
+  for _ in $(seq 300); do usable && return 0; sleep 0.1; done
+  die "the cluster did not come up in 30 s; see $LOG_DIR/slurmctld.log and $LOG_DIR/slurmd.log"
 }
 
 stop_daemon() {  # pid file, name: SIGTERM, then wait for it to go
@@ -110,7 +116,9 @@ start() {
   install_packages
   [ "$(id -u)" = 0 ] || { usable && exit 0; die "starting the Slurm daemons needs root"; }
   write_config && changed=1
-  if [ "$changed" = 0 ] && running /run/slurmctld.pid && running /run/slurmd.pid && usable; then
+  if [ "$changed" = 0 ] && running /run/slurmctld.pid && running /run/slurmd.pid \
+      && running /run/munge/munged.pid; then
+    wait_usable
     say "already running"
     return 0
   fi
@@ -125,11 +133,8 @@ start() {
   running /run/munge/munged.pid || runuser -u munge -- /usr/sbin/munged
   running /run/slurmctld.pid || slurmctld
   running /run/slurmd.pid || slurmd
-  for _ in $(seq 300); do
-    if usable; then say "up in $((SECONDS - began)) s: $(node_line | cut -d' ' -f1-2)"; return 0; fi
-    sleep 0.1
-  done
-  die "the cluster did not come up in 30 s; see $LOG_DIR/slurmctld.log and $LOG_DIR/slurmd.log"
+  wait_usable
+  say "up in $((SECONDS - began)) s: $(node_line | cut -d' ' -f1-2)"
 }
 
 stop() {

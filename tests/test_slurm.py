@@ -58,7 +58,7 @@ def cluster():
       if os.environ.get("SCALING_REQUIRE_SLURM"):
         pytest.fail(reason)
       pytest.skip(reason)
-    started = True
+    started = "already running" not in done.stderr  # it was only busy
   yield
   if SUBMITTED:
     subprocess.run(["scancel", *SUBMITTED], capture_output=True)
@@ -177,6 +177,25 @@ def test_an_array_of_replica_groups_equals_the_local_executor(cluster, cache, tm
                                  "--executor", "slurm")
   assert "4 of 4 runs finished, 0 in queued or running Slurm jobs, 0 to submit" in out, out
   assert "slurm_job" not in summary and summary["completed"] == 4
+
+
+def test_a_branch_sweep_array_equals_the_local_executor(cluster, cache, tmp_path, capsys):
+  """WSD trunks and cooldown branches: each task takes its rows one at a time through --row, a
+  branch training its trunk first or waiting for the task that does; the results are the local
+  executor's."""
+  variants = ("--config.sweep.tokens=(1280, 2560)", "--config.sweep.branches=True",
+              "--config.train.schedule=wsd")
+  started = time.time()
+  _, out, summary = run_sweep(capsys, *sweep_args(tmp_path / "on_slurm", cache, *variants),
+                              "--executor", "slurm", "--wait")
+  note(capsys, f"Slurm branch sweep: {time.time() - started:.1f} s")
+  assert "array tasks 0-2 (3 runs)" in out and summary["slurm_unfinished"] == {}, out
+  run_sweep(capsys, *sweep_args(tmp_path / "local", cache, *variants))
+  for row in planned_rows(*variants):
+    on_slurm = result(run_dir_of(str(tmp_path / "on_slurm"), row))
+    assert on_slurm["status"] == "completed"
+    assert on_slurm["final_eval_loss"] == result(run_dir_of(str(tmp_path / "local"), row))[
+        "final_eval_loss"]
 
 
 def interrupt(run_dir, task, *commands):
