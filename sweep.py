@@ -6,7 +6,8 @@
   python sweep.py --config ... --workdir DIR --row K   # one plan row (Slurm array tasks, W&B agents)
   python sweep.py --config ... --workdir DIR --executor slurm [--wait]   # submit, or collect what finished
 
-A sweep is an experiment file with a `sweep` section (experiments/base.py documents its keys);
+A sweep is an experiment file with a `sweep` section (experiments/base.py documents its keys;
+sweep.kind = finetune fine-tunes a pre-training sweep's models, sweeps/finetune.py);
 `--config.a.b=value` overrides apply to every run. Runs get their own train.py process and their
 own directory DIR/runs/RUN_ID, so a rerun skips finished runs and resumes interrupted ones. The
 machinery lives in sweeps/ (docs/design.md, "Sweeps"); this file parses flags, plans, hands the
@@ -26,6 +27,7 @@ from sweeps import ROOT, branches, tables
 from sweeps.collect import finish
 from sweeps.estimate import dry_run
 from sweeps.executors import EXECUTORS
+from sweeps.finetune import finish_finetune, plan_finetune
 from sweeps.plan import plan_sweep
 from sweeps.row import run_row, run_row_with_group
 
@@ -71,7 +73,10 @@ def main(argv=None) -> int:
     sweep_dir = os.path.abspath(args.workdir or os.path.join("sweeps", config.name))
     if args.row is not None:
       return (run_row_with_group if args.with_group else run_row)(sweep_dir, config_path, args.row)
-    rows = plan_sweep(config, overrides, sweep_dir)
+    finetune = config.get("sweep", {}).get("kind") == "finetune"
+    rows = (plan_finetune(config, overrides, sweep_dir, args.workers or config.sweep.workers,
+                          train_bases=args.executor == "local" and not args.dry_run)
+            if finetune else plan_sweep(config, overrides, sweep_dir))
     workers = args.workers or config.sweep.workers
   except ConfigError as error:
     print(f"error: {error}", file=sys.stderr)
@@ -95,8 +100,11 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    results, analysed = finish(sweep_dir, rows, config.wandb.mode, config.sweep.inference_tokens,
-                               config.sweep.flops)
+    if finetune:
+      results, analysed = finish_finetune(sweep_dir, rows)
+    else:
+      results, analysed = finish(sweep_dir, rows, config.wandb.mode,
+                                 config.sweep.inference_tokens, config.sweep.flops)
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
   if args.json:

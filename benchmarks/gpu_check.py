@@ -73,7 +73,8 @@ SMOKE_SWEEP = ("default_sweep.py", [
 def bench_args(replicas, steps: int, repeats: int) -> argparse.Namespace:
   """benchmarks/throughput.py's options: default model options, these counts."""
   return argparse.Namespace(d_ff=0, mlp="gelu", dtype="auto", remat=False, replica_batch=0,
-                            replicas=list(replicas), steps=steps, repeats=repeats, torch="")
+                            replicas=list(replicas), steps=steps, repeats=repeats, torch="",
+                            lora_ranks=[])
 
 
 def attention_used(shape) -> str:

@@ -14,6 +14,8 @@ steps (a figure above the machine's cached peak, which train.py's rows use, rais
 
 - `--replicas 1,4,8`: a group of K models in one jitted step (train.replicas) against K sequential
   single runs, whose throughput is the single model's: speedup = group tokens/s / single tokens/s.
+- `--lora-ranks 2,8`: the LoRA fine-tuning step at each rank (adapters on every matrix, the base
+  frozen: no weight gradients, no optimizer state for it) against the full step, interleaved.
 - `--compile-cache`: trains the shape in two fresh processes sharing an empty persistent cache and
   reports each one's time to its first step and XLA compile time (the second should hit the cache).
 - `--torch PYTHON`: runs benchmarks/torch_reference.py (the same model, batch and optimizer in plain
@@ -67,9 +69,11 @@ def compile_events() -> dict:
 class Shape:
   """One model shape's trainer (training.steps.Trainer, with `replicas` models), state and batch."""
 
-  def __init__(self, args, shape, replicas: int):
+  def __init__(self, args, shape, replicas: int, lora_rank: int = 0):
     layers, heads, d_model, context, batch, vocab = shape
     config = base.get_config()
+    if lora_rank:
+      config.finetune.update(method="lora", lora_rank=lora_rank)
     config.model.update(n_layer=layers, n_heads=heads, d_model=d_model, d_ff=args.d_ff,
                         mlp=args.mlp, dtype=args.dtype, remat=args.remat)
     config.train.update(seq_len=context, batch_size=batch, lr=1e-4,
@@ -117,11 +121,14 @@ def benchmark(args, shape, shapes=None) -> dict:
   """Throughput of `shape` for every replica count asked for (and PyTorch's), repeats interleaved.
   `shapes`: {replicas: Shape} already built (default: one per count of args.replicas)."""
   shapes = shapes or {k: Shape(args, shape, k) for k in args.replicas}
+  adapted = {rank: Shape(args, shape, 1, rank) for rank in args.lora_ranks}
   times, peaks, torch_times, loads = collections.defaultdict(list), [], [], []
   for _ in range(args.repeats):
     loads.append(os.getloadavg()[0])
     for k, timed in shapes.items():
       times[k].append(timed.seconds_per_step(args.steps))
+    for rank, timed in adapted.items():
+      times[f"lora{rank}"].append(timed.seconds_per_step(args.steps))
     if jax.devices()[0].platform == "cpu":
       peaks.append(mfu.measure_matmul_peak())
     if args.torch:
@@ -151,6 +158,12 @@ def benchmark(args, shape, shapes=None) -> dict:
   for k, figures in result["replicas"].items():
     # K sequential runs take K times one run's time for K times its tokens: its tokens/s.
     figures["speedup_vs_sequential"] = figures["tokens_per_sec"] / base_tps
+  result["lora"] = {rank: {"step_seconds": statistics.median(times[f"lora{rank}"]),
+                           "step_seconds_all": times[f"lora{rank}"],
+                           "tokens_per_sec": timed.tokens_per_step
+                           / statistics.median(times[f"lora{rank}"])} for rank, timed in adapted.items()}
+  for figures in result["lora"].values():
+    figures["vs_full"] = figures["tokens_per_sec"] / base_tps
   if torch_times:
     torch_seconds = statistics.median(torch_times)
     result["torch"] = {"step_seconds": torch_seconds, "step_seconds_all": torch_times,
@@ -191,6 +204,9 @@ def report(result: dict) -> None:
           f"{figures['achieved_flops_per_sec'] / 1e9:,.1f} GFLOP/s, MFU {100 * figures['mfu']:.1f}% "
           f"(6N: {100 * figures['mfu_6n']:.1f}%)"
           + (f", {figures['speedup_vs_sequential']:.2f}x {k} sequential runs" if k > 1 else ""))
+  for rank, figures in result.get("lora", {}).items():
+    print(f"  LoRA r{rank}: step {1e3 * figures['step_seconds']:.1f} ms, "
+          f"{figures['tokens_per_sec']:,.0f} tokens/s, {figures['vs_full']:.2f}x the full step")
   if "torch" in result:
     print(f"  PyTorch: step {1e3 * result['torch']['step_seconds']:.1f} ms, "
           f"{result['torch']['tokens_per_sec']:,.0f} tokens/s; JAX / PyTorch "
@@ -217,6 +233,8 @@ def main():
   parser.add_argument("--replicas", default="1", help="comma-separated group sizes, e.g. 1,4,8")
   parser.add_argument("--replica-batch", type=int, default=0,
                       help="train.replica_batch: replicas vmapped together (0: train.py's default)")
+  parser.add_argument("--lora-ranks", default="",
+                      help="comma-separated LoRA ranks to time against the full step, e.g. 2,8")
   parser.add_argument("--compile-cache", action="store_true",
                       help="also time the first step of two fresh processes sharing one cache")
   parser.add_argument("--cache-dir", default="", help="persistent compilation cache to use")
@@ -231,6 +249,10 @@ def main():
     args.replicas = sorted({int(k) for k in args.replicas.split(",")} | {1})
   except ValueError:
     parser.error(f"--replicas must be comma-separated integers, got {args.replicas!r}")
+  try:
+    args.lora_ranks = [int(r) for r in args.lora_ranks.split(",") if r.strip()]
+  except ValueError:
+    parser.error(f"--lora-ranks must be comma-separated integers, got {args.lora_ranks!r}")
   process.enable_compilation_cache(args.cache_dir)
   events = compile_events()
   shapes = [tuple(given)] if None not in given else (

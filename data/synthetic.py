@@ -14,6 +14,12 @@ telescope by the chain rule to -log p(x_1..x_L | x_0) = -logsumexp_k [log w_k + 
 so the floor needs only each topic's log-likelihood of a sequence: one product of bigram counts with
 the log transition table, in log space. The tests check it against the position-by-position recursion.
 
+A related language to fine-tune on (data.synthetic.new_topics > 0): new topics built the same way
+(Zipf weights among themselves, sparse Dirichlet chains over the same vocabulary), drawn from a
+random stream of their own so the original topics keep their chains exactly, with the topic
+mixture (1 - w) original + w new (w = new_topic_weight; topics of weight 0 are left out). Its floor
+is exact in the same way: the forward algorithm over all its topics.
+
 Randomness: the language comes from data.synthetic.seed alone, so runs with different `seed`s see the
 same language; sequence i of a split comes from `data.random_bits` of (seed, split, i), so any
 sequence is reproducible in isolation, and eval sequences (hence the floor) are the same for every seed.
@@ -54,16 +60,29 @@ def _random_subsets(rng, shape, n, k) -> np.ndarray:
 class Language:
   """The topics: Zipf weights and one sparse Markov chain each, a pure function of its arguments."""
 
-  def __init__(self, vocab_size, n_topics, zipf_exponent, branching, dirichlet, seed):
-    rng = np.random.default_rng(seed)
-    zipf = np.arange(1, n_topics + 1, dtype=np.float64) ** -zipf_exponent
-    self.topic_cdf = _quantized_cdf(zipf / zipf.sum())                         # [T]
-    self.next_tokens = _random_subsets(rng, (n_topics, vocab_size), vocab_size, branching)  # [T, V, B]
-    weights = rng.dirichlet(np.full(branching, dirichlet), size=(n_topics, vocab_size))
+  def __init__(self, vocab_size, n_topics, zipf_exponent, branching, dirichlet, seed,
+               new_topics=0, new_topic_weight=0.0):
+    def topics(rng, count):
+      """Zipf weights (summing to 1) and chains of `count` topics from `rng`."""
+      zipf = np.arange(1, count + 1, dtype=np.float64) ** -zipf_exponent
+      successors = _random_subsets(rng, (count, vocab_size), vocab_size, branching)  # [T, V, B]
+      weights = rng.dirichlet(np.full(branching, dirichlet), size=(count, vocab_size))
+      return zipf / zipf.sum(), successors, weights
+
+    mixture, successors, weights = topics(np.random.default_rng(seed), n_topics)
+    if new_topics:
+      new = topics(np.random.default_rng([seed, 1]), new_topics)  # a stream of their own
+      mixture = np.concatenate([(1 - new_topic_weight) * mixture, new_topic_weight * new[0]])
+      successors = np.concatenate([successors, new[1]])
+      weights = np.concatenate([weights, new[2]])
+      present = mixture > 0
+      mixture, successors, weights = mixture[present], successors[present], weights[present]
+    self.topic_cdf = _quantized_cdf(mixture)                                  # [T]
+    self.next_tokens = successors                                             # [T, V, B]
     self.next_cdf = _quantized_cdf(weights)                                   # [T, V, B]
     self.topic_weights = _probs(self.topic_cdf)
     self.next_probs = _probs(self.next_cdf)
-    self.vocab_size, self.n_topics, self.branching = vocab_size, n_topics, branching
+    self.vocab_size, self.n_topics, self.branching = vocab_size, len(mixture), branching
 
   def transition_matrix(self) -> np.ndarray:
     """Dense P [T, V, V]: P[k, a, b] = probability of b after a in topic k."""
@@ -73,8 +92,10 @@ class Language:
 
 
 @functools.lru_cache(maxsize=4)
-def language(vocab_size, n_topics, zipf_exponent, branching, dirichlet, seed) -> Language:
-  return Language(vocab_size, n_topics, zipf_exponent, branching, dirichlet, seed)
+def language(vocab_size, n_topics, zipf_exponent, branching, dirichlet, seed, new_topics=0,
+             new_topic_weight=0.0) -> Language:
+  return Language(vocab_size, n_topics, zipf_exponent, branching, dirichlet, seed, new_topics,
+                  new_topic_weight)
 
 
 class SyntheticSource:
@@ -88,9 +109,15 @@ class SyntheticSource:
     if params.n_topics < 1 or params.dirichlet <= 0 or params.zipf_exponent < 0:
       raise ConfigError("data.synthetic needs n_topics >= 1, dirichlet > 0 and zipf_exponent >= 0, got "
                         f"{params.n_topics}, {params.dirichlet}, {params.zipf_exponent}")
+    # Configs recorded before the fine-tuning language existed have no new_topics.
+    new_topics, new_weight = params.get("new_topics", 0), float(params.get("new_topic_weight", 0.0))
+    if new_topics < 0 or not 0 <= new_weight <= 1 or (new_weight > 0) != (new_topics > 0):
+      raise ConfigError("data.synthetic needs new_topics >= 0 and new_topic_weight in [0, 1], both "
+                        f"set or both 0; got {new_topics} and {new_weight}")
     self.params = params
     self.language = lang = language(params.vocab_size, params.n_topics, float(params.zipf_exponent),
-                                    params.branching, float(params.dirichlet), params.seed)
+                                    params.branching, float(params.dirichlet), params.seed,
+                                    new_topics, new_weight)
     self.vocab_size = params.vocab_size
     self.seq_len = seq_len
     self.seed = seed
@@ -160,4 +187,7 @@ class SyntheticSource:
             "n_topics": self.params.n_topics, "zipf_exponent": self.params.zipf_exponent,
             "branching": self.params.branching, "dirichlet": self.params.dirichlet,
             "language_seed": self.params.seed, "first_token": "uniform",
-            "loss_floor_method": "exact Bayes predictor: forward algorithm over topics on the eval sequences"}
+            "loss_floor_method": "exact Bayes predictor: forward algorithm over topics on the eval sequences",
+            **({"new_topics": self.params.new_topics,
+                "new_topic_weight": self.params.new_topic_weight}
+               if self.params.get("new_topics", 0) else {})}

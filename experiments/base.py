@@ -15,6 +15,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.init_from = ""                     # a run directory: start from its final weights (same shape)
 
+  # Fine-tuning a run named by init_from (model/lora.py). Left out of the config hash while full.
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.method = "full"           # full: train every weight | lora: train low-rank adapters only
+  c.finetune.lora_rank = 8             # r: adapters A [d_in, r], B [r, d_out] per targeted matrix
+  c.finetune.lora_alpha = 0.0          # the adapter's output is scaled by alpha / r; 0: alpha = r
+  c.finetune.lora_targets = "attention,mlp"  # attention, mlp or matrix names (query, key_value,
+                                       # out, up, gate, down), comma-separated
+
   c.model = ml_collections.ConfigDict()
   c.model.family = "decoder"           # decoder | encoder | encoder_decoder
   c.model.target_params = 0.0          # non-embedding N; > 0 derives the shape (model/sizing.py)
@@ -46,6 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.synthetic.branching = 4       # non-zero next tokens per row of a topic's Markov chain
   c.data.synthetic.dirichlet = 0.5
   c.data.synthetic.seed = 1234         # the language itself; `seed` above only orders the data
+  # A related language to fine-tune on: new topics (chains drawn from a stream of the same seed,
+  # so the original topics are unchanged) taking new_topic_weight of the topic mixture.
+  c.data.synthetic.new_topics = 0
+  c.data.synthetic.new_topic_weight = 0.0  # 1.0: only the new topics; 0.5: half old, half new
 
   c.train = ml_collections.ConfigDict()
   c.train.tokens = 1_000_000           # the token budget D (rounded to whole batches)
@@ -126,5 +138,31 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   for key, value in values.items():
     if key not in sweep:
       raise ConfigError(f"unknown sweep key {key!r}")
+    sweep[key] = value
+  return sweep
+
+
+def finetune_sweep_section(**values) -> ml_collections.ConfigDict:
+  """The `sweep` section of a fine-tuning sweep (sweeps/finetune.py plans it; left out of the hash).
+
+  kind              finetune
+  base_sweep        a pre-training sweep directory whose completed decoder runs are the base models,
+                    one per size N (the one with the most tokens); "": DIR/base, trained first from
+                    base_config when it is not complete
+  base_config       the pre-training sweep that makes DIR/base (a path from the repository root)
+  tokens            fine-tuning token budgets D_f
+  methods           full (every weight trains) and/or lora (adapters only, at each of lora_ranks)
+  lora_ranks        LoRA ranks r; finetune.lora_alpha and finetune.lora_targets apply to each
+  full_lr_scale     a full fine-tuning run's peak lr: this times its base run's peak lr
+  lora_lr_scale     a LoRA run's peak lr: this times its base run's peak lr
+  devices, workers, sbatch   as in sweep_section
+  """
+  sweep = ml_collections.ConfigDict(dict(
+      kind="finetune", base_sweep="", base_config="experiments/finetune_base_sweep.py",
+      tokens=(), methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=1.0,
+      lora_lr_scale=3.0, devices=1, workers=1, sbatch=()))
+  for key, value in values.items():
+    if key not in sweep:
+      raise ConfigError(f"unknown finetune sweep key {key!r}")
     sweep[key] = value
   return sweep

@@ -8,6 +8,11 @@
   layer's cross-attention keys and values into the cache, then decodes from the start (pad) token
   through the same jitted step (self-attention KV cache, precomputed cross-attention).
 - encoder: `fill_masks` samples every masked position from one bidirectional forward pass.
+Past the model's context the window slides, as nanoGPT's sampler does: each token is predicted
+from the last max_len tokens. Rotary positions depend only on the distance between a query and a
+key, so a rotary cache keeps its keys and values and drops the oldest position (`_slide`); learned
+and sinusoidal positions are absolute, so the last window is encoded afresh for every token past
+the context (`_restart`). A prompt longer than the context is cut to its last max_len tokens.
 Samples are drawn from the ids a family can emit: data tokens, and sentinels for an encoder-decoder
 (which ends a span by starting the next one); never the mask or pad id.
 
@@ -97,34 +102,58 @@ def _check_family(model, family: str):
                      f"{model.cfg.family} with {SAMPLERS[model.cfg.family]}")
 
 
-def _sample(graphdef, state, tokens, cache, max_new_tokens, key, **sampling):
-  """Feeds tokens [B, S] then each sampled token back; returns the new tokens int32 [B, K]."""
+@jax.jit
+def _slide(cache, shift):
+  """A rotary cache without its oldest `shift` positions: the kept keys keep their rotation, and
+  the next position is offset + index as before."""
+  roll = lambda x: jnp.roll(x, -shift, axis=1)
+  return [{**layer, "k": roll(layer["k"]), "v": roll(layer["v"]),
+           "index": layer["index"] - shift, "offset": layer["offset"] + shift} for layer in cache]
+
+
+@jax.jit
+def _restart(cache):
+  """The cache emptied of its self-attention positions (cross-attention entries kept)."""
+  zero = jnp.zeros((), jnp.int32)
+  return [{**layer, "index": zero, "offset": zero} for layer in cache]
+
+
+def _sample(graphdef, state, tokens, cache, max_new_tokens, key, cfg, **sampling):
+  """Feeds tokens [B, S] then each sampled token back, sliding the window past the context (see
+  the module docstring); returns the new tokens int32 [B, K]."""
   step = functools.partial(_step, graphdef, state, **sampling)
+  max_len, index = cfg.max_len, 0  # index: the cache's filled slots, tracked on the host
+  tokens = tokens[:, -max_len:]
+  window = tokens  # the last max_len tokens fed or sampled
   new = []
   for step_key in jax.random.split(key, max_new_tokens):
+    if index + tokens.shape[1] > max_len:
+      if cfg.pos == "rope":
+        cache, index = _slide(cache, index + tokens.shape[1] - max_len), max_len - tokens.shape[1]
+      else:
+        cache, index, tokens = _restart(cache), 0, window
     token, cache = step(tokens, cache, step_key)
+    index += tokens.shape[1]
     new.append(token)
     tokens = token[:, None]
+    window = jnp.concatenate([window, tokens], axis=1)[:, -max_len:]
   return jnp.stack(new, axis=1) if new else jnp.zeros((tokens.shape[0], 0), jnp.int32)
 
 
 def generate(model, prompt_tokens, max_new_tokens: int, key, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0):
-  """Continues prompt_tokens (int [P] or [B, P]) by max_new_tokens sampled tokens (decoder).
+  """Continues prompt_tokens (int [P] or [B, P]) by max_new_tokens sampled tokens (decoder), any
+  number of them: past the context the window slides (see the module docstring).
 
   Returns the prompt followed by the new tokens, int32 [P + K] or [B, P + K].
   """
   _check_family(model, "decoder")
   prompt, batched = _batched(prompt_tokens, "the prompt")
-  max_len = model.cfg.max_len
   if max_new_tokens < 0:
     raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-  if prompt.shape[1] + max_new_tokens > max_len:
-    raise ValueError(f"the prompt ({prompt.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) "
-                     f"exceeds the model's context of {max_len} tokens; shorten one of them")
   graphdef, state = nnx.split(model)
   new = _sample(graphdef, state, prompt, model.init_cache(prompt.shape[0]), max_new_tokens, key,
-                temperature=temperature, top_k=top_k, top_p=top_p)
+                model.cfg, temperature=temperature, top_k=top_k, top_p=top_p)
   out = jnp.concatenate([prompt, new], axis=1)
   return out if batched else out[0]
 
@@ -133,20 +162,20 @@ def generate_encoder_decoder(model, encoder_tokens, max_new_tokens: int, key,
                              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
   """The decoder's output for encoder_tokens (int [S] or [B, S]): int32 [K] or [B, K].
 
-  Decoding starts from the start (pad) token, which is not part of the output.
+  Decoding starts from the start (pad) token, which is not part of the output; past the
+  decoder's context its window slides (see the module docstring).
   """
   _check_family(model, "encoder_decoder")
   inputs, batched = _batched(encoder_tokens, "encoder_tokens")
-  if not 0 <= max_new_tokens <= model.cfg.max_len:
-    raise ValueError(f"max_new_tokens={max_new_tokens} must be in 0..{model.cfg.max_len}, the "
-                     "decoder's context")
+  if max_new_tokens < 0:
+    raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
   if inputs.shape[1] > model.cfg.max_len:
     raise ValueError(f"the input ({inputs.shape[1]} tokens) exceeds the model's context of "
                      f"{model.cfg.max_len} tokens; shorten it")
   graphdef, state = nnx.split(model)
   start = jnp.full((inputs.shape[0], 1), model.cfg.vocab_size, jnp.int32)
   new = _sample(graphdef, state, start, _encode(graphdef, state, inputs), max_new_tokens, key,
-                temperature=temperature, top_k=top_k, top_p=top_p)
+                model.cfg, temperature=temperature, top_k=top_k, top_p=top_p)
   return new if batched else new[0]
 
 

@@ -17,11 +17,15 @@ tokens of a batch row (the rows hold seq_len + 1), so train.tokens counts the sa
 import jax.numpy as jnp
 import optax
 
-from model import corruption
+from model import corruption, lora
 from model.transformer import Transformer
 
-def build_model(cfg, rngs):
-  return Transformer(cfg, rngs=rngs)
+
+def build_model(cfg, rngs, lora_settings=None):
+  """The family's Transformer; with LoRA settings, adapters on its targeted matrices, initialised
+  after (and so without changing) the base weights."""
+  model = Transformer(cfg, rngs=rngs)
+  return model if lora_settings is None else lora.attach(model, lora_settings, rngs)
 
 
 def cross_entropy(logits, targets, weights=None):

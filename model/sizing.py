@@ -100,6 +100,21 @@ def count_params(cfg: ModelConfig) -> tuple[int, int]:
   return non_embedding, total
 
 
+def count_lora_params(cfg: ModelConfig, rank: int, targets) -> int:
+  """Parameters of rank-r adapters (A [d_in, r], B [r, d_out]: r (d_in + d_out) each) on the
+  matrices named in `targets` (model/lora.py), exactly. Every attention has query (d, d),
+  key_value (d, 2d) and out (d, d); every MLP up (d, d_ff), down (d_ff, d) and, with SwiGLU, gate
+  (d, d_ff). The encoder-decoder has 3 n_layer attentions (encoder, decoder self- and
+  cross-attention) and 2 n_layer MLPs; the other families n_layer of each."""
+  d, d_ff = cfg.d_model, cfg.d_ff
+  attention = {"query": 2 * d, "key_value": 3 * d, "out": 2 * d}
+  mlp = {"up": d + d_ff, "down": d_ff + d, "gate": d + d_ff if cfg.mlp == "swiglu" else 0}
+  stacks = 2 if cfg.family == "encoder_decoder" else 1
+  attentions = (3 if cfg.family == "encoder_decoder" else 1) * cfg.n_layer
+  return rank * (attentions * sum(attention.get(name, 0) for name in targets)
+                 + stacks * cfg.n_layer * sum(mlp.get(name, 0) for name in targets))
+
+
 def _attention_flops(queries: int, keys: int, d: int, heads: int) -> int:
   """Forward FLOPs of one attention of `queries` positions over `keys` positions (h d_head = d)."""
   return (2 * queries * d * d            # query projection

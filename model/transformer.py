@@ -141,10 +141,17 @@ class Linear(nnx.Linear):
 
   On [B, T, d_in] inputs the weight gradient contracts over two axes, and XLA:CPU transposes the
   activations to do that (docs/design.md, "CPU speed"). A 2-D matmul is fine on any backend.
+  model/lora.py may attach a low-rank adapter as `lora` (an nnx.LoRA), added times `lora_scale`.
   """
+  lora = None
+  lora_scale = 1.0
 
   def __call__(self, x):
-    return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+    flat = x.reshape(-1, x.shape[-1])
+    y = super().__call__(flat)
+    if self.lora is not None:
+      y = y + self.lora_scale * self.lora(flat)
+    return y.reshape(*x.shape[:-1], -1)
 
 
 class Attention(nnx.Module):
@@ -273,7 +280,8 @@ class Transformer(nnx.Module):
     return self.encoder_norm(self._stack(self.encoder, tokens))
 
   def init_cache(self, batch: int, max_len: int | None = None, encoder_tokens=None):
-    """An empty KV cache for `decode`: one {"k", "v", "index"} per layer, in the compute dtype.
+    """An empty KV cache for `decode`: one {"k", "v", "index", "offset"} per layer, in the compute
+    dtype. offset is the absolute position of slot 0 (model/generate.py slides a rotary cache).
 
     encoder_decoder: encoder_tokens [batch, S] are encoded once here, and each layer's entry also
     holds the keys and values its cross-attention reads ("cross_k", "cross_v").
@@ -285,8 +293,8 @@ class Transformer(nnx.Module):
     self._check_length(max_len)
     shape = (batch, max_len, self.cfg.n_heads, self.cfg.head_dim)
     zeros = lambda: jnp.zeros(shape, self.cfg.compute_dtype)
-    cache = [{"k": zeros(), "v": zeros(), "index": jnp.zeros((), jnp.int32)}
-             for _ in range(self.cfg.n_layer)]
+    cache = [{"k": zeros(), "v": zeros(), "index": jnp.zeros((), jnp.int32),
+              "offset": jnp.zeros((), jnp.int32)} for _ in range(self.cfg.n_layer)]
     if self._needs_encoder_tokens(encoder_tokens):
       context = self.encode(encoder_tokens)
       for layer_cache, block in zip(cache, self.blocks):
@@ -296,10 +304,11 @@ class Transformer(nnx.Module):
   def decode(self, tokens, cache):
     """Runs new positions through the model given a cache of the previous ones.
 
-    tokens: int32 [B, S], the tokens at positions index .. index + S - 1 (S = the prompt length to
-    prefill, or 1 per generated token). Returns (float32 logits [B, S, vocab], the new cache).
+    tokens: int32 [B, S], the tokens at positions offset + index .. offset + index + S - 1 (S =
+    the prompt length to prefill, or 1 per generated token), written to cache slots index ..
+    index + S - 1. Returns (float32 logits [B, S, vocab], the new cache).
     """
-    positions = cache[0]["index"] + jnp.arange(tokens.shape[1])
+    positions = cache[0]["offset"] + cache[0]["index"] + jnp.arange(tokens.shape[1])
     x = self._embed(tokens, positions)
     new_cache = []
     for block, layer_cache in zip(self.blocks, cache):

@@ -84,10 +84,10 @@ def print_frontier(fit: dict, rows, report: str) -> dict:
   a3 = approach3.get("frontier_exponents", approach3)
   exponents = (f"not identified ({unidentified['frontier']})" if "frontier" in unidentified else
                f"N_opt ∝ C^{a3['a']:.3f}, D_opt ∝ C^{a3['b']:.3f}")
-  print(f"frontier, C in {fit.get('flops_convention', {}).get('label', '6ND FLOPs')}: {exponents} "
-        "(Chinchilla approach 3)" + (
-            f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, b = {approach2['b']:.3f}"
-            if approach2 else ""))
+  convention = fit.get("flops_convention")
+  print(f"frontier: {exponents} (Chinchilla approach 3)" + (
+      f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, b = {approach2['b']:.3f}"
+      if approach2 else "") + (f"; C in {convention['label']}" if convention else ""))
   print("tokens per parameter: " + ", ".join(_tokens_per_param(point) for point in printed))
   summary = {"a": a3["a"], "b": a3["b"], "E": approach3["E"], "frontier": frontier,
              "report": report}

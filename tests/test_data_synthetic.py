@@ -148,3 +148,47 @@ def test_random_bits_rows_do_not_depend_on_their_neighbours():
   ones = np.unpackbits(bits.view(np.uint8)).mean()
   assert abs(ones - 0.5) < 0.005  # no stuck bits
   assert synthetic.language(8, 2, 1.0, 2, 0.5, 0) is synthetic.language(8, 2, 1.0, 2, 0.5, 0)  # cached
+
+
+def test_fine_tuning_language_keeps_the_original_topics_and_adds_new_ones():
+  original = make(seq_len=16, vocab_size=8, n_topics=6, branching=3)
+  mixed = make(seq_len=16, vocab_size=8, n_topics=6, branching=3, new_topics=4,
+               new_topic_weight=0.25)
+  old, new = original.language, mixed.language
+  assert new.n_topics == 10
+  # The original topics keep their chains exactly, and three quarters of the mixture.
+  np.testing.assert_array_equal(new.transition_matrix()[:6], old.transition_matrix())
+  np.testing.assert_allclose(new.topic_weights[:6], 0.75 * old.topic_weights, atol=1e-9)
+  zipf = np.arange(1, 5) ** -1.1
+  np.testing.assert_allclose(new.topic_weights[6:], 0.25 * zipf / zipf.sum(), atol=1e-9)
+  assert not np.array_equal(new.transition_matrix()[6:], new.transition_matrix()[:4])
+  only_new = make(seq_len=16, vocab_size=8, n_topics=6, branching=3, new_topics=4,
+                  new_topic_weight=1.0).language
+  assert only_new.n_topics == 4  # topics of weight 0 are left out
+  np.testing.assert_array_equal(only_new.transition_matrix(), new.transition_matrix()[6:])
+  # No new topics: the language, its data and its floor are the original's.
+  np.testing.assert_array_equal(make(seq_len=16, new_topics=0).sequences("eval", 0, 8),
+                                make(seq_len=16).sequences("eval", 0, 8))
+
+
+@pytest.mark.parametrize("weight", [0.5, 1.0])
+def test_fine_tuning_floor_equals_the_forward_recursion(weight):
+  small = make(seq_len=12, vocab_size=6, n_topics=5, branching=2, new_topics=3,
+               new_topic_weight=weight)
+  tokens, topics = small.sample("eval", 0, 64)
+  if weight < 1:  # sequences of both the original topics and the new ones
+    assert (topics < 5).any() and (topics >= 5).any()
+  expected = np.mean([forward_reference(small.language, row) for row in tokens[:6]])
+  assert small.loss_floor(6) == pytest.approx(expected, rel=1e-10)
+  # The default construction's fine-tuning language: a floor of the same kind as the original's.
+  default = make(seq_len=128, new_topics=512, new_topic_weight=weight)
+  floor = default.loss_floor(256)
+  assert floor == pytest.approx(0.93, abs=0.08) and floor != make(seq_len=128).loss_floor(256)
+  assert default.describe()["new_topics"] == 512
+
+
+def test_new_topics_need_both_keys():
+  with pytest.raises(ConfigError, match="new_topic_weight"):
+    make(new_topic_weight=0.5)
+  with pytest.raises(ConfigError, match="new_topic_weight"):
+    make(new_topics=4, new_topic_weight=1.5)

@@ -86,8 +86,35 @@ def test_greedy_generate_matches_rollout_and_compiles_once():
   for t in range(3, 13):  # the slow way: the whole sequence through the model for every token
     rollout = rollout.at[:, t].set(jnp.argmax(forward(state, rollout)[:, t - 1], -1))
   np.testing.assert_array_equal(out, rollout)
-  with pytest.raises(ValueError, match="context of 16"):
-    gen.generate(model, [1, 2, 3], 14, jax.random.key(0))
+
+
+@pytest.mark.parametrize("pos", ["rope", "learned"])  # sinusoidal re-encodes as learned does
+def test_generation_past_the_context_slides_its_window_as_nanogpt_does(pos):
+  """40 tokens from a 16-token model: each one greedy from the last 16 tokens, run through the
+  whole model (nanoGPT's sampler); a rotary cache slides, the others re-encode the window."""
+  model = Transformer(ModelConfig(**SMALL, pos=pos), rngs=nnx.Rngs(4))
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  prompt = jnp.array([[1, 2, 3], [4, 5, 6]], jnp.int32)
+  compiled_before = gen._step._cache_size()
+  out = gen.generate(model, prompt, 40, jax.random.key(0), temperature=0.0)
+  # prefill, one step, and for absolute positions the re-encoded window
+  assert gen._step._cache_size() - compiled_before <= (2 if pos == "rope" else 3)
+  assert out.shape == (2, 43)
+  rollout = out[:, :3]
+  for _ in range(40):  # causal: a window padded on the right to 16 predicts from its last token
+    window = rollout[:, -16:]
+    padded = jnp.pad(window, ((0, 0), (0, 16 - window.shape[1])))
+    logits = forward(state, padded)[:, window.shape[1] - 1]
+    rollout = jnp.concatenate([rollout, jnp.argmax(logits, -1)[:, None].astype(jnp.int32)], 1)
+  np.testing.assert_array_equal(out, rollout)
+  # A prompt longer than the context is read from its last 16 tokens.
+  long_prompt = jax.random.randint(jax.random.key(5), (20,), 0, 32)
+  continued = gen.generate(model, long_prompt, 5, jax.random.key(0), temperature=0.0)
+  np.testing.assert_array_equal(continued[:20], long_prompt)
+  np.testing.assert_array_equal(
+      continued[20:], gen.generate(model, long_prompt[-16:], 5, jax.random.key(0),
+                                   temperature=0.0)[16:])
 
 
 
@@ -125,8 +152,10 @@ def test_greedy_encoder_decoder_generation_matches_rollout(seq2seq):
   for t in range(6):
     rollout = rollout.at[:, t + 1].set(jnp.argmax(forward(state, rollout, inputs)[:, t], -1))
   np.testing.assert_array_equal(out, rollout[:, 1:])
-  sampled = gen.generate_encoder_decoder(model, inputs, 16, jax.random.key(1), temperature=5.0)
-  assert sampled.shape == (2, 16) and not bool(jnp.any(sampled == 32))  # never the pad id
+  sampled = gen.generate_encoder_decoder(model, inputs, 40, jax.random.key(1), temperature=5.0)
+  assert sampled.shape == (2, 40) and not bool(jnp.any(sampled == 32))  # never the pad id
+  greedy_long = gen.generate_encoder_decoder(model, inputs, 24, jax.random.key(0), temperature=0.0)
+  np.testing.assert_array_equal(greedy_long[:, :6], out)  # past the context it goes on
   with pytest.raises(ValueError, match="sample this encoder_decoder with generate_encoder_decoder"):
     gen.generate(model, [1, 2], 3, jax.random.key(0))
 

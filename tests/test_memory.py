@@ -16,7 +16,7 @@ from jax.ad_checkpoint import print_saved_residuals
 
 from conftest import ROOT
 from core.config import ConfigError, load_config
-from model import objectives, sizing
+from model import lora, objectives, sizing
 from training import memory
 from model.transformer import ModelConfig, Transformer
 
@@ -124,6 +124,28 @@ def test_estimate_is_within_tolerance_of_xla(overrides, vocab):
   _, _, estimate = memory.comparable_estimate(memory_plan)
   assert xla["total"] > 0
   assert abs(estimate - xla["total"]) <= XLA_TOLERANCE * xla["total"], (estimate, xla)
+
+
+def test_lora_estimate_by_hand_and_against_xla():
+  """Rank 1 on the attention of HAND: 2 layers x (2*8 + 3*8 + 2*8) = 112 adapter parameters,
+  which alone have gradients and AdamW moments; each adapter's x A is a [b t, 1] activation."""
+  adapters = lora.LoRASettings(1, 1.0, lora.GROUPS["attention"])
+  e = memory.estimate(HAND, batch_per_device=2, lora_settings=adapters)
+  full = memory.estimate(HAND, batch_per_device=2)
+  assert e["weights"] == 4 * (1736 + 112)
+  assert e["gradients"] == 4 * 112 and e["optimizer"] == 8 * 112
+  assert e["activations_per_layer"] == full["activations_per_layer"] + 4 * 3 * 2 * 4
+  config = load_config(TINY, ["--config.model.mlp=swiglu"])
+  memory_plan = memory.plan(config)
+  lora_config = memory_plan["config"].copy_and_resolve_references()
+  lora_config.finetune.method, lora_config.finetune.lora_rank = "lora", 8
+  settings = lora.settings_of(lora_config)
+  estimate = memory.estimate(memory_plan["model_cfg"], memory_plan["batch_per_device"],
+                             causal_blocks=1, lora_settings=settings)
+  xla = memory.xla_memory(lora_config, memory_plan["model_cfg"], memory_plan["plan"])
+  assert abs(estimate["total"] - xla["total"]) <= XLA_TOLERANCE * xla["total"], (estimate, xla)
+  assert estimate["optimizer"] == 8 * sizing.count_lora_params(
+      memory_plan["model_cfg"], 8, lora.MATRICES)
 
 
 def test_check_fits_refuses_with_the_figures_and_passes_what_fits():

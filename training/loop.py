@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from core import rundir
-from training import checkpoint, results, tracking
+from training import checkpoint, finetune, results, tracking
 from training.mfu import Throughput, peak_flops_per_second
 from training.steps import host_step
 
@@ -163,12 +163,14 @@ class StepLoop:
       self._save_own(member, self.plan.steps, member_state)
     result = results.make_result(member.config, self.plan, member.source, member.log.last_row,
                                  status, self.clock.seconds())
+    result.update(finetune.run_figures(self.trainer, member.workdir))
     branch = rundir.read_branch(member.workdir)
     if branch:  # a branch of a WSD trunk: which trunk, and where it left it
       result.update(trunk=os.path.basename(branch["trunk"]), branch_step=branch["step"])
     if self.config.init_from and status == rundir.COMPLETED:
-      result.update(results.original_data_losses(self.config.init_from, self.trainer,
-                                                 self.batches, self.state, self.plan))
+      result.update(finetune.forgetting_figures(member.config, self.trainer, self.batches,
+                                                self.state, self.plan, member.source,
+                                                self.members.index(member)))
     if self.primary:
       rundir.write_result(member.workdir, result)
     member.log.summarise(result)

@@ -12,9 +12,12 @@ whose fsdp axis shards arrays as training/sharding.py's fsdp_axis does:
                    per step (1e-4 to 1e-3), at or below an int8 step (max|w| / 127, ~6e-4 for
                    GPT-2-scale weights), so int8 weights alone would round the updates away: int8
                    buys memory for inference (the weights alone), not for training.
-  gradients        float32, 4 B per parameter (the parameters are float32 in every scheme), plus a
-                   float32 accumulator when train.grad_accum > 1.
-  optimizer        AdamW's two float32 moments, 8 B per parameter.
+  gradients        float32, 4 B per trained parameter (the parameters are float32 in every
+                   scheme), plus a float32 accumulator when train.grad_accum > 1.
+  optimizer        AdamW's two float32 moments, 8 B per trained parameter.
+  LoRA             (finetune.method=lora) the adapters are the trained parameters: gradients and
+                   optimizer count them alone, weights count base and adapters; activations add
+                   each adapter's x A (a * b t r per adapted matrix).
   weight copies    16-bit compute (the bf16 and int8 columns) casts or dequantises every matrix to
                    bfloat16 and keeps the copies for the backward pass (2 B per matrix parameter,
                    unsharded: they are gathered); fp32 with fsdp > 1 gathers one layer and the
@@ -56,7 +59,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from core.config import ConfigError, load_config
-from model import attention, objectives, quantize
+from model import attention, lora, objectives, quantize
 from model.transformer import ModelConfig
 from training import plan as plan_lib
 from training import sharding
@@ -77,12 +80,17 @@ LOGITS_FLOAT32_TENSORS = 2
 
 
 @functools.lru_cache(maxsize=16)
-def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-  """Every parameter of the model by path ("blocks/0/attn/query/kernel"), read off its abstract
-  initialisation (no memory is allocated)."""
-  model = nnx.eval_shape(lambda: objectives.build_model(cfg, nnx.Rngs(0)))
+def parameter_shapes(cfg: ModelConfig, lora_settings=None) -> dict[str, tuple[int, ...]]:
+  """Every parameter of the model by path ("blocks/0/attn/query/kernel"; LoRA adapters under
+  ".../lora/lora_a"), read off its abstract initialisation (no memory is allocated)."""
+  model = nnx.eval_shape(lambda: objectives.build_model(cfg, nnx.Rngs(0), lora_settings))
   flat = quantize.flatten(nnx.state(model, nnx.Param))
   return {path: tuple(x.shape) for path, x in flat.items()}
+
+
+def is_trained(path: str, lora_settings) -> bool:
+  """Whether the optimizer trains a parameter: every one, or with LoRA the adapters only."""
+  return lora_settings is None or "/lora/" in path
 
 
 def shard_fraction(path: str, shape: tuple[int, ...], fsdp: int) -> float:
@@ -115,7 +123,7 @@ def activation_bytes(cfg: ModelConfig, micro_batch: int, act_bytes: int,
 
 def estimate(cfg: ModelConfig, batch_per_device: int, *, precision: str = "fp32",
              grad_accum: int = 1, fsdp: int = 1, flash_attention: bool = False,
-             causal_blocks: int = 1) -> dict:
+             causal_blocks: int = 1, lora_settings=None) -> dict:
   """Training memory per device in bytes, by component (see the module docstring).
 
   cfg.max_len is the sequence length; batch_per_device the sequences one device takes per step
@@ -127,9 +135,10 @@ def estimate(cfg: ModelConfig, batch_per_device: int, *, precision: str = "fp32"
   if batch_per_device % grad_accum:
     raise ConfigError(f"batch per device {batch_per_device} is not a multiple of "
                       f"grad_accum {grad_accum}")
-  shapes = parameter_shapes(cfg)
+  shapes = parameter_shapes(cfg, lora_settings)
   sharded = {path: shard_fraction(path, shape, fsdp) for path, shape in shapes.items()}
-  n_sharded = sum(math.prod(shape) * sharded[path] for path, shape in shapes.items())
+  n_trained = sum(math.prod(shape) * sharded[path] for path, shape in shapes.items()
+                  if is_trained(path, lora_settings))
   weights = sum(stored_bytes(path, shape, precision) * sharded[path]
                 for path, shape in shapes.items())
   act = ACTIVATION_BYTES[precision]
@@ -144,14 +153,17 @@ def estimate(cfg: ModelConfig, batch_per_device: int, *, precision: str = "fp32"
     weight_copies = 0
   per_layer, outside = activation_bytes(cfg, batch_per_device // grad_accum, act, flash_attention,
                                         causal_blocks)
+  if lora_settings is not None:  # each adapter's x A, [b t, r]
+    adapters = sum(path.endswith("lora_a") for path in shapes) / cfg.n_layer
+    per_layer += act * adapters * (batch_per_device // grad_accum) * cfg.max_len * lora_settings.rank
   activations = cfg.n_layer * per_layer + outside
   block_inputs = cfg.n_layer * act * (batch_per_device // grad_accum) * cfg.max_len * cfg.d_model
   activations_remat = block_inputs + per_layer + outside
   parts = {
       "weights": weights,
-      "master_weights": MASTER_BYTES[precision] * n_sharded,
-      "gradients": GRADIENT_BYTES * n_sharded * (2 if grad_accum > 1 else 1),
-      "optimizer": ADAM_BYTES * n_sharded,
+      "master_weights": MASTER_BYTES[precision] * n_trained,  # what the optimizer updates
+      "gradients": GRADIENT_BYTES * n_trained * (2 if grad_accum > 1 else 1),
+      "optimizer": ADAM_BYTES * n_trained,
       "weight_copies": weight_copies,
       "batch": 4 * batch_per_device * (cfg.max_len + 1),
   }
@@ -205,7 +217,8 @@ def plan(config, n_devices: int | None = None, vocab_size: int | None = None,
             if backend == "cpu" and model_cfg.family != "encoder" else 1)
   estimates = {precision: estimate(model_cfg, batch_per_device, precision=precision,
                                    grad_accum=config.train.grad_accum, fsdp=fsdp,
-                                   flash_attention=flash[precision], causal_blocks=blocks)
+                                   flash_attention=flash[precision], causal_blocks=blocks,
+                                   lora_settings=lora.settings_of(config))
                for precision in PRECISIONS}
   return {"name": config.name, "config": config, "model_cfg": model_cfg, "plan": run_plan,
           "mesh": {"data": data_axis, "fsdp": fsdp}, "batch_per_device": batch_per_device,

@@ -12,7 +12,7 @@ import math
 import data
 from core import rundir
 from core.config import ConfigError
-from model import hparams, sizing
+from model import hparams, lora, sizing
 from training.optimizer import COOLDOWN_SHAPES, SCHEDULES
 from training.sharding import mesh_shape
 
@@ -53,15 +53,27 @@ class Plan:
 
 
 def config_hash(config) -> str:
-  """16 hex digits identifying what a config computes (UNHASHED_KEYS left out)."""
+  """16 hex digits identifying what a config computes (UNHASHED_KEYS left out, and the
+  fine-tuning keys while they change nothing, so runs recorded before they existed keep their hash)."""
   flat = json.loads(config.to_json())
-  for key in UNHASHED_KEYS:
+  for key in UNHASHED_KEYS + inert_finetune_keys(flat):
     *parents, leaf = key.split(".")
     node = flat
     for part in parents:
       node = node.get(part, {})
     node.pop(leaf, None)
   return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def inert_finetune_keys(flat: dict) -> tuple:
+  """The finetune section of a full (or no) fine-tuning, and the new-topic keys of a synthetic
+  language without new topics: keys that do not change what such a run computes."""
+  inert = ()
+  if flat.get("finetune", {}).get("method", "full") == "full":
+    inert += ("finetune",)
+  if not flat.get("data", {}).get("synthetic", {}).get("new_topics", 0):
+    inert += ("data.synthetic.new_topics", "data.synthetic.new_topic_weight")
+  return inert
 
 
 def round_up(value, multiple):
@@ -116,6 +128,9 @@ def resolve(config, n_devices: int):
     if key in config.model and key != "dtype":
       config.model[key] = value
   config.model.target_params = 0.0
+  if lora.settings_of(config) is not None and not config.init_from:
+    raise ConfigError("finetune.method=lora trains adapters on a trained model; set init_from to "
+                      "the run directory to adapt")
   if config.init_from:
     check_init_from(config.init_from, model_cfg)
   plan = Plan(
@@ -162,8 +177,6 @@ def replica_settings(config) -> tuple[tuple, tuple]:
                         "give one per replica or none")
   if any(not isinstance(lr, (int, float)) or lr <= 0 for lr in lrs):
     raise ConfigError(f"train.replica_lrs must be positive numbers, got {lrs}")
-  if config.init_from:
-    raise ConfigError("init_from trains one model; set train.replicas=1")
   seeds = tuple(int(seed) for seed in seeds) or tuple(config.seed + i for i in range(replicas))
   return seeds, tuple(float(lr) for lr in lrs) or (train.lr,) * replicas
 

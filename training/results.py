@@ -1,8 +1,7 @@
-"""What a run reports when it ends: result.json's figures, a group's replica records, and the loss
-on the original data of a continued pre-training run (forgetting)."""
+"""What a run reports when it ends: result.json's figures and a group's replica records
+(training/finetune.py adds what a fine-tuning run reports)."""
 import os
 
-import data
 from core import rundir
 from model.families import OBJECTIVES
 from training.plan import config_hash
@@ -54,11 +53,3 @@ def replica_record(member, status: str) -> dict:
           "config_hash": config_hash(member.config),
           "status": rundir.DIVERGED if member.diverged else status}
 
-
-def original_data_losses(run_dir: str, trainer, batches, state, plan) -> dict:
-  """Loss on the data the initial weights were trained on, before and after: forgetting."""
-  original_source = data.make_source(rundir.read_config(run_dir))
-  before = (rundir.read_result(run_dir) or {}).get("final_eval_loss")
-  eval_batches = batches.eval([original_source], plan.eval_sequences)
-  return {"init_from": run_dir, "original_data_eval_loss_before": before,
-          "original_data_eval_loss": float(trainer.evaluate(state, eval_batches))}

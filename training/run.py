@@ -16,8 +16,7 @@ import jax
 import data
 from core import rundir
 from core.config import ConfigError
-from model import loading
-from training import checkpoint, tracking, wandb_run
+from training import checkpoint, finetune, tracking, wandb_run
 from training.batches import Batches
 from training.loop import Clock, Member, StepLoop
 from training.plan import config_hash, replica_config
@@ -68,7 +67,7 @@ def restore_or_init(config, trainer, manager, members):
     return trainer.with_own_run(state), meta
   state = trainer.init()
   if config.init_from:  # fresh optimizer and schedule, the other run's final weights
-    state["params"] = loading.restore_params(config.init_from, trainer.abstract_state["params"])
+    state = finetune.start_from(config.init_from, trainer, state)
   return state, {}
 
 

@@ -12,7 +12,14 @@ A group (plan.replicas = K > 1) trains K models of one shape at once: every leaf
 gains a leading replica axis, batches are [K, batch, seq_len + 1] (each replica's own data order),
 and the step maps the one-model step over them (`jax.vmap`, or `jax.lax.map` of vmapped chunks of
 train.replica_batch replicas), so the models never interact.
+
+LoRA fine-tuning (config.finetune.method=lora, model/lora.py) trains the adapters only: the state's
+"params" are the adapters, which the optimizer state covers, and "frozen" holds the base weights,
+carried through each step unchanged (donated in, aliased out) and never differentiated, so no
+weight gradient of a frozen matrix is computed.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +27,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from model import objectives
+from model import lora, objectives
 from training import optimizer
 from training.process import compiler_options
 from training.sharding import fsdp_sharding
@@ -44,6 +51,8 @@ class Trainer:
   def __init__(self, config, model_cfg, plan, mesh):
     self.mesh, self.plan, self.train, self.model_cfg = mesh, plan, config.train, model_cfg
     self.replicas = plan.replicas
+    self.lora = lora.settings_of(config)
+    filters = lora.param_filters(self.lora)
     platform = mesh.devices.flat[0].platform
     # Replicas vmapped together; groups of them run one after another inside the step. On a CPU
     # one at a time measured fastest (benchmarks/throughput.py); accelerators want them batched.
@@ -57,13 +66,15 @@ class Trainer:
     self.run = run if self.replicas > 1 else {key: value[0] for key, value in run.items()}
 
     def init(run):
-      model = objectives.build_model(model_cfg, nnx.Rngs(jax.random.key(run["seed"])))
-      params = nnx.state(model, nnx.Param)
+      model = objectives.build_model(model_cfg, nnx.Rngs(jax.random.key(run["seed"])), self.lora)
+      _, params, *frozen, _ = nnx.split(model, *filters, ...)
       return {"step": jnp.zeros((), jnp.int32), "params": params,
-              "opt_state": optimizer.make_optimizer(self.train, 0.0).init(params), "run": run}
+              "opt_state": optimizer.make_optimizer(self.train, 0.0).init(params), "run": run,
+              **({"frozen": frozen[0]} if frozen else {})}
 
-    abstract_model = nnx.eval_shape(lambda: objectives.build_model(model_cfg, nnx.Rngs(0)))
-    self.graphdef, _, self.rest = nnx.split(abstract_model, nnx.Param, ...)
+    abstract_model = nnx.eval_shape(
+        lambda: objectives.build_model(model_cfg, nnx.Rngs(0), self.lora))
+    self.graphdef, *_, self.rest = nnx.split(abstract_model, *filters, ...)
     # One model's shardings; a group adds an unsharded replica axis in front.
     self.state_sharding = jax.tree_util.tree_map_with_path(
         lambda path, x: self._sharding(fsdp_sharding(
@@ -81,9 +92,12 @@ class Trainer:
                               out_shardings=(self.state_sharding, replicated),
                               compiler_options=options)
     # Evaluation noise (for families that corrupt inputs) is fixed, so evaluations are comparable.
+    # eval_step(params, batch) or, with LoRA, eval_step(params, batch, frozen).
+    frozen = tuple(self.state_sharding[key] for key in ("frozen",) if key in self.state_sharding)
     self.eval_step = jax.jit(
-        per_replica(lambda params, batch: self._loss(params, batch, jax.random.key(0))),
-        in_shardings=(self.state_sharding["params"], self.batch_sharding),
+        per_replica(lambda params, batch, *frozen: self._loss(params, batch, jax.random.key(0),
+                                                              *frozen)),
+        in_shardings=(self.state_sharding["params"], self.batch_sharding, *frozen),
         out_shardings=replicated, compiler_options=options)
     self._take_replica = None
     self._stack_replicas = None
@@ -122,13 +136,14 @@ class Trainer:
                                      out_shardings=self.state_sharding)
     return self._stack_replicas(states)
 
-  def _loss(self, params, batch, key):
-    return objectives.loss(nnx.merge(self.graphdef, params, self.rest), batch, key)
+  def _loss(self, params, batch, key, frozen=None):
+    weights = (params,) if frozen is None else (params, frozen)
+    return objectives.loss(nnx.merge(self.graphdef, *weights, self.rest), batch, key)
 
   def _train_step(self, state, batch):
     """One model's step; a group maps it over its replicas (see `replica_mapper`)."""
     params, run, step = state["params"], state["run"], state["step"]
-    grad_fn = jax.value_and_grad(self._loss)
+    grad_fn = functools.partial(jax.value_and_grad(self._loss), frozen=state.get("frozen"))
     step_key = jax.random.fold_in(jax.random.key(run["seed"] + 1), step)
     grad_accum = self.train.grad_accum
     if grad_accum == 1:
@@ -150,15 +165,16 @@ class Trainer:
     updates, opt_state = optimizer.make_optimizer(self.train, lr).update(
         grads, state["opt_state"], params)
     metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
-    new_state = {"step": step + 1, "params": optax.apply_updates(params, updates),
-                 "opt_state": opt_state, "run": run}
+    new_state = {**state, "step": step + 1, "params": optax.apply_updates(params, updates),
+                 "opt_state": opt_state}
     return new_state, metrics
 
   def evaluate(self, state, eval_batches):
     """Mean held-out loss (one per replica in a group), left on the device so the host reads it
     with the step's metrics."""
-    return jnp.mean(jnp.stack([self.eval_step(state["params"], batch) for batch in eval_batches]),
-                    axis=0)
+    frozen = [state["frozen"]] if "frozen" in state else []
+    return jnp.mean(jnp.stack([self.eval_step(state["params"], batch, *frozen)
+                               for batch in eval_batches]), axis=0)
 
 
 def host_step(state) -> int:
