@@ -4,6 +4,7 @@
   python sweep.py --config experiments/NAME.py --workdir DIR [--workers K] [--executor local|slurm|wandb]
   python sweep.py --config ... --dry-run [--json]  # the plan, its FLOPs and a measured wall-time estimate
   python sweep.py --config ... --workdir DIR --row K   # one plan row (Slurm array tasks, W&B agents)
+  python sweep.py --config ... --workdir DIR --executor slurm [--wait]   # submit, or collect what finished
 
 A sweep is an experiment file with a `sweep` section (experiments/base.py documents its keys;
 sweep.kind = finetune fine-tunes a pre-training sweep's models, sweeps/finetune.py);
@@ -28,7 +29,7 @@ from sweeps.estimate import dry_run
 from sweeps.executors import EXECUTORS
 from sweeps.finetune import finish_finetune, plan_finetune
 from sweeps.plan import plan_sweep
-from sweeps.row import run_row
+from sweeps.row import run_row, run_row_with_group
 
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
 
@@ -44,12 +45,19 @@ def parse_args(argv):
   parser.add_argument("--dry-run", action="store_true",
                       help="write and print the plan with a measured wall-time estimate, train nothing")
   parser.add_argument("--row", type=int, help="train only this plan row (Slurm tasks, W&B agents)")
+  parser.add_argument("--with-group", action="store_true",
+                      help="with --row K: K's group of replicas too, as one process (Slurm tasks)")
+  parser.add_argument("--wait", action="store_true",
+                      help="--executor slurm: wait for the jobs, then collect (default: submit and "
+                           "collect what has finished; rerun to collect the rest)")
   parser.add_argument("--json", action="store_true", help="end with one JSON object")
   args, rest = parser.parse_known_args(argv)
   overrides = [arg for arg in rest if arg.startswith("--config.")]
   unknown = [arg for arg in rest if not arg.startswith("--config.")]
   if unknown:
     parser.error(f"unrecognised arguments: {' '.join(unknown)}")
+  if args.with_group and args.row is None:
+    parser.error("--with-group needs --row K")
   if args.workers is not None and args.workers < 1:
     parser.error("--workers must be at least 1")
   return args, overrides
@@ -64,7 +72,7 @@ def main(argv=None) -> int:
     config = load_config(config_path, overrides)
     sweep_dir = os.path.abspath(args.workdir or os.path.join("sweeps", config.name))
     if args.row is not None:
-      return run_row(sweep_dir, config_path, args.row)
+      return (run_row_with_group if args.with_group else run_row)(sweep_dir, config_path, args.row)
     finetune = config.get("sweep", {}).get("kind") == "finetune"
     rows = (plan_finetune(config, overrides, sweep_dir, args.workers or config.sweep.workers,
                           train_bases=args.executor == "local" and not args.dry_run)
@@ -84,7 +92,11 @@ def main(argv=None) -> int:
   if args.dry_run:
     summary.update(dry_run(rows, config_path, config, workers))
   else:
-    outcome = EXECUTORS[args.executor](rows, sweep_dir, config_path, config, workers)
+    try:
+      outcome = EXECUTORS[args.executor](rows, sweep_dir, config_path, config, workers, args.wait)
+    except ConfigError as error:  # a scheduler refused the jobs (e.g. sweep.sbatch's options)
+      print(f"error: {error}", file=sys.stderr)
+      return rundir.EXIT_BAD_INPUT
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)

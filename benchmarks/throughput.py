@@ -6,10 +6,11 @@
 
 Times the real train step of training/steps.py (same jit, shardings, donation, optimizer) on random tokens:
 the first step (tracing and compilation), then the median step time over repeats. MFU = counted
-training FLOPs per token (Chinchilla Appendix F, model/sizing.py) x tokens/s / the device's peak:
-the datasheet dense bf16 figure on GPUs, and on CPUs the best float32 1024x1024 matmul measured
-between the repeats (training/mfu.py, the figure train.py's rows use), so that on a
-shared machine the peak is taken under the same load as the steps.
+training FLOPs per token (Chinchilla Appendix F, model/sizing.py) x tokens/s / the device's peak,
+and `mfu_6n` the same with 6 N_total per token (PaLM's convention; training/mfu.py): the
+datasheet dense bf16 figure on GPUs, and on CPUs the best float32 1024x1024 matmul measured
+between the repeats, so that on a shared machine the peak is taken under the same load as the
+steps (a figure above the machine's cached peak, which train.py's rows use, raises it).
 
 - `--replicas 1,4,8`: a group of K models in one jitted step (train.replicas) against K sequential
   single runs, whose throughput is the single model's: speedup = group tokens/s / single tokens/s.
@@ -77,6 +78,7 @@ class Shape:
                         mlp=args.mlp, dtype=args.dtype, remat=args.remat)
     config.train.update(seq_len=context, batch_size=batch, lr=1e-4,
                         replica_batch=args.replica_batch)
+    self.config = config
     self.model_cfg = sizing.model_config_from(config.model, vocab_size=vocab, seq_len=context)
     n_params, n_params_total = sizing.count_params(self.model_cfg)
     self.plan = Plan(
@@ -115,9 +117,10 @@ def torch_step_seconds(python: str, shape, steps: int) -> float:
   return json.loads(out.strip().splitlines()[-1])["step_seconds"]
 
 
-def benchmark(args, shape) -> dict:
-  """Throughput of `shape` for every replica count asked for (and PyTorch's), repeats interleaved."""
-  shapes = {k: Shape(args, shape, k) for k in args.replicas}
+def benchmark(args, shape, shapes=None) -> dict:
+  """Throughput of `shape` for every replica count asked for (and PyTorch's), repeats interleaved.
+  `shapes`: {replicas: Shape} already built (default: one per count of args.replicas)."""
+  shapes = shapes or {k: Shape(args, shape, k) for k in args.replicas}
   adapted = {rank: Shape(args, shape, 1, rank) for rank in args.lora_ranks}
   times, peaks, torch_times, loads = collections.defaultdict(list), [], [], []
   for _ in range(args.repeats):
@@ -131,6 +134,8 @@ def benchmark(args, shape) -> dict:
     if args.torch:
       torch_times.append(torch_step_seconds(args.torch, shape, args.steps))
   peak = max(peaks) if peaks else mfu.peak_flops_per_second()
+  if peaks:  # the machine's cached CPU peak (what train.py's rows use) never stays below this
+    mfu.remember_higher_cpu_peak(peak)
   single = shapes[min(shapes)]
   result = {
       "device": jax.devices()[0].device_kind, "n_devices": jax.device_count(),
@@ -147,7 +152,8 @@ def benchmark(args, shape) -> dict:
     result["replicas"][k] = {
         "first_step_seconds": timed.first_step_seconds, "step_seconds": step_seconds,
         "step_seconds_all": times[k], "tokens_per_sec": tokens_per_sec,
-        "achieved_flops_per_sec": achieved, "mfu": achieved / peak}
+        "achieved_flops_per_sec": achieved, "mfu": achieved / peak,
+        "mfu_6n": tokens_per_sec * 6 * timed.plan.n_params_total / peak}
   base_tps = result["replicas"][min(shapes)]["tokens_per_sec"]
   for k, figures in result["replicas"].items():
     # K sequential runs take K times one run's time for K times its tokens: its tokens/s.
@@ -195,7 +201,8 @@ def report(result: dict) -> None:
     label = "1 model " if k == 1 else f"{k} models"
     print(f"  {label}: first step {figures['first_step_seconds']:.2f} s, step "
           f"{1e3 * figures['step_seconds']:.1f} ms, {figures['tokens_per_sec']:,.0f} tokens/s, "
-          f"{figures['achieved_flops_per_sec'] / 1e9:,.1f} GFLOP/s, MFU {100 * figures['mfu']:.1f}%"
+          f"{figures['achieved_flops_per_sec'] / 1e9:,.1f} GFLOP/s, MFU {100 * figures['mfu']:.1f}% "
+          f"(6N: {100 * figures['mfu_6n']:.1f}%)"
           + (f", {figures['speedup_vs_sequential']:.2f}x {k} sequential runs" if k > 1 else ""))
   for rank, figures in result.get("lora", {}).items():
     print(f"  LoRA r{rank}: step {1e3 * figures['step_seconds']:.1f} ms, "

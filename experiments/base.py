@@ -122,10 +122,11 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   n_params, tokens  the grid's target non-embedding N values and token budgets D
   seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
   max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
-                    group of replicas (train.replicas) by --executor local; 1: every run alone
+                    group of replicas (train.replicas) by --executor local and slurm; 1: every run alone
   devices           devices each run trains on: batches are planned as multiples of it
   workers           runs trained at once by --executor local (--workers overrides it)
-  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",)
+  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",
+                    "--time=4:00:00"); a run cut by its time limit resumes on the next submission
   inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
                     (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et al.
                     2023) to the analysis and the sweep's last lines; 0: none

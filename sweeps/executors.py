@@ -5,7 +5,7 @@ from typing import Protocol
 from core import rundir
 from sweeps import tables
 from sweeps.local import execute_local
-from sweeps.slurm import write_sbatch
+from sweeps.slurm import execute_slurm
 from sweeps.wandb_agents import write_wandb_sweep
 
 
@@ -19,28 +19,30 @@ class Outcome:
 
 class Executor(Protocol):
   def __call__(self, rows: list[dict], sweep_dir: str, config_path: str, config,
-               workers: int) -> Outcome:
-    """Trains the plan's rows, or writes what trains them elsewhere."""
+               workers: int, wait: bool) -> Outcome:
+    """Trains the plan's rows, or submits or writes what trains them elsewhere (and, with `wait`,
+    waits for a scheduler's jobs to end)."""
 
 
-def local(rows, sweep_dir, config_path, config, workers) -> Outcome:
+def local(rows, sweep_dir, config_path, config, workers, wait=True) -> Outcome:
   """Trains the rows here, `workers` processes at a time."""
-  del config  # the rows carry everything a run needs
+  del config, wait  # the rows carry everything a run needs; it always waits for its runs
   tables.print_plan(rows)
   outcome = execute_local(rows, sweep_dir, config_path, workers)
   return Outcome({"locked": [run_id for run_id, _ in outcome["locked"]]},
                  failed=rundir.FAILED in outcome["statuses"].values(), signal=outcome["signal"])
 
 
-def slurm(rows, sweep_dir, config_path, config, workers) -> Outcome:
-  """DIR/sweep.sbatch, one array task per row; the tasks train (`sweep.py --row K`)."""
+def slurm(rows, sweep_dir, config_path, config, workers, wait=False) -> Outcome:
+  """DIR/sweep.sbatch, one array task per job (a run, or a group of replicas), submitted where
+  sbatch is on PATH; the tasks train (`sweep.py --row K --with-group`)."""
   del workers  # Slurm schedules the tasks
-  return Outcome({"sbatch": write_sbatch(sweep_dir, config_path, config, rows)})
+  return Outcome(**execute_slurm(rows, sweep_dir, config_path, config, wait))
 
 
-def wandb(rows, sweep_dir, config_path, config, workers) -> Outcome:
+def wandb(rows, sweep_dir, config_path, config, workers, wait=False) -> Outcome:
   """DIR/wandb_sweep.yaml and the sweep when logged in; the agents train (`sweep.py --row K`)."""
-  del workers  # as many as agents are started
+  del workers, wait  # as many as agents are started, and they report to W&B
   return Outcome({"wandb_sweep": write_wandb_sweep(sweep_dir, config_path, config, rows)})
 
 

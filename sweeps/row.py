@@ -1,4 +1,5 @@
-"""`sweep.py --row K`: trains one plan row, as a Slurm array task or a W&B agent's run does."""
+"""`sweep.py --row K`: trains one plan row, as a W&B agent's run does, or (`--with-group`) the job
+of the plan it leads, a run alone or a group of replicas, as a Slurm array task does."""
 import os
 import shlex
 import time
@@ -6,19 +7,50 @@ import time
 from core import rundir
 from core.config import ConfigError
 from sweeps import branches, locks, tables, wandb_agents
+from sweeps.local import execute_local
 from sweeps.processes import Forwarder, run_dir_of, settle, start_run
 
 WAIT_POLL_S = 5.0
+
+
+def plan_row(sweep_dir: str, index: int) -> tuple[list[dict], dict]:
+  """The plan's rows and row `index` of them; ConfigError when there is no such row."""
+  rows = tables.read_plan(sweep_dir)
+  if not 0 <= index < len(rows):
+    raise ConfigError(f"--row {index} is outside the plan of {sweep_dir} (rows 0..{len(rows) - 1})")
+  return rows, rows[index]
+
+
+def run_row_with_group(sweep_dir: str, config_path: str, index: int) -> int:
+  """Trains plan row `index` and the other unfinished rows of its group of replicas as one
+  process, as the local executor would (a Slurm array task of sweeps/slurm.py); returns the exit
+  code: 0, 1 when a run failed, 128 + the signal that stopped it (143: SIGTERM, checkpointed).
+  Rows of a branch sweep (trunks, branches) and multi-task jobs go one at a time through run_row,
+  where a branch trains its trunk first or waits for the task that does."""
+  rows, row = plan_row(sweep_dir, index)
+  group = row["group"]
+  members = [other for other in rows if group and other["group"] == group] or [row]
+  restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+  if restarts:
+    print(f"Slurm requeued this task {restarts} time(s): resuming", flush=True)
+  if (int(os.environ.get("SLURM_NTASKS", "1")) > 1  # one model over all the job's processes
+      or any(member.get("kind") == branches.TRUNK or member.get("trunk") for member in members)):
+    for member in members:
+      code = run_row(sweep_dir, config_path, int(member["row"]))
+      if code:
+        return code
+    return 0
+  outcome = execute_local(members, sweep_dir, config_path, workers=1)
+  if outcome["signal"]:
+    return 128 + outcome["signal"]
+  return 1 if rundir.FAILED in outcome["statuses"].values() else 0
 
 
 def run_row(sweep_dir: str, config_path: str, index: int) -> int:
   """Trains plan row `index` unless it is finished or locked; returns the exit code. A branch
   whose trunk has not reached its branch step trains the trunk first (or waits for the process
   that does), so Slurm tasks and W&B agents may take the rows in any order."""
-  rows = tables.read_plan(sweep_dir)
-  if not 0 <= index < len(rows):
-    raise ConfigError(f"--row {index} is outside the plan of {sweep_dir} (rows 0..{len(rows) - 1})")
-  row = rows[index]
+  rows, row = plan_row(sweep_dir, index)
   if row.get("trunk"):
     returncode = _reach_branch_point(sweep_dir, config_path, rows, row)
     if returncode:

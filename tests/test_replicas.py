@@ -77,6 +77,15 @@ def test_a_group_equals_its_single_runs(runs):
   assert abs(finals[0] - finals[1]) > 1e-3
 
 
+def test_each_replica_row_reports_the_groups_throughput(runs):
+  """Every replica's row says the group's tokens/s and MFU (both models' tokens), and `replicas`."""
+  rows = [read(str(runs / "group" / f"replica_{i}" / "metrics.jsonl")) for i in range(2)]
+  for a, b in zip(*rows):
+    assert a["replicas"] == b["replicas"] == 2
+    assert (a["tokens_per_sec"], a["mfu"], a["mfu_6n"]) == (b["tokens_per_sec"], b["mfu"], b["mfu_6n"])
+  assert all("replicas" not in row for row in read(str(runs / "single_0" / "metrics.jsonl")))
+
+
 def test_all_replicas_vmapped_together_equal_the_single_runs(runs, tmp_path):
   """train.replica_batch=2 puts both replicas in one vmap (the accelerator default; CPUs map them
   one at a time): same results to the tolerance."""

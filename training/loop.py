@@ -5,6 +5,7 @@ computes, so logging never stalls the device. Evaluations and checkpoints land o
 and a checkpoint's metrics are on disk before the checkpoint is, so a resumed run logs the same
 rows as an uninterrupted one.
 """
+import contextlib
 import dataclasses
 import math
 import os
@@ -16,7 +17,7 @@ import numpy as np
 
 from core import rundir
 from training import checkpoint, finetune, results, tracking
-from training.mfu import peak_flops_per_second
+from training.mfu import Throughput, peak_flops_per_second
 from training.steps import host_step
 
 
@@ -66,18 +67,20 @@ class StepLoop:
     signal.signal(signal.SIGTERM, lambda signum, frame: self.stop_signal.append(signum))
     sources = [member.source for member in self.members]
     eval_batches = self.batches.eval(sources, plan.eval_sequences)
-    self.throughput = tracking.Throughput(plan.tokens_per_step, plan.flops_per_token,
-                                          peak_flops_per_second())
+    self.throughput = Throughput(plan.tokens_per_step, plan.flops_per_token, plan.n_params_total,
+                                 peak_flops_per_second(), plan.replicas)
     progress = tracking.progress_bar(plan.steps, first_step)
     pending = None  # (steps done, metrics, eval loss): read on the host one step late
     train_batches = self.batches.train(sources, first_step, plan.steps)
     for step, batch in zip(range(first_step, plan.steps), train_batches):
       if self.stop_signal or not self.training():
         break
-      self.state, metrics = self.trainer.train_step(self.state, batch)
+      # Tracing and compiling the first step are not training throughput.
+      with self.throughput.excluded() if step == first_step else contextlib.nullcontext():
+        self.state, metrics = self.trainer.train_step(self.state, batch)
       done = step + 1
       is_eval = done % plan.eval_every == 0 or done == plan.steps
-      eval_loss = self.trainer.evaluate(self.state, eval_batches) if is_eval else None
+      eval_loss = self._evaluate(eval_batches) if is_eval else None
       if pending is not None:
         self._host_side(*pending, progress)
       pending = (done, metrics, eval_loss)
@@ -87,7 +90,8 @@ class StepLoop:
         self._host_side(*pending, progress)  # the checkpoint's metrics are on disk before it is
         pending = None
         if self.training():
-          self.save(done)
+          with self.throughput.excluded():
+            self.save(done)
     if pending is not None and self.training():
       self._host_side(*pending, progress)
     progress.close()
@@ -95,6 +99,12 @@ class StepLoop:
       self.save(host_step(self.state), wait=True)
       return True
     return False
+
+  def _evaluate(self, eval_batches):
+    """The eval loss, its time (the step before it is awaited first) left out of the throughput."""
+    jax.block_until_ready(self.state)
+    with self.throughput.excluded():
+      return jax.block_until_ready(self.trainer.evaluate(self.state, eval_batches))
 
   def save(self, step: int, wait: bool = False) -> None:
     checkpoint.save(self.manager, step, self.state, self._meta(self.members))
@@ -145,7 +155,7 @@ class StepLoop:
     if log_row and self.training():
       first = self.training()[0]
       progress.set_postfix(loss=f"{first.log.last_row.get('train_loss', math.nan):.3f}",
-                           tok_s=f"{len(self.training()) * speed['tokens_per_sec']:,.0f}")
+                           tok_s=f"{speed['tokens_per_sec']:,.0f}")
 
   def finish_member(self, member: Member, status: str, member_state=None) -> None:
     """Writes a member's result.json (and, for a completed replica, its own final checkpoint)."""

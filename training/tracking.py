@@ -1,7 +1,6 @@
 """Tracking a run: metrics.jsonl (the authoritative record) mirrored to W&B (training/wandb_run.py),
-tokens/s and MFU, and the progress bar."""
+and the progress bar (tokens/s and MFU are training/mfu.py's)."""
 import json
-import time
 
 import jax
 
@@ -55,26 +54,6 @@ class MetricsLog:
     if self.wandb_run is not None:
       self.wandb_run.finish(exit_code)
       self.wandb_run = None
-
-
-class Throughput:
-  """Tokens/s and MFU over the steps since the last logged row."""
-
-  def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops_per_second: float):
-    self.tokens_per_step, self.flops_per_token = tokens_per_step, flops_per_token
-    self.peak = peak_flops_per_second
-    self.start, self.steps = time.perf_counter(), 0
-
-  def step(self) -> None:
-    self.steps += 1
-
-  def read(self) -> dict:
-    """{tokens_per_sec, mfu} since the last read; starts the next interval."""
-    now = time.perf_counter()
-    tokens_per_sec = self.steps * self.tokens_per_step / (now - self.start)
-    self.start, self.steps = now, 0
-    return {"tokens_per_sec": tokens_per_sec,
-            "mfu": tokens_per_sec * self.flops_per_token / self.peak}
 
 
 def progress_bar(total_steps: int, first_step: int):

@@ -23,7 +23,7 @@ from core import rundir
 from model.families import OBJECTIVES
 
 # The metrics W&B plots against tokens; eval_loss also keeps its minimum in the summary.
-TOKEN_METRICS = ("train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_sec", "mfu")
+TOKEN_METRICS = ("train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "mfu_6n")
 _off = []  # why W&B is off in this process, once it failed: later runs skip it without waiting
 
 
