@@ -6,10 +6,10 @@ unfinished rows of its group (sweeps/row.py), so task ids are plan row indices a
 submits exactly the jobs still to train. `submit_rows(script, rows, record, after)` submits one
 array for any list of rows, after the jobs `after` (`--dependency=afterok:`, and
 `--kill-on-invalid-dep=yes`: a dependency that fails cancels the array, which the next
-submission resubmits). Today one array holds every job; a branch sweep's trunks and branches go
-through it one row per task step, a branch task training its trunk first or waiting for the task
-that does (sweeps/row.py). The seam for not holding slots while waiting: submit the trunks' rows
-first and each trunk's branches with after=[JOB_TASK], the id of the array task that trains it.
+submission resubmits). A branch sweep is submitted in order (`submit_in_order`): an array of its
+trunks, then arrays of its branches, each after the array tasks that train its trunks, so no
+branch task holds a slot while its trunk trains; a branch task whose trunk did not reach its step
+still trains its trunk first or trains alone (sweeps/row.py). Every other sweep is one array.
 
 Preemption: the script asks for `--requeue` and `--open-mode=append`. A task that Slurm requeues
 (preemption with PreemptMode=REQUEUE, `scontrol requeue`, a node failure) gets SIGTERM, its runs
@@ -27,6 +27,7 @@ import sys
 from core import files, rundir
 from core.config import ConfigError
 from sweeps import ROOT, slurm_queue
+from sweeps.branches import TRUNK
 from sweeps.local import jobs_of, to_train
 from sweeps.processes import run_dir_of
 
@@ -131,13 +132,44 @@ def submit_unfinished(rows, sweep_dir: str, script: str, summary: dict) -> tuple
   todo = [row for row in rows if row["run_id"] not in queued and to_train(sweep_dir, rows, row)]
   print(f"{len(rows) - len(todo) - len(queued & {row['run_id'] for row in rows})} of {len(rows)} "
         f"runs finished, {len(queued)} in queued or running Slurm jobs, {len(todo)} to submit")
-  # Every job of the plan is independent today: one array. Trunk-then-branch plans submit their
-  # stages in order here with submit_rows(..., after=[the job ids each stage starts from]).
   if todo:
-    summary["slurm_job"] = submit_rows(script, todo, record)
-    print(f"output in {sweep_dir}/slurm/{summary['slurm_job']}_TASK.out")
+    summary["slurm_jobs"] = submit_in_order(script, todo, record, queued)
+    summary["slurm_job"] = summary["slurm_jobs"][0]
+    print(f"output in {sweep_dir}/slurm/JOB_TASK.out")
   slurm_queue.write_record(sweep_dir, record)
   return record, bool(todo or queued)
+
+
+def submit_in_order(script: str, rows, record: dict, queued: set) -> list[str]:
+  """Submits `rows`: a branch sweep's trunks first, then its branches in arrays that depend on
+  the array tasks training their trunks (afterok), so no branch holds a slot while its trunk
+  trains; every other run in one array. Returns the job ids, trunks' first."""
+  trunks = [row for row in rows if row.get("kind") == TRUNK]
+  trains_trunk = _tasks_training(record, {row["trunk"] for row in rows if row.get("trunk")},
+                                 queued)
+  job_ids = []
+  if trunks:
+    job_ids.append(submit_rows(script, trunks, record))
+    for task, task_rows in array_tasks(trunks).items():
+      trains_trunk.update({row["run_id"]: f"{job_ids[0]}_{task}" for row in task_rows})
+  stages = {}
+  for job in jobs_of([row for row in rows if row.get("kind") != TRUNK]):
+    after = tuple(sorted({trains_trunk[row["trunk"]] for row in job
+                          if row.get("trunk") in trains_trunk}))
+    stages.setdefault(after, []).extend(job)
+  for after, stage_rows in stages.items():
+    job_ids.append(submit_rows(script, stage_rows, record, after))
+  return job_ids
+
+
+def _tasks_training(record: dict, trunk_ids: set, queued: set) -> dict:
+  """{trunk id: JOB_TASK of the queued array task training it} from the sweep's record."""
+  tasks = {}
+  for job in record["jobs"]:
+    for task, run_ids in job["tasks"].items():
+      tasks.update({run_id: f"{job['job_id']}_{task}" for run_id in run_ids
+                    if run_id in trunk_ids and run_id in queued})
+  return tasks
 
 
 def execute_slurm(rows, sweep_dir: str, config_path: str, config, wait: bool) -> dict:

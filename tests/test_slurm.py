@@ -81,8 +81,7 @@ def run_sweep(capsys, *args):
   code = sweep.main([*args, "--json"])
   out = capsys.readouterr().out
   summary = json.loads(out.strip().splitlines()[-1])
-  if "slurm_job" in summary:
-    SUBMITTED.append(summary["slurm_job"])
+  SUBMITTED.extend(summary.get("slurm_jobs", []))
   return code, out, summary
 
 
@@ -180,16 +179,17 @@ def test_an_array_of_replica_groups_equals_the_local_executor(cluster, cache, tm
 
 
 def test_a_branch_sweep_array_equals_the_local_executor(cluster, cache, tmp_path, capsys):
-  """WSD trunks and cooldown branches: each task takes its rows one at a time through --row, a
-  branch training its trunk first or waiting for the task that does; the results are the local
-  executor's."""
+  """WSD trunks and cooldown branches: an array of trunks, then the branches' array after the
+  trunk task (afterok), so no branch waits in a slot; the results are the local executor's."""
   variants = ("--config.sweep.tokens=(1280, 2560)", "--config.sweep.branches=True",
               "--config.train.schedule=wsd")
   started = time.time()
   _, out, summary = run_sweep(capsys, *sweep_args(tmp_path / "on_slurm", cache, *variants),
                               "--executor", "slurm", "--wait")
   note(capsys, f"Slurm branch sweep: {time.time() - started:.1f} s")
-  assert "array tasks 0-2 (3 runs)" in out and summary["slurm_unfinished"] == {}, out
+  trunk_job, branch_job = summary["slurm_jobs"]
+  assert "array tasks 2 (1 runs)" in out and summary["slurm_unfinished"] == {}, out
+  assert f"submitted Slurm job {branch_job}: array tasks 0-1 (2 runs) after {trunk_job}_2" in out
   run_sweep(capsys, *sweep_args(tmp_path / "local", cache, *variants))
   for row in planned_rows(*variants):
     on_slurm = result(run_dir_of(str(tmp_path / "on_slurm"), row))
