@@ -35,10 +35,10 @@ def add_trunks(rows: list[dict], resolve_row) -> list[dict]:
   """The branch rows with their trunk and branch step, followed by one trunk row per trunk.
 
   `resolve_row(row, extra_overrides, tokens)` re-plans a row with more overrides and another
-  budget (sweeps.plan). A trunk
-  is a WSD run without cooldown (constant after its warmup) to its longest branch's start,
-  keeping a checkpoint at every branch step. Its id leaves its length out, so adding a larger
-  budget extends the trunk a sweep already trained instead of training another.
+  budget (sweeps.plan). A trunk is a WSD run without cooldown (constant after its warmup) to its
+  longest branch's start, keeping a checkpoint at every branch step. Its id leaves its length
+  out, so adding a larger budget extends the trunk a sweep already trained instead of training
+  another.
   """
   families = {}
   for row in rows:
