@@ -24,6 +24,7 @@ import shlex
 import sys
 
 from core import files, rundir
+from core.config import one_line
 
 BUDGET_WINDOW = 0.1
 N_KEY = "N"
@@ -53,10 +54,6 @@ def _frontier_table_rows(fit: dict) -> list:
         rows.append([row["flops"], name, point["n_opt"], point["d_opt"],
                      point["tokens_per_param"]])
   return rows
-
-
-def one_line(error: BaseException) -> str:
-  return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
 
 def sweep_group(results_csv: str | None) -> str | None:

@@ -16,6 +16,11 @@ class ConfigError(ValueError):
   """A config that cannot be run; the message says what to fix, in one line."""
 
 
+def one_line(error: BaseException) -> str:
+  """An exception as one short line, for a warning that must not take over the output."""
+  return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+
+
 def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
   """Loads `get_config()` from a Python file and applies `--config.a.b=value` overrides."""
   if not os.path.isfile(path):

@@ -4,6 +4,7 @@ import os
 import sys
 
 from core import files, rundir
+from core.config import one_line
 from sweeps import ROOT
 from training import wandb_run
 
@@ -22,7 +23,7 @@ def create_sweep(sweep: dict, config) -> str | None:
   try:
     return wandb.sweep(sweep, entity=config.wandb.entity or None, project=config.wandb.project)
   except Exception as error:  # pylint: disable=broad-except  (no server, bad key, ...)
-    print(f"could not create the W&B sweep ({wandb_run.one_line(error)}); create it by hand:",
+    print(f"could not create the W&B sweep ({one_line(error)}); create it by hand:",
           file=sys.stderr)
     return None
 

@@ -20,16 +20,12 @@ import uuid
 import jax
 
 from core import rundir
+from core.config import one_line
 from model.families import OBJECTIVES
 
 # The metrics W&B plots against tokens; eval_loss also keeps its minimum in the summary.
 TOKEN_METRICS = ("train_loss", "eval_loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "mfu_6n")
 _off = []  # why W&B is off in this process, once it failed: later runs skip it without waiting
-
-
-def one_line(error: BaseException) -> str:
-  text = " ".join(str(error).split())
-  return f"{type(error).__name__}: {text[:300]}"
 
 
 def turn_off(reason: str) -> None:
