@@ -13,10 +13,10 @@ flags and maps errors to exit codes.
 import os
 import sys
 
-from training import process
+from training import hugepages  # imports nothing heavy: the re-exec comes before JAX's import
 
 if __name__ == "__main__":
-  process.reexec_with_huge_pages()
+  hugepages.reexec_with_huge_pages()
 
 # pylint: disable=wrong-import-position
 import argparse
@@ -27,7 +27,7 @@ import jax
 from core import files, rundir
 from core.config import ConfigError, load_config
 from training import plan as plan_lib
-from training import results
+from training import process, results
 from training.run import group_members, train
 
 
@@ -53,13 +53,13 @@ def prepare(args, overrides):
   config = load_config(args.config, overrides)
   process.enable_compilation_cache(config.train.compilation_cache)
   config, source, model_cfg, plan = plan_lib.resolve(config, jax.device_count())
-  status = plan_lib.check_workdir(args.workdir, plan_lib.config_hash(config), args.force)
+  status = plan_lib.check_workdir(args.workdir, config, args.force)
   if plan.replicas == 1 and args.replica_workdirs:
     raise ConfigError("--replica-workdirs needs train.replicas > 1")
   members = group_members(config, plan, args.workdir, args.replica_workdirs)
   if plan.replicas > 1:  # never train a replica over another config's run
     for member in members:
-      plan_lib.check_workdir(member.workdir, plan_lib.config_hash(member.config), args.force)
+      plan_lib.check_workdir(member.workdir, member.config, args.force)
   return config, source, model_cfg, plan, members, status
 
 

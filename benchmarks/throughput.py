@@ -22,7 +22,7 @@ steps (a figure above the machine's cached peak, which train.py's rows use, rais
   PyTorch) with that interpreter between the JAX repeats, so both see the same machine load.
 Every figure is a median over repeats; the machine's load average is recorded with them. Like
 `python train.py`, the benchmark runs with malloc on transparent huge pages
-(training/process.py; GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without them).
+(training/hugepages.py; GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without them).
 """
 import argparse
 import collections
@@ -42,15 +42,16 @@ import numpy as np
 from jax import monitoring
 
 from core.config import ConfigError
-from experiments import base
+from core import defaults
 from model import sizing
-from training import mfu, process
+from model.recipe import RECIPES
+from training import hugepages, mfu, process
 from training.plan import Plan
 from training.sharding import make_mesh
 from training.steps import Trainer
 
 if __name__ == "__main__":
-  process.reexec_with_huge_pages()  # as `python train.py` runs
+  hugepages.reexec_with_huge_pages()  # as `python train.py` runs
 
 # (layers, heads, d_model, context, batch, vocab) the issue asks for.
 CPU_SHAPES = ((4, 4, 128, 256, 16, 256), (6, 6, 384, 256, 8, 256))
@@ -71,12 +72,12 @@ class Shape:
 
   def __init__(self, args, shape, replicas: int, lora_rank: int = 0):
     layers, heads, d_model, context, batch, vocab = shape
-    config = base.get_config()
+    config = defaults.get_config()
     if lora_rank:
       config.finetune.update(method="lora", lora_rank=lora_rank)
     config.model.update(n_layer=layers, n_heads=heads, d_model=d_model, d_ff=args.d_ff,
                         mlp=args.mlp, dtype=args.dtype, remat=args.remat)
-    config.train.update(seq_len=context, batch_size=batch, lr=1e-4,
+    config.train.update(seq_len=context, batch_size=batch, lr=1e-4, b2=RECIPES["default"].b2,
                         replica_batch=args.replica_batch)
     self.config = config
     self.model_cfg = sizing.model_config_from(config.model, vocab_size=vocab, seq_len=context)

@@ -150,8 +150,10 @@ def _d_model_grid(up_to: int) -> list[int]:
   return grid
 
 
-def shape_for_params(target_params: float, mlp: str = "gelu", family: str = "decoder") -> dict:
-  """The shape whose exact non-embedding N is closest to target_params, by the module's rule.
+def shape_for_params(target_params: float, mlp: str = "gelu", family: str = "decoder",
+                     aspect_ratio: float = ASPECT_RATIO) -> dict:
+  """The shape whose exact non-embedding N is closest to target_params, by the module's rule
+  (at d_model / depth near `aspect_ratio`; model/recipe.py's shape(N) is this rule).
 
   Returns dict(n_layer, d_model, n_heads, d_ff); an encoder-decoder has n_layer layers in each
   stack. The non-embedding count does not depend on the vocabulary or the context, so neither is
@@ -165,7 +167,7 @@ def shape_for_params(target_params: float, mlp: str = "gelu", family: str = "dec
     raise ConfigError(f"target_params must be positive, got {target_params!r}")
   stacks, per_layer = (2, 28) if family == "encoder_decoder" else (1, 12)
   non_embedding = lambda n, d: _non_embedding(n, d, default_d_ff(d, mlp), mlp, family)
-  layers_ideal = (target_params / (per_layer * ASPECT_RATIO ** 2 * stacks ** 2)) ** (1 / 3)
+  layers_ideal = (target_params / (per_layer * aspect_ratio ** 2 * stacks ** 2)) ** (1 / 3)
   middle = max(1, round(layers_ideal))
   layer_choices = range(max(1, middle - 1), middle + 2)
   # Widths up to twice the one-layer solution hold the closest width for every layer choice.
@@ -188,10 +190,12 @@ def resolve_dtype(dtype: str) -> str:
   return "bfloat16" if jax.default_backend() in ("gpu", "tpu") else "float32"
 
 
-def model_config_from(model_cfg, vocab_size: int, seq_len: int) -> ModelConfig:
-  """A ModelConfig from the config file's `model` section (experiments/base.py).
+def model_config_from(model_cfg, vocab_size: int, seq_len: int,
+                      shape_rule=shape_for_params) -> ModelConfig:
+  """A ModelConfig from the config file's `model` section (core/defaults.py).
 
-  model.target_params > 0 derives the whole shape by the sizing rule, and then the explicit shape
+  model.target_params > 0 derives the whole shape by `shape_rule(target_params, mlp, family)` (the
+  sizing rule; training/plan.py passes the recipe's shape), and then the explicit shape
   keys (n_layer, d_model, n_heads, d_ff) must be 0: a config that sets both is ambiguous and is
   refused. With target_params == 0, n_layer and d_model are required; n_heads 0 means heads of
   head_dim_for(d_model), d_ff 0 means default_d_ff. dtype 'auto' is resolve_dtype's choice.
@@ -208,7 +212,7 @@ def model_config_from(model_cfg, vocab_size: int, seq_len: int) -> ModelConfig:
     if explicit:
       raise ConfigError(f"model.target_params={model_cfg.target_params:g} derives the shape; "
                         f"set model.{', model.'.join(explicit)} to 0 or target_params to 0")
-    shape = shape_for_params(model_cfg.target_params, model_cfg.mlp, model_cfg.family)
+    shape = shape_rule(model_cfg.target_params, model_cfg.mlp, model_cfg.family)
   else:
     if model_cfg.n_layer <= 0 or model_cfg.d_model <= 0:
       raise ConfigError("set model.target_params, or model.n_layer and model.d_model "

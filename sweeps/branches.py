@@ -12,7 +12,7 @@ batch computes exactly what the branch computes.
 import os
 
 from core import files, rundir
-from model import hparams
+from model import recipe as recipe_lib
 from sweeps import locks
 from sweeps.processes import run_dir_of
 
@@ -24,9 +24,9 @@ def shared_settings(config, rows) -> dict:
   """trunk family -> the warmup tokens and batch size its branches share: the rules of N and D
   taken at the family's smallest D, so every branch warms up as its trunk did and keeps the
   batch rule's minimum number of steps."""
-  settings = {}
+  settings, recipe = {}, recipe_lib.from_config(config)
   for row in sorted(rows, key=lambda row: row["tokens"], reverse=True):
-    warmup = config.train.warmup_tokens or hparams.warmup_tokens(row["n_params"], row["tokens"])
+    warmup = config.train.warmup_tokens or recipe.warmup(row["n_params"], row["tokens"])
     settings[row["trunk_family"]] = (int(warmup), int(row["batch_size"]))
   return settings
 

@@ -18,9 +18,8 @@ import shlex
 import subprocess
 import sys
 
-from core import rundir
+from core import defaults, rundir
 from core.config import ConfigError, apply_override, load_config
-from experiments import base as base_config
 from sweeps import ROOT, tables
 from sweeps.collect import collect, list_unfitted
 from sweeps.local import execute_local
@@ -31,11 +30,11 @@ from training import plan as plan_lib
 
 # The base run's model keys a fine-tuning run copies, so the weights load into the same shape.
 SHAPE_KEYS = ("family", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos", "tie_embeddings")
-FINETUNE_KEYS = tuple(base_config.finetune_sweep_section().keys())
+FINETUNE_KEYS = tuple(defaults.finetune_sweep_section().keys())
 
 
 def checked_section(config):
-  """config.sweep of a fine-tuning sweep, checked against experiments.base's keys and ranges."""
+  """config.sweep of a fine-tuning sweep, checked against core.defaults' keys and ranges."""
   sweep = config.sweep
   missing = [key for key in FINETUNE_KEYS if key not in sweep]
   if missing:

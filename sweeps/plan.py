@@ -4,14 +4,15 @@ import math
 import os
 import shlex
 
+from core import defaults
 from core.config import ConfigError, apply_override
-from experiments import base
 from sweeps import branches
+from sweeps.processes import run_dir_of
 from training import memory
 from training import plan as plan_lib
 
-DEFAULT_COMPILATION_CACHE = base.get_config().train.compilation_cache
-SWEEP_KEYS = tuple(base.sweep_section().keys())  # the schema is experiments/base.py's, once
+DEFAULT_COMPILATION_CACHE = defaults.get_config().train.compilation_cache
+SWEEP_KEYS = tuple(defaults.sweep_section().keys())  # the schema is core/defaults.py's, once
 FLOP_CONVENTIONS = ("counted", "6nd")
 
 
@@ -77,8 +78,28 @@ def plan_sweep(config, overrides: list[str], sweep_dir: str | None = None) -> li
                  row["tokens"] if row["budget"] is None else None) for row in rows]
     rows = branches.add_trunks(_unique(rows), lambda row, extra, tokens: plan(
         row["run_overrides"] + extra, row["n_target"], None, tokens))
-  rows = [{"row": i, **row} for i, row in enumerate(_unique(rows))]
+  rows = [{"row": i, **row} for i, row in enumerate(prefer_legacy_ids(_unique(rows), sweep_dir))]
   return group_rows(rows, sweep.max_replicas)
+
+
+def prefer_legacy_ids(rows: list[dict], sweep_dir: str | None) -> list[dict]:
+  """Rows whose run directory was written before config_hash, under the legacy id (training/plan.py
+  legacy_config_hash), and not under the new one keep the legacy id: an upgraded sweep finds its
+  runs and trunks (and so its groups, named by their members) instead of retraining them."""
+  legacy_family = {row["trunk"]: row["legacy_trunk_family"] for row in rows if row.get("trunk")}
+  renamed = {}
+  for row in rows:
+    legacy_id = row.pop("legacy_run_id")
+    row.pop("legacy_trunk_family")
+    if row.get("kind") == branches.TRUNK and row["run_id"] in legacy_family:  # trunk_n1.2e4_<family>
+      legacy_id = f"{row['run_id'].rsplit('_', 1)[0]}_{legacy_family[row['run_id']]}"
+    if (sweep_dir and not os.path.exists(run_dir_of(sweep_dir, row))
+        and os.path.exists(run_dir_of(sweep_dir, {**row, "run_id": legacy_id}))):
+      renamed[row["run_id"]] = row["run_id"] = legacy_id
+  for row in rows:
+    if row.get("trunk"):
+      row["trunk"] = renamed.get(row["trunk"], row["trunk"])
+  return rows
 
 
 def _unique(rows: list[dict]) -> list[dict]:
@@ -133,7 +154,7 @@ def group_id_of(run_ids) -> str:
 
 
 def checked_sweep_section(config):
-  """config.sweep, checked against experiments.base.sweep_section's keys and their ranges."""
+  """config.sweep, checked against core.defaults.sweep_section's keys and their ranges."""
   if "sweep" not in config:
     raise ConfigError(f"config {config.name!r} has no sweep section; start from "
                       "experiments/default_sweep.py")
@@ -197,8 +218,11 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
   family_config = run_config.copy_and_resolve_references()
   family_config.train.tokens = family_config.train.warmup_tokens = 0
   family_config.train.batch_size = 0
+  prefix = f"n{short(plan.n_params)}_d{short(plan.tokens)}"
   return {
-      "run_id": f"n{short(plan.n_params)}_d{short(plan.tokens)}_{plan_lib.config_hash(run_config)}",
+      "run_id": f"{prefix}_{plan_lib.config_hash(run_config)}",
+      "legacy_run_id": f"{prefix}_{plan_lib.legacy_config_hash(run_config)}",  # prefer_legacy_ids
+      "legacy_trunk_family": plan_lib.legacy_config_hash(family_config),
       "shape": plan_lib.config_hash(shape_config),
       "replicas_that_fit": int(device_memory // needed) if device_memory else 1 << 30,
       "seed": run_config.seed, "lr": plan.lr,

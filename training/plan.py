@@ -9,18 +9,43 @@ import hashlib
 import json
 import math
 
+from flax import traverse_util
+
 import data
-from core import rundir
+from core import defaults, rundir
 from core.config import ConfigError
-from model import hparams, lora, sizing
+from model import lora, sizing
+from model import recipe as recipe_lib
 from training.optimizer import COOLDOWN_SHAPES, SCHEDULES
 from training.sharding import mesh_shape
 
 WANDB_MODES = ("offline", "online", "disabled")
-# Keys that change how a run is watched, not what it computes: they may differ on resume.
-UNHASHED_KEYS = ("name", "wandb", "sweep", "train.log_every", "train.eval_every",
+# Keys that change how a run is watched, not what it computes: they may differ on resume. The
+# recipe only fills in explicit values (train.lr, batch_size, ...), which are hashed instead.
+UNHASHED_KEYS = ("name", "wandb", "sweep", "recipe", "train.log_every", "train.eval_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "train.checkpoint_steps",
                  "train.compilation_cache", "train.replica_batch")
+# Bumped only when a default changes what it means (so equal differences would compute
+# differently); adding a key with a default that keeps today's behaviour needs no bump.
+SCHEMA_VERSION = 1
+# The schema of legacy_config_hash (commit 8ae1986): its sections' keys and its unhashed keys.
+LEGACY_KEYS = {section: names.split() for section, names in {
+    "": "name seed init_from",
+    "finetune": "method lora_rank lora_alpha lora_targets",
+    "model": "family target_params n_layer d_model n_heads d_ff mlp pos tie_embeddings dtype remat "
+             "vocab_size",
+    "data": "source path tfds_name tfds_dir text_field tokenizer vocab_size eval_fraction cache_dir",
+    "data.synthetic": "vocab_size n_topics zipf_exponent branching dirichlet seed new_topics "
+                      "new_topic_weight",
+    "train": "tokens seq_len batch_size lr warmup_tokens schedule cooldown_fraction cooldown_shape "
+             "min_lr_ratio weight_decay b1 b2 grad_clip grad_accum eval_tokens eval_every log_every "
+             "checkpoint_every keep_checkpoints checkpoint_steps divergence_factor "
+             "compilation_cache replicas replica_seeds replica_lrs replica_batch",
+    "mesh": "data fsdp",
+    "wandb": "mode project entity group tags init_timeout budget"}.items()}
+LEGACY_UNHASHED = ("name", "wandb", "sweep", "train.log_every", "train.eval_every",
+                   "train.checkpoint_every", "train.keep_checkpoints", "train.checkpoint_steps",
+                   "train.compilation_cache", "train.replica_batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,27 +78,59 @@ class Plan:
 
 
 def config_hash(config) -> str:
-  """16 hex digits identifying what a config computes (UNHASHED_KEYS left out, and the
-  fine-tuning keys while they change nothing, so runs recorded before they existed keep their hash)."""
-  flat = json.loads(config.to_json())
-  for key in UNHASHED_KEYS + inert_finetune_keys(flat):
-    *parents, leaf = key.split(".")
-    node = flat
-    for part in parents:
-      node = node.get(part, {})
-    node.pop(leaf, None)
-  return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+  """16 hex digits identifying what a config computes: its difference from the defaults.
+
+  The resolved config and core/defaults.get_config() are compared key by key (flattened JSON);
+  keys equal to their default, and UNHASHED_KEYS, are left out, so a key added with a default
+  changes no recorded id. SCHEMA_VERSION is hashed with the difference.
+  """
+  default = _flat(defaults.get_config())
+  changed = {key: value for key, value in _flat(config).items()
+             if not _unhashed(key) and (key not in default or value != default[key])}
+  identity = {"schema": SCHEMA_VERSION, "changed": changed}
+  return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def inert_finetune_keys(flat: dict) -> tuple:
-  """The finetune section of a full (or no) fine-tuning, and the new-topic keys of a synthetic
-  language without new topics: keys that do not change what such a run computes."""
+def _flat(config) -> dict:
+  return traverse_util.flatten_dict(json.loads(config.to_json()), sep=".")
+
+
+def _unhashed(key: str) -> bool:
+  return any(key == name or key.startswith(name + ".") for name in UNHASHED_KEYS)
+
+
+def legacy_config_hash(config) -> str:
+  """The id run directories were written under before config_hash (commit 8ae1986): the whole
+  resolved config hashed, less the unhashed keys and inert fine-tuning keys of then. Keys the
+  defaults have gained since are dropped first, as the configs of then did not have them."""
+  default = _flat(defaults.get_config())
+  whole = traverse_util.flatten_dict(json.loads(config.to_json()), keep_empty_nodes=True, sep=".")
+  flat = {key: value for key, value in whole.items()
+          if key not in default or key.rpartition(".")[0] in LEGACY_KEYS
+          and key.rpartition(".")[2] in LEGACY_KEYS[key.rpartition(".")[0]]}
+  legacy_unhashed = LEGACY_UNHASHED + _legacy_inert_keys(flat)
+  kept = {key: value for key, value in flat.items()
+          if not any(key == name or key.startswith(name + ".") for name in legacy_unhashed)}
+  return hashlib.sha256(json.dumps(traverse_util.unflatten_dict(kept, sep="."),
+                                   sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _legacy_inert_keys(flat: dict) -> tuple:
+  """Then also left out: the finetune section of a full fine-tuning, and the new-topic keys of a
+  synthetic language without new topics."""
   inert = ()
-  if flat.get("finetune", {}).get("method", "full") == "full":
+  if flat.get("finetune.method", "full") == "full":
     inert += ("finetune",)
-  if not flat.get("data", {}).get("synthetic", {}).get("new_topics", 0):
+  if not flat.get("data.synthetic.new_topics", 0):
     inert += ("data.synthetic.new_topics", "data.synthetic.new_topic_weight")
   return inert
+
+
+def same_run(recorded, config) -> bool:
+  """Whether a recorded run directory's config is a run of `config`: by config_hash, or by the
+  legacy hash of a directory written before it."""
+  return (config_hash(recorded) == config_hash(config)
+          or legacy_config_hash(recorded) == legacy_config_hash(config))
 
 
 def round_up(value, multiple):
@@ -96,13 +153,14 @@ def resolve(config, n_devices: int):
   if config.wandb.mode not in WANDB_MODES:
     raise ConfigError(f"wandb.mode must be offline, online or disabled, got {config.wandb.mode!r}")
   check_schedule(train)
+  recipe = recipe_lib.from_config(config)
   source = data.make_source(config)
   model_cfg = sizing.model_config_from(config.model, vocab_size=source.vocab_size,
-                                       seq_len=train.seq_len)
+                                       seq_len=train.seq_len, shape_rule=recipe.shape)
   n_params, n_params_total = sizing.count_params(model_cfg)
   multiple_of = math.prod(mesh_shape(config, n_devices)) * train.grad_accum
   if train.batch_size == 0:
-    train.batch_size = hparams.batch_size(n_params, train.tokens, train.seq_len, multiple_of)
+    train.batch_size = recipe.batch(n_params, train.tokens, train.seq_len, multiple_of)
   if train.batch_size % multiple_of:
     raise ConfigError(f"train.batch_size={train.batch_size} must be a multiple of devices x "
                       f"grad_accum = {multiple_of}")
@@ -112,10 +170,12 @@ def resolve(config, n_devices: int):
     raise ConfigError(f"train.tokens={train.tokens} is below one batch ({tokens_per_step} tokens); "
                       "raise the budget or lower train.batch_size")
   if train.lr == 0:
-    train.lr = hparams.learning_rate(n_params)
+    train.lr = recipe.lr(n_params)
   replica_seeds, replica_lrs = replica_settings(config)
   if train.warmup_tokens == 0:
-    train.warmup_tokens = hparams.warmup_tokens(n_params, steps * tokens_per_step)
+    train.warmup_tokens = recipe.warmup(n_params, steps * tokens_per_step)
+  if train.b2 == 0:
+    train.b2 = recipe.beta2(train.batch_size, train.seq_len)
   # Whole evaluation batches, so the sequences scored are exactly those the loss floor is taken on.
   eval_sequences = round_up(max(1, train.eval_tokens // train.seq_len), train.batch_size)
   # Evaluations and checkpoints land on logging steps so resumed runs log the same rows.
@@ -209,16 +269,18 @@ def check_init_from(run_dir: str, model_cfg) -> None:
                       "continued pre-training needs the same shape and vocabulary")
 
 
-def check_workdir(workdir: str, run_hash: str, force: bool):
-  """The status a run of this config recorded in `workdir` (None: nothing there, or --force);
-  refuses a directory that holds another config's run."""
+def check_workdir(workdir: str, config, force: bool):
+  """The status a run of `config` recorded in `workdir` (None: nothing there, or --force);
+  refuses a directory that holds another config's run. A directory written before config_hash
+  (under legacy_config_hash) of this config is the same run: it resumes or reports completed."""
   if force:
     return None
   try:
-    existing_hash = config_hash(rundir.read_config(workdir))
+    recorded = rundir.read_config(workdir)
   except FileNotFoundError:
     return None
-  if existing_hash != run_hash:
-    raise ConfigError(f"{workdir} holds a run of a different config (hash {existing_hash}, this one "
-                      f"{run_hash}); use another --workdir, or --force to overwrite it")
+  if not same_run(recorded, config):
+    raise ConfigError(f"{workdir} holds a run of a different config (hash {config_hash(recorded)}, "
+                      f"this one {config_hash(config)}); use another --workdir, or --force to "
+                      "overwrite it")
   return rundir.read_status(workdir)

@@ -1,25 +1,10 @@
-"""Process setup before anything compiles: malloc on huge pages, XLA options, the persistent
-compilation cache and joining a multi-host job."""
+"""Process setup before anything compiles: XLA options, the persistent compilation cache and
+joining a multi-host job (malloc on huge pages comes earlier, before JAX: training/hugepages.py)."""
 import functools
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
-
-
-def reexec_with_huge_pages() -> None:
-  """Restarts this command (same pid and arguments) with malloc on transparent huge pages.
-
-  XLA:CPU allocates a step's temporaries afresh on every call; in 4 KiB pages that is a page fault
-  per 4 KiB touched (docs/design.md, "CPU speed"). glibc reads its tunables only at startup, hence
-  the re-execution before heavy imports; a no-op where THP is off or glibc < 2.35.
-  GLIBC_TUNABLES=glibc.malloc.hugetlb=0 opts out.
-  """
-  tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if sys.platform == "linux" and "glibc.malloc.hugetlb" not in tunables:
-    os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"]))
-    os.execv(sys.executable, sys.orig_argv)
 
 
 # XLA:CPU sends matmuls to YNNPACK by default; XLA's own (Eigen) dots ran this model's train step

@@ -1,0 +1,192 @@
+"""The defaults: every config key, with its meaning, in one place (the config's schema).
+
+An experiment is a Python file whose `get_config()` returns this config with a few keys changed
+(experiments/base.py re-exports it); core/config.py loads it and applies `--config.a.b=value`
+overrides. Zero for a size, a learning rate, a batch, a warmup or beta2 means "derive it by the
+training recipe" (the `recipe` section, model/recipe.py).
+
+A run's id hashes how its resolved config differs from these defaults (training/plan.py,
+docs/design.md "Identity"): a key added here with a default that keeps today's behaviour changes
+no recorded run's id. Changing what an existing default means needs plan.SCHEMA_VERSION bumped.
+"""
+import ml_collections
+
+from core.config import ConfigError
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = "base"
+  c.seed = 0
+  c.init_from = ""                     # a run directory: start from its final weights (same shape)
+
+  # Fine-tuning a run named by init_from (model/lora.py).
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.method = "full"           # full: train every weight | lora: train low-rank adapters only
+  c.finetune.lora_rank = 8             # r: adapters A [d_in, r], B [r, d_out] per targeted matrix
+  c.finetune.lora_alpha = 0.0          # the adapter's output is scaled by alpha / r; 0: alpha = r
+  c.finetune.lora_targets = "attention,mlp"  # attention, mlp or matrix names (query, key_value,
+                                       # out, up, gate, down), comma-separated
+
+  c.model = ml_collections.ConfigDict()
+  c.model.family = "decoder"           # decoder | encoder | encoder_decoder
+  c.model.target_params = 0.0          # non-embedding N; > 0 derives the shape (model/sizing.py)
+  c.model.n_layer = 0                  # explicit shape, used when target_params == 0
+  c.model.d_model = 0
+  c.model.n_heads = 0
+  c.model.d_ff = 0                     # 0: 4 * d_model (GELU) or 8/3 * d_model (SwiGLU)
+  c.model.mlp = "gelu"                 # gelu | swiglu
+  c.model.pos = "rope"                 # rope | learned | sinusoidal
+  c.model.tie_embeddings = False
+  c.model.dtype = "auto"               # compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU)
+  c.model.remat = False                # rematerialise each block in the backward pass
+  c.model.vocab_size = 0               # 0: the data source's vocabulary (filled in by train.py)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"          # synthetic | text | tfds
+  c.data.path = ""                     # text: a file, directory or glob of .txt / .jsonl
+  c.data.tfds_name = ""                # tfds: a registered builder name, e.g. "lm1b"
+  c.data.tfds_dir = ""                 # tfds: data_dir ("" = tfds default)
+  c.data.text_field = "text"           # the field holding the text in .jsonl rows and tfds examples
+  c.data.tokenizer = "byte"            # byte | sentencepiece (text and tfds sources)
+  c.data.vocab_size = 0                # sentencepiece vocabulary (0: 4096)
+  c.data.eval_fraction = 0.01          # held-out share of the documents (text and tfds)
+  c.data.cache_dir = ""                # pre-tokenised corpora and tokenizers ("": ~/.cache/scaling_data)
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.vocab_size = 64
+  c.data.synthetic.n_topics = 512
+  c.data.synthetic.zipf_exponent = 1.1
+  c.data.synthetic.branching = 4       # non-zero next tokens per row of a topic's Markov chain
+  c.data.synthetic.dirichlet = 0.5
+  c.data.synthetic.seed = 1234         # the language itself; `seed` above only orders the data
+  # A related language to fine-tune on: new topics (chains drawn from a stream of the same seed,
+  # so the original topics are unchanged) taking new_topic_weight of the topic mixture.
+  c.data.synthetic.new_topics = 0
+  c.data.synthetic.new_topic_weight = 0.0  # 1.0: only the new topics; 0.5: half old, half new
+
+  c.train = ml_collections.ConfigDict()
+  c.train.tokens = 1_000_000           # the token budget D (rounded to whole batches)
+  c.train.seq_len = 128
+  c.train.batch_size = 0               # sequences per step; 0: the recipe's rule of N and D
+  c.train.lr = 0.0                     # peak learning rate; 0: the recipe's rule of N
+  c.train.warmup_tokens = 0            # 0: the recipe's rule of N and D
+  c.train.schedule = "cosine"          # cosine | wsd (warmup, constant peak, cooldown; Hägele 2024)
+  c.train.cooldown_fraction = 0.2      # wsd: the share of the run's steps spent cooling down
+  c.train.cooldown_shape = "1-sqrt"    # wsd: the cooldown's shape in its progress p, 1-sqrt | linear
+  c.train.min_lr_ratio = 0.1           # the lr ends at this fraction of the peak, exactly at D
+  c.train.weight_decay = 0.1
+  c.train.b1 = 0.9
+  c.train.b2 = 0.0                     # AdamW beta2; 0: the recipe's rule of the batch
+  c.train.grad_clip = 1.0
+  c.train.grad_accum = 1               # micro-batches per step
+  c.train.eval_tokens = 65_536         # held-out tokens per evaluation
+  c.train.eval_every = 0               # steps between evaluations; 0: 10 per run
+  c.train.log_every = 10               # steps between metrics rows
+  c.train.checkpoint_every = 0         # steps between checkpoints; 0: 10 per run
+  c.train.keep_checkpoints = 2
+  c.train.checkpoint_steps = ()        # more steps to checkpoint and keep (a trunk's branch points)
+  c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x ln(vocab)
+  c.train.compilation_cache = "~/.cache/scaling/jax"  # persistent XLA cache; "" turns it off
+  c.train.replicas = 1                 # models of this shape trained together in one jitted step
+  c.train.replica_seeds = ()           # one seed per replica; (): seed, seed + 1, ...
+  c.train.replica_lrs = ()             # one peak learning rate per replica; (): train.lr for all
+  c.train.replica_batch = 0            # replicas vmapped together in the step; 0: 1 on CPU, all else
+
+  # The training recipe (model/recipe.py): the rules that fill in what the config leaves at 0
+  # (train.lr, train.batch_size, train.warmup_tokens, train.b2, the shape of model.target_params).
+  # It only resolves to those explicit values, so it is left out of a run's hash. Every constant
+  # is None here: the named recipe's value; set one to override it. The default recipe's in [].
+  c.recipe = ml_collections.ConfigDict()
+  c.recipe.name = "default"            # one of model.recipe.RECIPES
+  c.recipe.lr_base = None              # [3e-3] lr(N) = lr_base * (N / lr_anchor) ** lr_exponent
+  c.recipe.lr_anchor = None            # [1e6] non-embedding parameters
+  c.recipe.lr_exponent = None          # [-1/3] (the OLMo ladder's N^-1/3)
+  c.recipe.batch_tokens = None         # [4096] tokens per step at batch_anchor parameters, growing
+  c.recipe.batch_anchor = None         # [1e5]  as sqrt(N), to a power of two in sequences
+  c.recipe.min_steps = None            # [100] the batch halves until a run has this many steps
+  c.recipe.warmup_tokens_per_param = None  # [1.0] warmup = min(this x N, warmup_max_fraction x D)
+  c.recipe.warmup_max_fraction = None  # [0.1]
+  c.recipe.b2 = None                   # [0.95] AdamW beta2 at batches of b2_small_below tokens or more
+  c.recipe.b2_small = None             # [0.95] beta2 below b2_small_below tokens per step
+  c.recipe.b2_small_below = None       # [0] tokens per step; 0: b2 at every batch
+  c.recipe.aspect_ratio = None         # [64] d_model / depth of the sizing rule (model/sizing.py)
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1                     # data-parallel axis size; -1: all devices left
+  c.mesh.fsdp = 1                      # parameter/optimizer sharding axis size
+
+  c.wandb = ml_collections.ConfigDict()
+  # W&B mirrors metrics.jsonl and never stops a run: a failure is one warning line (wandb_run.py).
+  c.wandb.mode = "offline"             # offline | online | disabled
+  c.wandb.project = "scaling"
+  c.wandb.entity = ""
+  c.wandb.group = ""                   # a sweep's runs and its analysis share one (its name)
+  c.wandb.tags = ""                    # comma-separated
+  c.wandb.init_timeout = 90.0          # seconds to wait for the W&B server before going on without
+  c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
+  return c
+
+
+def sweep_section(**values) -> ml_collections.ConfigDict:
+  """The `sweep` section of a sweep config (sweep.py reads it; it is left out of a run's hash).
+
+  kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
+  budgets           IsoFLOP compute budgets C in FLOPs, counted as `flops` says
+  flops             counted: a run's D is its budget / its counted training FLOPs per token
+                    (Chinchilla Appendix F: embeddings, attention, logits), so every run of a budget
+                    spends it and results.csv's `flops` equals its `budget` within one batch; 6nd:
+                    D = C / (6 N), N non-embedding (Kaplan's approximation)
+  sizes_per_budget  model sizes on each IsoFLOP curve
+  span              largest / smallest N on a curve, evenly spaced in log N around the centre
+  tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
+  ladder            take each curve's sizes from one ladder of N shared by every budget (r^j,
+                    r = span^(1/(sizes_per_budget - 1))) instead of centring them on each budget
+  branches          one constant-lr trunk per model size (and seed and lr) and a cooldown branch
+                    per budget (sweeps/branches.py); needs train.schedule=wsd, implies ladder
+  n_params, tokens  the grid's target non-embedding N values and token budgets D
+  seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
+  max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
+                    group of replicas (train.replicas) by --executor local and slurm; 1: every run alone
+  devices           devices each run trains on: batches are planned as multiples of it
+  workers           runs trained at once by --executor local (--workers overrides it)
+  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",
+                    "--time=4:00:00"); a run cut by its time limit resumes on the next submission
+  inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
+                    (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et al.
+                    2023) to the analysis and the sweep's last lines; 0: none
+  """
+  sweep = ml_collections.ConfigDict(dict(
+      kind="isoflop", budgets=(), flops="counted", sizes_per_budget=5, span=16.0,
+      tokens_per_param=20.0, ladder=False, branches=False, n_params=(), tokens=(), seeds=(),
+      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=(), inference_tokens=0.0))
+  for key, value in values.items():
+    if key not in sweep:
+      raise ConfigError(f"unknown sweep key {key!r}")
+    sweep[key] = value
+  return sweep
+
+
+def finetune_sweep_section(**values) -> ml_collections.ConfigDict:
+  """The `sweep` section of a fine-tuning sweep (sweeps/finetune.py plans it; left out of the hash).
+
+  kind              finetune
+  base_sweep        a pre-training sweep directory whose completed decoder runs are the base models,
+                    one per size N (the one with the most tokens); "": DIR/base, trained first from
+                    base_config when it is not complete
+  base_config       the pre-training sweep that makes DIR/base (a path from the repository root)
+  tokens            fine-tuning token budgets D_f
+  methods           full (every weight trains) and/or lora (adapters only, at each of lora_ranks)
+  lora_ranks        LoRA ranks r; finetune.lora_alpha and finetune.lora_targets apply to each
+  full_lr_scale     a full fine-tuning run's peak lr: this times its base run's peak lr
+  lora_lr_scale     a LoRA run's peak lr: this times its base run's peak lr
+  devices, workers, sbatch   as in sweep_section
+  """
+  sweep = ml_collections.ConfigDict(dict(
+      kind="finetune", base_sweep="", base_config="experiments/finetune_base_sweep.py",
+      tokens=(), methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=1.0,
+      lora_lr_scale=3.0, devices=1, workers=1, sbatch=()))
+  for key, value in values.items():
+    if key not in sweep:
+      raise ConfigError(f"unknown finetune sweep key {key!r}")
+    sweep[key] = value
+  return sweep
