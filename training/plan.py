@@ -43,7 +43,8 @@ LEGACY_KEYS = {section: names.split() for section, names in {
              "compilation_cache replicas replica_seeds replica_lrs replica_batch",
     "mesh": "data fsdp",
     "wandb": "mode project entity group tags init_timeout budget"}.items()}
-LEGACY_UNHASHED = ("name", "wandb", "sweep", "train.log_every", "train.eval_every",
+# (and the recipe: it resolves to explicit values, as the configs of then held them)
+LEGACY_UNHASHED = ("name", "wandb", "sweep", "recipe", "train.log_every", "train.eval_every",
                    "train.checkpoint_every", "train.keep_checkpoints", "train.checkpoint_steps",
                    "train.compilation_cache", "train.replica_batch")
 
@@ -101,16 +102,17 @@ def _unhashed(key: str) -> bool:
 
 def legacy_config_hash(config) -> str:
   """The id run directories were written under before config_hash (commit 8ae1986): the whole
-  resolved config hashed, less the unhashed keys and inert fine-tuning keys of then. Keys the
-  defaults have gained since are dropped first, as the configs of then did not have them."""
+  resolved config hashed, less the unhashed and inert fine-tuning keys of then. Keys the defaults
+  gained since are left out while at their default, as the configs of then did not have them."""
   default = _flat(defaults.get_config())
   whole = traverse_util.flatten_dict(json.loads(config.to_json()), keep_empty_nodes=True, sep=".")
+  added = lambda key: (key in default and key.rpartition(".")[2]
+                       not in LEGACY_KEYS.get(key.rpartition(".")[0], ()))
   flat = {key: value for key, value in whole.items()
-          if key not in default or key.rpartition(".")[0] in LEGACY_KEYS
-          and key.rpartition(".")[2] in LEGACY_KEYS[key.rpartition(".")[0]]}
-  legacy_unhashed = LEGACY_UNHASHED + _legacy_inert_keys(flat)
+          if not (added(key) and value == default[key])}
+  unhashed = LEGACY_UNHASHED + _legacy_inert_keys(flat)
   kept = {key: value for key, value in flat.items()
-          if not any(key == name or key.startswith(name + ".") for name in legacy_unhashed)}
+          if not any(key == name or key.startswith(name + ".") for name in unhashed)}
   return hashlib.sha256(json.dumps(traverse_util.unflatten_dict(kept, sep="."),
                                    sort_keys=True).encode()).hexdigest()[:16]
 
