@@ -6,7 +6,7 @@
   python sweep.py --config ... --workdir DIR --row K   # one plan row (Slurm array tasks, W&B agents)
   python sweep.py --config ... --workdir DIR --executor slurm [--wait]   # submit, or collect what finished
 
-A sweep is an experiment file with a `sweep` section (experiments/base.py documents its keys;
+A sweep is an experiment file with a `sweep` section (core/defaults.py documents its keys;
 sweep.kind = finetune fine-tunes a pre-training sweep's models, sweeps/finetune.py);
 `--config.a.b=value` overrides apply to every run. Runs get their own train.py process and their
 own directory DIR/runs/RUN_ID, so a rerun skips finished runs and resumes interrupted ones. The

@@ -2,7 +2,7 @@
 one-line error a config that cannot run raises.
 
 An experiment is a Python file whose `get_config()` returns an ml_collections ConfigDict (usually
-experiments/base.py's with a few keys changed). An override's value is parsed as a Python literal
+core/defaults.py's with a few keys changed). An override's value is parsed as a Python literal
 and must fit the key's type; an unknown key is an error.
 """
 import ast

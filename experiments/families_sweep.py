@@ -13,7 +13,7 @@ What is held equal: the data (the default synthetic source, the same train order
 sequences), the budgets (counted FLOPs: each family's runs spend them, whatever its FLOPs per
 token) and the ladder of sizes,
 the sizing rule of model/sizing.py (the encoder-decoder gets equal encoder and decoder stacks), and
-the hyperparameter rules of N (model/hparams.py). What differs is only the family and its objective
+the hyperparameter rules of N (model/recipe.py). What differs is only the family and its objective
 (model/objectives.py); every loss is a mean per target token of that objective, so the fitted laws
 are comparable, though their E are the floors of different tasks.
 

@@ -13,7 +13,7 @@ fitted E to be checked against), made harder than the CPU default (4,096 topics 
 that the largest models still have a Zipf tail to learn, with 512-token contexts. For text, add
   --config.data.source=tfds --config.data.tfds_name=lm1b --config.data.tokenizer=sentencepiece
 (tfds prepares lm1b once, which needs the network) or --config.data.source=text --config.data.path=DIR.
-Batch size, learning rate and warmup follow the rules of N in model/hparams.py; bfloat16 compute.
+Batch size, learning rate and warmup follow the rules of N in model/recipe.py; bfloat16 compute.
 On a Slurm cluster: --executor slurm and --config.sweep.sbatch="('--gpus-per-node=1','--time=12:00:00')".
 """
 from experiments import base
