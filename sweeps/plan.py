@@ -90,7 +90,7 @@ def prefer_legacy_ids(rows: list[dict], sweep_dir: str | None) -> list[dict]:
   renamed = {}
   for row in rows:
     legacy_id = row.pop("legacy_run_id")
-    row.pop("legacy_trunk_family")
+    row.pop("legacy_trunk_family", None)
     if row.get("kind") == branches.TRUNK and row["run_id"] in legacy_family:  # trunk_n1.2e4_<family>
       legacy_id = f"{row['run_id'].rsplit('_', 1)[0]}_{legacy_family[row['run_id']]}"
     if (sweep_dir and not os.path.exists(run_dir_of(sweep_dir, row))
