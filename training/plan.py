@@ -87,7 +87,7 @@ def config_hash(config) -> str:
   """
   default = _flat(defaults.get_config())
   changed = {key: value for key, value in _flat(config).items()
-             if not _unhashed(key) and (key not in default or value != default[key])}
+             if not _under(key, UNHASHED_KEYS) and (key not in default or value != default[key])}
   identity = {"schema": SCHEMA_VERSION, "changed": changed}
   return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -96,8 +96,9 @@ def _flat(config) -> dict:
   return traverse_util.flatten_dict(json.loads(config.to_json()), sep=".")
 
 
-def _unhashed(key: str) -> bool:
-  return any(key == name or key.startswith(name + ".") for name in UNHASHED_KEYS)
+def _under(key: str, names) -> bool:
+  """Whether flat `key` is one of `names` or inside a section of them."""
+  return any(key == name or key.startswith(name + ".") for name in names)
 
 
 def legacy_config_hash(config) -> str:
@@ -111,8 +112,7 @@ def legacy_config_hash(config) -> str:
   flat = {key: value for key, value in whole.items()
           if not (added(key) and value == default[key])}
   unhashed = LEGACY_UNHASHED + _legacy_inert_keys(flat)
-  kept = {key: value for key, value in flat.items()
-          if not any(key == name or key.startswith(name + ".") for name in unhashed)}
+  kept = {key: value for key, value in flat.items() if not _under(key, unhashed)}
   return hashlib.sha256(json.dumps(traverse_util.unflatten_dict(kept, sep="."),
                                    sort_keys=True).encode()).hexdigest()[:16]
 
