@@ -1,5 +1,6 @@
 """The learning-rate schedules (training/schedules/): cosine and wsd exactly as they always were,
 the other decays, cooldown shapes and points against their formulas, and what branches need."""
+import functools
 import math
 import types
 
@@ -40,46 +41,48 @@ def train_config(schedule="cosine", points=(), fraction=0.2, shape="1-sqrt", min
                                warmup_tokens=warmup_tokens)
 
 
-def lr_of(train, steps, warmup, peak=1e-3, at=None):
+def lr_of(train, steps, warmup, peak=1e-3, at=None, jit=True):
   """The lr over steps 0..steps+1 (or at `at`) of a run of `train`'s schedule, as the step sees it:
-  every number a float32 or int32 array."""
+  every number a float32 or int32 array, compiled (or eagerly)."""
   numbers = schedules.get(train.schedule).numbers(train, steps, 1) | {"warmup_steps": warmup}
   run = {"peak_lr": np.float32(peak), **{k: np.asarray(v, np.int32) for k, v in numbers.items()}}
   at = np.arange(steps + 2) if at is None else at
-  return np.asarray(schedules.get(train.schedule).lr(at, run, train)), numbers
+  lr = lambda run: schedules.get(train.schedule).lr(at, run, train)
+  lr = jax.jit(lr) if jit else lr
+  return np.asarray(lr(run)), numbers
 
 
 SETTINGS = [(10, 100, 20), (0, 7, 2), (5, 1, 0), (999, 1000, 200), (30, 400, 0), (3, 250, 249),
-            (40, 100, 90)]
+            (40, 100, 90)]  # (warmup, total, cooldown steps)
 
 
-@pytest.mark.parametrize("warmup, total, cooldown", SETTINGS)
 @pytest.mark.parametrize("schedule, shape", [("cosine", "1-sqrt"), ("wsd", "1-sqrt"),
                                              ("wsd", "linear")])
-def test_cosine_and_wsd_give_exactly_the_learning_rates_they_always_did(schedule, shape, warmup,
-                                                                        total, cooldown):
-  """To the bit at every step, eagerly and compiled with the numbers as inputs (as in the step),
-  with a cooldown and without (a trunk)."""
-  schedule_ = schedules.get(schedule)
-  train = train_config(schedule, shape=shape, fraction=cooldown / total)
-  numbers = schedule_.numbers(train, total, 1) | {"warmup_steps": warmup}
-  assert numbers["cooldown_steps"] == (cooldown if schedule == "wsd" else 0)
-  run = {"peak_lr": np.float32(3e-3), **{k: np.int32(v) for k, v in numbers.items()}}
-  steps = np.arange(total + 3)
-  old = lambda run: reference_lr(steps, run["peak_lr"], run["warmup_steps"], run["total_steps"],
-                                 0.1, schedule, run["cooldown_steps"], shape)
-  new = lambda run: schedule_.lr(steps, run, train)
-  for trunk in (False, True):
-    run_ = run | {"cooldown_steps": np.int32(0)} if trunk else run
-    np.testing.assert_array_equal(np.asarray(new(run_)), np.asarray(old(run_)))
-    np.testing.assert_array_equal(np.asarray(jax.jit(new)(run_)), np.asarray(jax.jit(old)(run_)))
-    # One step at a time, as the train step asks.
-    new_step = jax.jit(lambda step, run: schedule_.lr(step, run, train))
-    old_step = jax.jit(lambda step, run: reference_lr(
-        step, run["peak_lr"], run["warmup_steps"], run["total_steps"], 0.1, schedule,
-        run["cooldown_steps"], shape))
-    for step in range(0, total + 2, max(1, total // 50)):
-      assert new_step(np.int32(step), run_) == old_step(np.int32(step), run_), step
+def test_cosine_and_wsd_give_exactly_the_learning_rates_they_always_did(schedule, shape):
+  """To the bit at every step of every setting, with a cooldown and without (a trunk): compiled
+  with the numbers as inputs (as in the train step), over all steps at once and one step at a
+  time, and eagerly."""
+  schedule_, static = schedules.get(schedule), train_config(schedule, shape=shape)
+  new = lambda step, run: schedule_.lr(step, run, static)
+  old = lambda step, run: reference_lr(step, run["peak_lr"], run["warmup_steps"],
+                                       run["total_steps"], 0.1, schedule, run["cooldown_steps"],
+                                       shape)
+  steps = np.arange(1003)
+  new_all, old_all = (jax.jit(functools.partial(fn, steps)) for fn in (new, old))
+  new_step, old_step = jax.jit(new), jax.jit(old)
+  for warmup, total, cooldown in SETTINGS:
+    train = train_config(schedule, shape=shape, fraction=cooldown / total)
+    numbers = schedule_.numbers(train, total, 1) | {"warmup_steps": warmup}
+    assert numbers["cooldown_steps"] == (cooldown if schedule == "wsd" else 0)
+    for trunk in (False, True):
+      run = {"peak_lr": np.float32(3e-3), **{k: np.int32(v) for k, v in numbers.items()}}
+      if trunk:
+        run["cooldown_steps"] = np.int32(0)
+      np.testing.assert_array_equal(np.asarray(new_all(run)), np.asarray(old_all(run)))
+      for step in range(0, total + 2, max(1, total // 20)):
+        assert new_step(np.int32(step), run) == old_step(np.int32(step), run), step
+  np.testing.assert_array_equal(np.asarray(new(steps[:120], run)),
+                                np.asarray(old(steps[:120], run)))
 
 
 @pytest.mark.parametrize("peak, total, warmup", [(3e-3, 100, 10), (1e-3, 7, 0), (0.5, 1, 5),
@@ -89,7 +92,7 @@ def test_the_cosine_is_optax_warmup_cosine_with_its_warmup_clamped(peak, total, 
   clamped = min(max(warmup, 1), total - 1) if total > 1 else 0
   expected = optax.warmup_cosine_decay_schedule(0.0, peak, clamped, max(total, 1), 0.1 * peak)(
       np.arange(total + 2))
-  got, _ = lr_of(train_config("cosine"), total, warmup, peak)
+  got, _ = lr_of(train_config("cosine"), total, warmup, peak, jit=False)  # as optax computes
   np.testing.assert_allclose(got, np.asarray(expected), rtol=2e-6, atol=1e-12)
 
 
