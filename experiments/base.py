@@ -73,7 +73,8 @@ def get_config() -> ml_collections.ConfigDict:
                                        # (): the schedule's (wsd (1.0,); wsd_s (.05,.1,.2,.5,1); else none)
   c.train.cooldown_fraction = 0.2      # each cooldown's share of the steps up to its end
   c.train.cooldown_shape = "1-sqrt"    # the cooldowns' shape in their progress p, 1-sqrt | linear | cosine
-  c.train.min_lr_ratio = 0.1           # the lr ends at this fraction of the peak, exactly at D
+  c.train.min_lr_ratio = 0.1           # cosine, linear: the lr ends at this fraction of the peak,
+                                       # exactly at D; a cooldown: of the lr where it starts
   c.train.weight_decay = 0.1
   c.train.b1 = 0.9
   c.train.b2 = 0.95

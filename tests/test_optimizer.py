@@ -36,9 +36,9 @@ def reference_lr(step, peak_lr, warmup_steps, total_steps, min_lr_ratio: float,
 
 def train_config(schedule="cosine", points=(), fraction=0.2, shape="1-sqrt", min_lr_ratio=0.1,
                  warmup_tokens=0):
-  return types.SimpleNamespace(schedule=schedule, cooldown_points=points, cooldown_fraction=fraction,
-                               cooldown_shape=shape, min_lr_ratio=min_lr_ratio,
-                               warmup_tokens=warmup_tokens)
+  return types.SimpleNamespace(schedule=schedule, cooldown_points=points,
+                               cooldown_fraction=fraction, cooldown_shape=shape,
+                               min_lr_ratio=min_lr_ratio, warmup_tokens=warmup_tokens)
 
 
 def lr_of(train, steps, warmup, peak=1e-3, at=None, jit=True):
@@ -177,7 +177,8 @@ def test_overlapping_cooldown_points_and_bad_keys_are_one_line_config_errors():
 @pytest.mark.parametrize("name", sorted(schedules.SCHEDULES))
 def test_branchable_schedules_equal_every_longer_run_up_to_their_branch_step(name):
   """What a branch sweep relies on: up to the branch step, a run's lr is its trunk's (the schedule
-  without cooldown, longer) and a longer run's; schedules whose decay depends on the length refuse."""
+  without cooldown, longer) and a longer run's; schedules whose decay depends on the length
+  refuse."""
   schedule = schedules.get(name)
   train = train_config(name, points=schedule.points or (1.0,))
   lr, numbers = lr_of(train, 300, 5)

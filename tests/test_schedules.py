@@ -1,5 +1,6 @@
 """Schedules as a seam: one added in a test-only module trains end to end, and branch sweeps plan
-(and branch exactly) for every schedule whose lr before its cooldown does not depend on the length."""
+(and branch exactly) for every schedule whose lr before its cooldown does not depend on the run's
+length."""
 import math
 
 import pytest
@@ -16,7 +17,8 @@ WARMUP = "--config.train.warmup_tokens=4096"  # 4 steps of the tiny run's 16 x 6
 
 def test_a_schedule_added_in_one_test_module_trains_end_to_end(tmp_path):
   """exponential_schedule.py registers itself on import; train.py trains a run with it and logs
-  its lr: row s logs the lr of step s - 1 (the last update), peak min_lr_ratio^p after the warmup."""
+  its lr: row s logs the lr of step s - 1 (the last update), peak min_lr_ratio^p after the
+  warmup."""
   assert run(tmp_path, f"--config.train.schedule={exponential_schedule.NAME}", WARMUP,
              "--config.train.tokens=20480") == 0
   rows = read_rows(tmp_path)
@@ -59,7 +61,8 @@ def test_branches_refuse_a_schedule_without_a_constant_phase_in_one_line(schedul
 def test_a_branch_of_an_inverse_sqrt_trunk_equals_the_independent_run(tmp_path):
   """inverse sqrt with a cooldown over the last 8 of 40 steps: a trunk without cooldown to step
   32, seeded into a run directory and resumed as the 40-step run, ends exactly as that run does."""
-  schedule = ["--config.train.schedule=inverse_sqrt", "--config.train.cooldown_points=(1.0,)", WARMUP]
+  schedule = ["--config.train.schedule=inverse_sqrt", "--config.train.cooldown_points=(1.0,)",
+              WARMUP]
   assert run(tmp_path / "independent", *schedule) == 0
   assert run(tmp_path / "trunk", *schedule, "--config.train.tokens=32768",
              "--config.train.cooldown_fraction=0.0", "--config.train.checkpoint_steps=(32,)") == 0

@@ -1,8 +1,9 @@
 """Learning-rate schedules as registered parts: a linear warmup, a decay, and cooldowns.
 
 A schedule (`train.schedule`, one `Schedule` registered by name) is a linear warmup from 0 to the
-peak, then its decay, with cooldowns of shape `train.cooldown_shape` ending at `train.cooldown_points`
-(fractions of the run; () takes the schedule's own: wsd one at the end, cosine none). Each cooldown
+peak, then its decay, with cooldowns of shape `train.cooldown_shape` ending at
+`train.cooldown_points` (fractions of the run; () takes the schedule's own: wsd one at the end,
+cosine none). Each cooldown
 spans `train.cooldown_fraction` of the steps up to its end and takes the lr from where the decay
 has it at its start to `train.min_lr_ratio` of that; after a cooldown that ends before the run does,
 the lr goes back to the decay (WSD-S, Wen et al. 2024). Each decay and each cooldown shape is one
@@ -13,6 +14,8 @@ train state's `run` dict, so runs that differ only in them share one compiled st
 name, the cooldown shape, min_lr_ratio and the number of cooldown points are fixed per program.
 """
 import dataclasses
+import importlib
+import pkgutil
 from typing import Callable
 
 import jax.numpy as jnp
@@ -115,7 +118,8 @@ def register_cooldown(name: str, fall: Callable) -> Callable:
 
 def get(name: str) -> Schedule:
   if name not in SCHEDULES:
-    raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {name!r}")
+    raise ConfigError(f"train.schedule must be one of {', '.join(sorted(SCHEDULES))}, got "
+                      f"{name!r}")
   return SCHEDULES[name]
 
 
@@ -127,8 +131,8 @@ def check(train) -> Schedule:
     raise ConfigError(f"train.schedule={schedule.name} reads train.{', train.'.join(missing)}, "
                       "which the config lacks")
   if train.cooldown_shape not in COOLDOWN_SHAPES:
-    raise ConfigError(f"train.cooldown_shape must be one of {', '.join(COOLDOWN_SHAPES)}, got "
-                      f"{train.cooldown_shape!r}")
+    raise ConfigError(f"train.cooldown_shape must be one of {', '.join(sorted(COOLDOWN_SHAPES))}, "
+                      f"got {train.cooldown_shape!r}")
   if not 0 <= train.cooldown_fraction <= 1 or not 0 <= train.min_lr_ratio <= 1:
     raise ConfigError(f"train.cooldown_fraction and train.min_lr_ratio must be within [0, 1], got "
                       f"{train.cooldown_fraction} and {train.min_lr_ratio}")
@@ -140,5 +144,7 @@ def check(train) -> Schedule:
   return schedule
 
 
-# The built-in parts, each registering itself.
-from training.schedules import constant, cosine, inverse_sqrt, linear, one_minus_sqrt  # noqa: E402,F401
+# The built-in parts: every module of this package, each registering itself on import (so adding
+# one is adding its file).
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f"{__name__}.{_module.name}")
