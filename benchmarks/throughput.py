@@ -45,7 +45,7 @@ from core.config import ConfigError
 from core import defaults
 from model import sizing
 from model.recipe import RECIPES
-from training import hugepages, mfu, process
+from training import hugepages, mfu, process, schedules
 from training.plan import Plan
 from training.sharding import make_mesh
 from training.steps import Trainer
@@ -78,15 +78,16 @@ class Shape:
     config.model.update(n_layer=layers, n_heads=heads, d_model=d_model, d_ff=args.d_ff,
                         mlp=args.mlp, dtype=args.dtype, remat=args.remat)
     config.train.update(seq_len=context, batch_size=batch, lr=1e-4, b2=RECIPES["default"].b2,
-                        replica_batch=args.replica_batch)
+                        warmup_tokens=10 * batch * context, replica_batch=args.replica_batch)
     self.config = config
     self.model_cfg = sizing.model_config_from(config.model, vocab_size=vocab, seq_len=context)
     n_params, n_params_total = sizing.count_params(self.model_cfg)
     self.plan = Plan(
         n_params=n_params, n_params_total=n_params_total,
         flops_per_token=sizing.flops_per_token(self.model_cfg, context), batch_size=batch,
-        seq_len=context, steps=10**6, tokens=10**6 * batch * context, lr=1e-4, warmup_steps=10,
-        cooldown_steps=0,
+        seq_len=context, steps=10**6, tokens=10**6 * batch * context, lr=1e-4,
+        schedule=config.train.schedule,
+        schedule_numbers=schedules.check(config.train).numbers(config.train, 10**6, batch * context),
         eval_sequences=batch, eval_every=10**6, checkpoint_every=10**6,
         replica_seeds=tuple(range(replicas)) if replicas > 1 else (),
         replica_lrs=(1e-4,) * replicas if replicas > 1 else ())

@@ -70,10 +70,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 0               # sequences per step; 0: the recipe's rule of N and D
   c.train.lr = 0.0                     # peak learning rate; 0: the recipe's rule of N
   c.train.warmup_tokens = 0            # 0: the recipe's rule of N and D
-  c.train.schedule = "cosine"          # cosine | wsd (warmup, constant peak, cooldown; Hägele 2024)
-  c.train.cooldown_fraction = 0.2      # wsd: the share of the run's steps spent cooling down
-  c.train.cooldown_shape = "1-sqrt"    # wsd: the cooldown's shape in its progress p, 1-sqrt | linear
-  c.train.min_lr_ratio = 0.1           # the lr ends at this fraction of the peak, exactly at D
+  # A registered schedule (training/schedules/): warmup, then cosine | linear | constant |
+  # inverse_sqrt, or wsd (constant peak, a cooldown at the end; Hägele 2024) | wsd_s (constant,
+  # cooldowns at several points; Wen 2024)
+  c.train.schedule = "cosine"
+  c.train.cooldown_points = ()         # fractions of the run where cooldowns end, e.g. (0.5, 1.0);
+                                       # (): the schedule's (wsd (1.0,); wsd_s (.05,.1,.2,.5,1); else none)
+  c.train.cooldown_fraction = 0.2      # each cooldown's share of the steps up to its end
+  c.train.cooldown_shape = "1-sqrt"    # the cooldowns' shape in their progress p, 1-sqrt | linear | cosine
+  c.train.min_lr_ratio = 0.1           # cosine, linear: the lr ends at this fraction of the peak,
+                                       # exactly at D; a cooldown: of the lr where it starts
   c.train.weight_decay = 0.1
   c.train.b1 = 0.9
   c.train.b2 = 0.0                     # AdamW beta2; 0: the recipe's rule of the batch
@@ -142,7 +148,9 @@ def sweep_section(**values) -> ml_collections.ConfigDict:
   ladder            take each curve's sizes from one ladder of N shared by every budget (r^j,
                     r = span^(1/(sizes_per_budget - 1))) instead of centring them on each budget
   branches          one constant-lr trunk per model size (and seed and lr) and a cooldown branch
-                    per budget (sweeps/branches.py); needs train.schedule=wsd, implies ladder
+                    per budget (sweeps/branches.py); needs a schedule whose lr before its first
+                    cooldown does not depend on the run's length (wsd, wsd_s, constant,
+                    inverse_sqrt); implies ladder
   n_params, tokens  the grid's target non-embedding N values and token budgets D
   seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
   max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one

@@ -31,25 +31,26 @@ def shared_settings(config, rows) -> dict:
   return settings
 
 
-def add_trunks(rows: list[dict], resolve_row) -> list[dict]:
+def add_trunks(rows: list[dict], resolve_row, trunk_overrides) -> list[dict]:
   """The branch rows with their trunk and branch step, followed by one trunk row per trunk.
 
   `resolve_row(row, extra_overrides, tokens)` re-plans a row with more overrides and another
-  budget (sweeps.plan). A trunk is a WSD run without cooldown (constant after its warmup) to its
+  budget (sweeps.plan); `trunk_overrides` make a row its trunk (the schedule's, training/schedules/:
+  no cooldown). A trunk is a run without cooldown (e.g. constant after its warmup) to its
   longest branch's start, keeping a checkpoint at every branch step. Its id leaves its length
   out, so adding a larger budget extends the trunk a sweep already trained instead of training
   another.
   """
   families = {}
   for row in rows:
-    row.update(kind="", branch_step=row["steps"] - row["cooldown_steps"])
+    row.update(kind="", branch_step=row["branch_point"])
     families.setdefault(row["trunk_family"], []).append(row)
   trunk_rows = []
   for family, branches in families.items():
     steps = sorted({row["branch_step"] for row in branches})
     longest = max(branches, key=lambda row: row["branch_step"])
     tokens = steps[-1] * longest["tokens"] // longest["steps"]
-    trunk = resolve_row(longest, ["--config.train.cooldown_fraction=0.0",
+    trunk = resolve_row(longest, [*trunk_overrides,
                                   f"--config.train.checkpoint_steps={tuple(steps)}"], tokens)
     trunk_id = f"trunk_{longest['run_id'].split('_d', 1)[0]}_{family}"  # trunk_n1.2e4_<family>
     trunk.update(run_id=trunk_id, kind=TRUNK, budget=None, branch_step="", trunk="")

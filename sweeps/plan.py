@@ -8,7 +8,7 @@ from core import defaults
 from core.config import ConfigError, apply_override
 from sweeps import branches
 from sweeps.processes import run_dir_of
-from training import memory
+from training import memory, schedules
 from training import plan as plan_lib
 
 DEFAULT_COMPILATION_CACHE = defaults.get_config().train.compilation_cache
@@ -77,7 +77,8 @@ def plan_sweep(config, overrides: list[str], sweep_dir: str | None = None) -> li
     rows = [plan(row["run_overrides"] + pinned(row), row["n_target"], row["budget"],
                  row["tokens"] if row["budget"] is None else None) for row in rows]
     rows = branches.add_trunks(_unique(rows), lambda row, extra, tokens: plan(
-        row["run_overrides"] + extra, row["n_target"], None, tokens))
+        row["run_overrides"] + extra, row["n_target"], None, tokens),
+        schedules.get(config.train.schedule).trunk_overrides)
   rows = [{"row": i, **row} for i, row in enumerate(prefer_legacy_ids(_unique(rows), sweep_dir))]
   return group_rows(rows, sweep.max_replicas)
 
@@ -177,8 +178,9 @@ def checked_sweep_section(config):
     raise ConfigError("sweep.workers, sweep.devices and sweep.max_replicas must be at least 1")
   if sweep.flops not in FLOP_CONVENTIONS:
     raise ConfigError(f"sweep.flops must be one of {', '.join(FLOP_CONVENTIONS)}, got {sweep.flops!r}")
-  if sweep.branches and config.train.schedule != "wsd":
-    raise ConfigError("sweep.branches needs the WSD schedule: add --config.train.schedule=wsd")
+  if sweep.branches and not schedules.get(config.train.schedule).supports_branches:
+    raise ConfigError(f"sweep.branches needs a schedule with a constant phase, not "
+                      f"train.schedule={config.train.schedule}: add --config.train.schedule=wsd")
   if any(not isinstance(lr, (int, float)) or lr <= 0 for lr in sweep.lrs):
     raise ConfigError(f"sweep.lrs must be positive peak learning rates, got {sweep.lrs}")
   if any(not isinstance(seed, int) for seed in sweep.seeds) or len(set(sweep.seeds)) != len(sweep.seeds):
@@ -232,5 +234,5 @@ def plan_row(config, n_devices, run_overrides, n_target, budget=None, tokens=Non
       "steps": plan.steps, "flops": plan.flops_per_token * plan.tokens,
       "flops_6nd": 6 * plan.n_params * plan.tokens,
       "overrides": shlex.join(run_overrides + row_overrides + budget_label),
-      "run_overrides": run_overrides, "cooldown_steps": plan.cooldown_steps,
+      "run_overrides": run_overrides, "branch_point": plan.branch_step,
       "trunk_family": plan_lib.config_hash(family_config)}

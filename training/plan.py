@@ -16,7 +16,7 @@ from core import defaults, rundir
 from core.config import ConfigError
 from model import lora, sizing
 from model import recipe as recipe_lib
-from training.optimizer import COOLDOWN_SHAPES, SCHEDULES
+from training import schedules
 from training.sharding import mesh_shape
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -60,8 +60,8 @@ class Plan:
   steps: int
   tokens: int                # steps * batch_size * seq_len: the budget D rounded to whole batches
   lr: float
-  warmup_steps: int
-  cooldown_steps: int        # wsd: the last steps, cooling down; 0 for the cosine (and a trunk)
+  schedule: str              # train.schedule: the registered schedule (training/schedules/)
+  schedule_numbers: dict     # its per-run numbers (Schedule.numbers): warmup, length, cooldowns
   eval_sequences: int
   eval_every: int
   checkpoint_every: int
@@ -72,6 +72,11 @@ class Plan:
   @property
   def tokens_per_step(self):
     return self.batch_size * self.seq_len
+
+  @property
+  def branch_step(self):
+    """Where a branch sweep's branch of this run leaves its trunk (None: the schedule has none)."""
+    return schedules.get(self.schedule).branch_step(self.schedule_numbers)
 
   @property
   def replicas(self):
@@ -154,7 +159,7 @@ def resolve(config, n_devices: int):
     raise ConfigError("train.seq_len and train.grad_accum must be positive")
   if config.wandb.mode not in WANDB_MODES:
     raise ConfigError(f"wandb.mode must be offline, online or disabled, got {config.wandb.mode!r}")
-  check_schedule(train)
+  schedule = check_schedule(train)
   recipe = recipe_lib.from_config(config)
   source = data.make_source(config)
   model_cfg = sizing.model_config_from(config.model, vocab_size=source.vocab_size,
@@ -199,26 +204,20 @@ def resolve(config, n_devices: int):
       n_params=n_params, n_params_total=n_params_total,
       flops_per_token=sizing.flops_per_token(model_cfg, train.seq_len),
       batch_size=train.batch_size, seq_len=train.seq_len, steps=steps,
-      tokens=steps * tokens_per_step, lr=train.lr,
-      warmup_steps=round(train.warmup_tokens / tokens_per_step),
-      cooldown_steps=round(train.cooldown_fraction * steps) if train.schedule == "wsd" else 0,
+      tokens=steps * tokens_per_step, lr=train.lr, schedule=train.schedule,
+      schedule_numbers=schedule.numbers(train, steps, tokens_per_step),
       eval_sequences=eval_sequences, eval_every=eval_every, checkpoint_every=checkpoint_every,
       replica_seeds=replica_seeds, replica_lrs=replica_lrs)
   return config, source, model_cfg, plan
 
 
-def check_schedule(train) -> None:
-  if train.schedule not in SCHEDULES:
-    raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {train.schedule!r}")
-  if train.cooldown_shape not in COOLDOWN_SHAPES:
-    raise ConfigError(f"train.cooldown_shape must be one of {', '.join(COOLDOWN_SHAPES)}, got "
-                      f"{train.cooldown_shape!r}")
-  if not 0 <= train.cooldown_fraction <= 1 or not 0 <= train.min_lr_ratio <= 1:
-    raise ConfigError(f"train.cooldown_fraction and train.min_lr_ratio must be within [0, 1], got "
-                      f"{train.cooldown_fraction} and {train.min_lr_ratio}")
+def check_schedule(train) -> schedules.Schedule:
+  """train's schedule (its keys checked, training/schedules/) and checkpoint steps."""
+  schedule = schedules.check(train)
   if any(not isinstance(step, int) or step < 1 for step in train.checkpoint_steps):
     raise ConfigError(f"train.checkpoint_steps must be positive step numbers, got "
                       f"{train.checkpoint_steps}")
+  return schedule
 
 
 def replica_settings(config) -> tuple[tuple, tuple]:

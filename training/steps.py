@@ -4,8 +4,8 @@ The model is split into a graph and a parameter pytree (`nnx.split`) and merged 
 step; the steps are `jax.jit` functions with donated state and explicit shardings over the
 (data, fsdp) mesh, so the same code runs on one device, eight CPU devices or many hosts.
 
-A run's own numbers (seed, peak lr, warmup and total steps) live in the state as arrays, not as
-constants of the compiled programs, so every run of a shape shares one compiled init, step and
+A run's own numbers (seed, peak lr and its schedule's numbers: warmup, length, cooldowns) live in
+the state as arrays, not as constants of the compiled programs, so every run of a shape shares one compiled init, step and
 eval, and the persistent compilation cache serves them to every process of a sweep.
 
 A group (plan.replicas = K > 1) trains K models of one shape at once: every leaf of the state
@@ -28,7 +28,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import lora, objectives
-from training import optimizer
+from training import optimizer, schedules
 from training.process import compiler_options
 from training.sharding import fsdp_sharding
 
@@ -45,6 +45,14 @@ def replica_mapper(replicas: int, vmapped: int):
   return per_replica
 
 
+def replicated_number(value, replicas: int) -> np.ndarray:
+  """A schedule number (an int or float, or a tuple of them) as every replica's copy of it:
+  int32 or float32, with a leading replica axis."""
+  value = np.asarray(value)
+  value = value.astype(np.int32 if value.dtype.kind in "iub" else np.float32)
+  return np.broadcast_to(value, (replicas, *value.shape)).copy()
+
+
 class Trainer:
   """The jitted init, train and eval functions of one model (or a group) on a mesh."""
 
@@ -58,11 +66,11 @@ class Trainer:
     # one at a time measured fastest (benchmarks/throughput.py); accelerators want them batched.
     vmapped = self.train.replica_batch or (1 if platform == "cpu" else self.replicas)
     per_replica = replica_mapper(self.replicas, vmapped)
+    self.schedule = schedules.get(plan.schedule)
     run = {"seed": np.asarray(plan.replica_seeds or (config.seed,), np.int32),
            "peak_lr": np.asarray(plan.replica_lrs or (plan.lr,), np.float32),
-           "warmup_steps": np.full(self.replicas, plan.warmup_steps, np.int32),
-           "total_steps": np.full(self.replicas, plan.steps, np.int32),
-           "cooldown_steps": np.full(self.replicas, plan.cooldown_steps, np.int32)}
+           **{key: replicated_number(value, self.replicas)
+              for key, value in plan.schedule_numbers.items()}}
     self.run = run if self.replicas > 1 else {key: value[0] for key, value in run.items()}
 
     def init(run):
@@ -109,7 +117,7 @@ class Trainer:
     return self._init(self.run)
 
   def with_own_run(self, state):
-    """`state` with this run's own numbers (seed, lr, warmup, length, cooldown), e.g. a checkpoint
+    """`state` with this run's own numbers (seed, lr and its schedule's), e.g. a checkpoint
     of a trunk that a branch continues, or of a shorter trunk being extended."""
     return {**state, "run": jax.device_put(self.run, self.state_sharding["run"])}
 
@@ -159,9 +167,7 @@ class Trainer:
       zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
       (loss, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(grad_accum), micro_batches))
       loss, grads = jax.tree.map(lambda x: x / grad_accum, (loss, grads))
-    lr = optimizer.scheduled_lr(step, run["peak_lr"], run["warmup_steps"], run["total_steps"],
-                                self.train.min_lr_ratio, self.train.schedule,
-                                run["cooldown_steps"], self.train.cooldown_shape)
+    lr = self.schedule.lr(step, run, self.train)
     updates, opt_state = optimizer.make_optimizer(self.train, lr).update(
         grads, state["opt_state"], params)
     metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
