@@ -16,6 +16,7 @@ from analysis import laws
 from analysis import pipeline
 from analysis import report
 from analysis import runs as runs_lib
+from analysis import summary
 from conftest import ROOT
 
 TRUTH = {"E": 1.5, "A": 50.0, "B": 150.0, "alpha": 0.35, "beta": 0.30}
@@ -172,7 +173,7 @@ def test_non_convergence_is_reported():
                        "rule_20x": {"n_opt": 1.0, "d_opt": 20.0, "tokens_per_param": 20.0}}],
          "extrapolation": {"skipped": "too few runs"}}
   assert "Converged: NO" in report.to_markdown(report.blocks(fit))
-  assert "[NOT CONVERGED]" in cli.summary_lines(fit)[1]
+  assert "[NOT CONVERGED]" in summary.lines(fit)[1]
 
 
 def _table(tmp_path, rows, columns=COLUMNS):
@@ -394,7 +395,7 @@ def test_a_law_that_misses_the_held_out_budget_is_flagged(tmp_path):
   assert check["held_out_budgets"] == [BUDGETS[-1]] and check["n_held_out"] == 7
   assert check["mean_abs_error"] > 0.1 and not check["ok"]
   assert any(line.startswith("  problem: the law does not extrapolate: refitted without the "
-                             "largest budget") for line in cli.summary_lines(
+                             "largest budget") for line in summary.lines(
                                  {**fit, "warnings": []}))
 
 
