@@ -15,6 +15,7 @@ from analysis import isoflop
 from analysis import runs as runs_lib
 
 WANDB_MODES = ("offline", "online", "disabled")
+COMPILATION_CACHE = "~/.cache/scaling/jax"  # the runs' default too (train.compilation_cache)
 EXAMPLES = """examples:
   python -m analysis --results sweeps/default/results.csv --out sweeps/default/analysis
   python -m analysis --results svg_extracted_data.csv --out /tmp/chin \\
@@ -63,6 +64,9 @@ def parse_args(argv=None):
                       default=env_mode if env_mode in WANDB_MODES else "offline",
                       help="W&B analysis run (default: $WANDB_MODE, else offline)")
   parser.add_argument("--wandb-project", default="scaling")
+  parser.add_argument("--compilation-cache", default=COMPILATION_CACHE, metavar="DIR",
+                      help="persistent JAX compilation cache: a later analysis of tables of "
+                           "similar size skips XLA compilation (default %(default)s; '' off)")
   parser.add_argument("--json", action="store_true", help="print fit.json as the last line")
   parser.add_argument("--quiet", action="store_true",
                       help="print no summary (a sweep prints fit.json's summary itself)")
@@ -86,7 +90,12 @@ def _check_numbers(args):
 def main(argv=None) -> int:
   args = parse_args(argv)
   # jax and matplotlib load only now, so --help and argument errors are instant.
+  import jax  # pylint: disable=g-import-not-at-top
   from analysis import pipeline  # pylint: disable=g-import-not-at-top
+  if args.compilation_cache:  # before anything compiles: JAX decides once per process
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(args.compilation_cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   try:
     _check_numbers(args)
     fit = pipeline.run_analysis(

@@ -51,6 +51,11 @@ def register(form: Form) -> Form:
   return form
 
 
+def unregister(name: str) -> None:
+  """Removes a form (a test's, after the test)."""
+  _REGISTRY.pop(name, None)
+
+
 def get(name: str) -> Form:
   return _REGISTRY[name]
 
