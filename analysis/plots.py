@@ -43,7 +43,7 @@ SIZE_CMAP = "viridis"
 
 
 def _figure(ncols=1):
-  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=110, layout="constrained")
+  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=90, layout="constrained")
   return fig, fig.subplots(1, ncols)
 
 
@@ -240,8 +240,9 @@ def extrapolation(path, check, titles):
       if predicted is None:
         continue
       colour = f"C{i}"
+      by = "compute" if marker_fill else "size"
       ax.scatter(observed, predicted, s=20, color=colour if marker_fill else "none",
-                 edgecolors=colour, label=f"{label}, held out by {'compute' if marker_fill else 'size'}")
+                 edgecolors=colour, label=f"{label}, held out by {by}")
       values += [observed, np.asarray(predicted)]
   values = np.concatenate(values)
   span = [values.min() * 0.97, values.max() * 1.03]

@@ -146,7 +146,8 @@ def _goodness_block(fit: dict) -> list:
   check = fit.get("extrapolation", {})
   rows = [[law["title"], fmt(fit[law["section"]].get("r2_log")),
            fmt(fit[law["section"]].get("rms_log_residual")), _held_out_error(check, law["name"]),
-           _held_out_error(check.get("by_size"), law["name"])] for law in summary.laws_of(fit)]
+           _held_out_error(check.get("by_size"), law["name"])]
+          for law in summary.laws_of(fit)]
   return [("h2", "Goodness of fit"),
           ("p", "Per law, on every run: R^2 of log L and the RMS of log L minus the law's; held "
                 "out: the mean absolute error (nats, and relative) on the runs of the largest "

@@ -50,7 +50,8 @@ def _frontier_table_rows(fit: dict) -> list:
   rows = []
   for row in fit["frontier"]:
     rows.append([row["flops"], "approach3", row["n_opt"], row["d_opt"], row["tokens_per_param"]])
-    names = ["approach2", "approach1"] + [law["name"] for law in summary.laws_of(fit)] + ["rule_20x"]
+    names = (["approach2", "approach1"] + [law["name"] for law in summary.laws_of(fit)]
+             + ["rule_20x"])
     for name in dict.fromkeys(names):
       if name == "approach3":
         continue

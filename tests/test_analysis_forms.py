@@ -9,7 +9,7 @@ from analysis import forms
 from analysis import pipeline
 from test_analysis_cli import write_csv
 
-TRUTH = {"E": 1.5, "A": 80.0, "p": 0.4, "c": 0.5}
+TRUTH = {"E": 1.5, "A": 3000.0, "p": 0.4, "c": 0.5}
 
 
 @pytest.fixture
@@ -28,12 +28,12 @@ def test_the_built_in_forms_are_registered_with_their_sections():
 
 
 def test_an_added_form_is_fitted_reported_and_checked_end_to_end(tmp_path, extra_form):
-  """A 6 x 5 grid of runs from the added law with 0.2% noise, through run_analysis."""
+  """A 6 x 5 grid of runs from the added law with 0.1% noise, through run_analysis."""
   rng = np.random.default_rng(0)
   rows = []
   for n in np.geomspace(1e6, 3.2e7, 6):
     for d in np.geomspace(2e8, 3.2e9, 5):
-      law = fitter.predict(extra_form, TRUTH, (n, d)) * np.exp(rng.normal(0, 0.002))
+      law = fitter.predict(extra_form, TRUTH, (n, d)) * np.exp(rng.normal(0, 0.001))
       rows.append({"run_id": f"n{n:.3g}_d{d:.3g}", "status": "completed", "n_params": n,
                    "tokens": d, "flops": 6 * n * d, "final_eval_loss": float(law)})
   results = write_csv(tmp_path / "results.csv", rows,
@@ -42,9 +42,11 @@ def test_an_added_form_is_fitted_reported_and_checked_end_to_end(tmp_path, extra
   assert json.loads((tmp_path / "out" / "fit.json").read_text()) == fit
   section = fit["geometric_scale"]
   assert section["converged"] and section["r2_log"] > 0.99
-  for key, value in TRUTH.items():
-    assert section[key] == pytest.approx(value, rel=0.1), key
-  assert section["alpha_N"] == pytest.approx(0.2, abs=0.02)
+  assert section["E"] == pytest.approx(TRUTH["E"], rel=0.02)
+  assert section["A"] == pytest.approx(TRUTH["A"], rel=0.3)  # correlated with c: loosest
+  assert section["p"] == pytest.approx(TRUTH["p"], abs=0.05)
+  assert section["c"] == pytest.approx(TRUTH["c"], abs=0.05)
+  assert section["alpha_N"] == pytest.approx(0.2, abs=0.03)
   assert "geometric" in [law["name"] for law in fit["laws"]]
   assert fit["flops_convention"]["label"] == "6ND FLOPs (the table's 'flops' column)"
   # No optimum: no frontier column; both extrapolation checks have its entry.

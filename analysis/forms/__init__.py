@@ -65,4 +65,5 @@ def registered(study: str = PRETRAINING) -> list[Form]:
   return [form for form in _REGISTRY.values() if form.study == study]
 
 
-from analysis.forms import chinchilla, kaplan, finetune  # noqa: E402,F401  pylint: disable=wrong-import-position
+# The built-in forms register themselves (after `register` exists).
+from analysis.forms import chinchilla, kaplan, finetune  # noqa: E402,F401  pylint: disable=all
