@@ -1,25 +1,26 @@
 """python -m analysis --results CSV --out DIR [options]: fit a table of runs, write the reports.
 
-Prints the fitted laws, the frontier within a decade of the data (labelling extrapolations), the
-verdict ("How far to trust this fit") and the report's path; with --json, one JSON object (the
-fit.json contents) as the last line. Input that cannot be fitted: one line on stderr, exit code 2.
+Prints fit.json's `summary` (analysis/summary.py: the fitted laws, the frontier within a decade of
+the data with extrapolations labelled, the verdict "How far to trust this fit", the figures' and
+report's paths; --quiet: none); with --json, one JSON object (the fit.json contents) as the last
+line. Input that cannot be fitted: one line on stderr, exit code 2.
 """
 import argparse
+import json
 import math
 import os
 import sys
 
-from analysis import diagnostics
 from analysis import isoflop
 from analysis import runs as runs_lib
 
 WANDB_MODES = ("offline", "online", "disabled")
+COMPILATION_CACHE = "~/.cache/scaling/jax"  # the runs' default too (train.compilation_cache)
 EXAMPLES = """examples:
   python -m analysis --results sweeps/default/results.csv --out sweeps/default/analysis
   python -m analysis --results svg_extracted_data.csv --out /tmp/chin \\
       --drop-top-loss 5 --bootstrap 1000 --inference-tokens 1e13
 """
-PRINTED_DECADES = 1.0  # the printed frontier stops a decade past the data (fit.json has it all)
 
 
 def parse_args(argv=None):
@@ -63,70 +64,13 @@ def parse_args(argv=None):
                       default=env_mode if env_mode in WANDB_MODES else "offline",
                       help="W&B analysis run (default: $WANDB_MODE, else offline)")
   parser.add_argument("--wandb-project", default="scaling")
+  parser.add_argument("--compilation-cache", default=COMPILATION_CACHE, metavar="DIR",
+                      help="persistent JAX compilation cache: a later analysis of tables of "
+                           "similar size skips XLA compilation (default %(default)s; '' off)")
   parser.add_argument("--json", action="store_true", help="print fit.json as the last line")
+  parser.add_argument("--quiet", action="store_true",
+                      help="print no summary (a sweep prints fit.json's summary itself)")
   return parser.parse_args(argv)
-
-
-def _num(value, spec: str) -> str:
-  """A number for the summary; `n/a` where a fit gave none (null or not finite in fit.json)."""
-  return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
-
-
-def _beyond(row: dict) -> str:
-  far = row.get("decades_beyond_data", 0)
-  return f"  (extrapolated, {far:.1f} decades beyond the data)" if far else ""
-
-
-def frontier_lines(fit: dict) -> list[str]:
-  """The frontier rows within PRINTED_DECADES of the data, extrapolations labelled."""
-  shown = [row for row in fit["frontier"] if row.get("decades_beyond_data", 0) <= PRINTED_DECADES]
-  lines = [f"  C = {row['flops']:.2e}: N_opt = {_num(row['n_opt'], '.3g')}, D_opt = "
-           f"{_num(row['d_opt'], '.3g')}, {_num(row['tokens_per_param'], '.1f')} tokens per "
-           f"parameter{_beyond(row)}" for row in shown]
-  if len(shown) < len(fit["frontier"]):
-    lines.append(f"  ({len(fit['frontier']) - len(shown)} budgets more than {PRINTED_DECADES:g} "
-                 "decade beyond the data: in fit.json and the report, not printed)")
-  inference = fit.get("inference_frontier")
-  if inference:
-    lines.append(f"inference-aware (T = {inference['inference_tokens']:.3g} inference tokens; "
-                 "same loss as the compute-optimal model at C):")
-    lines += [f"  C = {row['flops']:.2e}: N = {_num(row['n_opt'], '.3g')}, D = "
-              f"{_num(row['d_opt'], '.3g')}, {_num(row['tokens_per_param'], '.1f')} tokens per "
-              f"parameter, {_num(100 * row['saving'], '.1f')}% less total compute{_beyond(row)}"
-              for row in inference["rows"] if row.get("decades_beyond_data", 0) <= PRINTED_DECADES]
-  return lines
-
-
-def summary_lines(fit: dict) -> list[str]:
-  a3 = fit["chinchilla_approach3"]
-  unidentified = fit.get("diagnostics", {}).get("unidentified", {})
-  e = (f"[E not identified: {unidentified['E']}]" if "E" in unidentified
-       else _num(a3["E"], ".4f"))
-  exponents = (f"a, b not identified ({unidentified['frontier']})" if "frontier" in unidentified
-               else f"a = {_num(a3['a'], '.3f')}, b = {_num(a3['b'], '.3f')}")
-  lines = [f"{fit['n_points']} runs fitted ({len(fit['excluded'])} not completed, excluded)",
-           f"approach 3: L = {e} + {_num(a3['A'], '.4g')}/N^{_num(a3['alpha'], '.4f')} + "
-           f"{_num(a3['B'], '.4g')}/D^{_num(a3['beta'], '.4f')}; {exponents}"
-           + ("" if a3["converged"] else "  [NOT CONVERGED]")]
-  if "frontier" not in unidentified and "frontier_exponents" in a3:
-    convention = fit.get("flops_convention", {})
-    lines.append(f"frontier, C in {convention.get('label', '6ND FLOPs')}: N_opt ∝ "
-                 f"C^{_num(a3['frontier_exponents']['a'], '.3f')}, D_opt ∝ "
-                 f"C^{_num(a3['frontier_exponents']['b'], '.3f')} (approach 3; FLOPs per token "
-                 f"{_num(convention.get('k'), '.3g')} N^{_num(convention.get('gamma'), '.3f')})")
-  for name in ("chinchilla_approach2", "chinchilla_approach1"):
-    if name in fit:
-      lines.append(f"{name.replace('chinchilla_', '').replace('approach', 'approach ')}: "
-                   f"a = {_num(fit[name]['a'], '.3f')}, b = {_num(fit[name]['b'], '.3f')}")
-  k = fit["kaplan"]
-  lines.append(f"kaplan: alpha_N = {_num(k['alpha_N'], '.4f')}, alpha_D = "
-               f"{_num(k['alpha_D'], '.4f')}, N_c = {_num(k['N_c'], '.3g')}, D_c = "
-               f"{_num(k['D_c'], '.3g')}")
-  lines += frontier_lines(fit)
-  lines += [f"warning: {w}" for w in fit["warnings"]]
-  if "diagnostics" in fit:
-    lines += diagnostics.summary_lines(fit["diagnostics"])
-  return lines
 
 
 def _check_numbers(args):
@@ -146,7 +90,12 @@ def _check_numbers(args):
 def main(argv=None) -> int:
   args = parse_args(argv)
   # jax and matplotlib load only now, so --help and argument errors are instant.
-  from analysis import pipeline, report  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from analysis import pipeline  # pylint: disable=g-import-not-at-top
+  if args.compilation_cache:  # before anything compiles: JAX decides once per process
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(args.compilation_cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   try:
     _check_numbers(args)
     fit = pipeline.run_analysis(
@@ -160,8 +109,11 @@ def main(argv=None) -> int:
   except runs_lib.DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  return report.print_outcome(summary_lines(fit), os.path.join(args.out, "report.md"), fit,
-                              args.json)
+  if not args.quiet:
+    print("\n".join(fit["summary"]))
+  if args.json:
+    print(json.dumps(fit))
+  return 0
 
 
 if __name__ == "__main__":

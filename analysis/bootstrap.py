@@ -6,9 +6,9 @@ together (they are not independent: a WSD trunk's branches share everything up t
 with replacement, and every row takes its unit's count.
 
 A resample is a vector of counts over the runs (multinomial), used as point weights, so every
-refit is the same fit with other weights and the Approach 3 and Kaplan refits of all resamples run
-together in one batched L-BFGS call. Refits start from the full-data optimum plus the other best
-distinct minima the full grid found (approach3.Approach3Fit.alternates), not from the whole grid:
+refit is the same fit with other weights, and each law form's refits of all resamples run together
+in one batched L-BFGS call (fitter.refit_samples). Refits start from the full-data optimum plus the
+other best distinct minima the full grid found (fitter.LawFit.alternates), not from the whole grid:
 a resample moves the optimum a little, and these few starts cover the basins the grid found.
 IsoFLOP groups keep their labels under resampling; a budget left with fewer than 3 sizes is skipped
 (silently here; the full fit warns). A refit that fails (no convergence, too few budgets) is
@@ -18,11 +18,9 @@ dropped and counted, never fatal. Intervals are 95% percentile intervals.
 """
 import numpy as np
 
-from analysis import approach3
 from analysis import curves
 from analysis import isoflop
 from analysis import kaplan
-from analysis import laws
 
 MIN_SAMPLES = 10
 
@@ -68,22 +66,6 @@ def interval(samples) -> list | None:
   return [float(v) for v in np.percentile(samples, [2.5, 97.5])]
 
 
-def approach3_samples(runs, fit3: approach3.Approach3Fit, counts) -> dict:
-  """Per resample: E, A, B, alpha, beta, a, b, G (NaN where the refit did not converge)."""
-  starts = fit3.alternates
-  n_samples, k = len(counts), len(starts)
-  minima = approach3.minimize_starts(runs.n, runs.d, runs.loss, np.tile(starts, (n_samples, 1)),
-                                     np.repeat(counts, k, axis=0))
-  f = np.where(np.isfinite(minima.f), minima.f, np.inf).reshape(n_samples, k)
-  best = np.argmin(f, 1) + k * np.arange(n_samples)
-  law = approach3.to_law(minima.x[best])
-  ok = minima.converged[best]
-  law = {name: np.where(ok, v, np.nan) for name, v in law.items()}
-  law["a"], law["b"] = laws.frontier_exponents(law["alpha"], law["beta"])
-  law["G"] = laws.frontier_G(law["A"], law["B"], law["alpha"], law["beta"])
-  return law
-
-
 def _guarded(refit):
   """A refit's result, or None when it fails numerically (singular fit, overflow)."""
   with np.errstate(all="ignore"):
@@ -113,13 +95,6 @@ def approach1_samples(n, loss, tokens, flops_grid, counts) -> dict:
     for k in samples:
       samples[k][i] = fit[k] if isinstance(fit, dict) else np.nan
   return samples
-
-
-def kaplan_samples(runs, joint: dict, counts) -> dict:
-  """Per resample: the joint law's alpha_N, alpha_D, N_c, D_c, warm-started at the full fit."""
-  minima = kaplan.minimize_starts(runs.n_kaplan, runs.d, runs.loss,
-                                  np.tile(joint["start"], (len(counts), 1)), counts)
-  return {k: np.where(minima.converged, v, np.nan) for k, v in kaplan.to_law(minima.x).items()}
 
 
 def one_variable_samples(x, loss, counts) -> dict:

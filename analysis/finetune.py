@@ -3,7 +3,7 @@
 Reads a fine-tuning sweep's results.csv (sweeps/finetune.py; each row a run's result.json
 flattened) and writes DIR/finetune.json, DIR/finetune.md, DIR/finetune.html and two figures:
 - per method (full, LoRA at each rank), the law of Zhang et al. 2024 L(N, D_f) = A N^-alpha
-  D_f^-beta + E (analysis/finetune_law.py), N the base model's non-embedding parameters and D_f
+  D_f^-beta + E (analysis/forms/finetune.py), N the base model's non-embedding parameters and D_f
   the fine-tuning tokens, with E free (as the paper fits it) and with E held at the fine-tuning
   data's exact floor when it is known (`laws_at_floor`);
 - the cost table, per base size and method: trainable parameters, optimizer state, median tokens/s,
@@ -23,7 +23,8 @@ import sys
 
 import numpy as np
 
-from analysis import finetune_law, plots, report
+from analysis import fitter, forms, plots, report
+from analysis.forms import finetune as finetune_form
 from analysis.runs import DataError
 from core import files
 
@@ -106,13 +107,15 @@ def fit_laws(runs, fixed_E=None) -> dict:
   for method in methods_of(runs):
     mine = [r for r in runs if r["method"] == method]
     if len({r["n"] for r in mine}) < 2 or len({r["d"] for r in mine}) < 2 or \
-        len(mine) < finetune_law.MIN_POINTS:
+        len(mine) < finetune_form.MIN_POINTS:
       laws[method] = {"skipped": f"{len(mine)} runs over {len({r['n'] for r in mine})} base "
                                  f"sizes and {len({r['d'] for r in mine})} budgets: the law needs "
-                                 f"{finetune_law.MIN_POINTS} runs, 2 sizes and 2 budgets"}
+                                 f"{finetune_form.MIN_POINTS} runs, 2 sizes and 2 budgets"}
       continue
-    laws[method] = finetune_law.fit([r["n"] for r in mine], [r["d"] for r in mine],
-                                    [r["loss"] for r in mine], fixed_E=fixed_E)
+    law_fit = fitter.fit(forms.get("finetune"), ([r["n"] for r in mine], [r["d"] for r in mine]),
+                         [r["loss"] for r in mine],
+                         fixed=None if fixed_E is None else {"e": float(np.log(fixed_E))})
+    laws[method] = law_fit.to_dict()
   return laws
 
 
@@ -243,7 +246,7 @@ def plot_losses(path, runs, laws, methods):
       law = laws.get(method, {})
       if "A" in law:
         grid = np.geomspace(d.min(), d.max(), 50)
-        ax.plot(grid, finetune_law.finetune_loss(n, grid, law["A"], law["alpha"], law["beta"],
+        ax.plot(grid, finetune_form.finetune_loss(n, grid, law["A"], law["alpha"], law["beta"],
                                                  law["E"]) - mine[0]["floor"], "--",
                 color=colours[method])
     plots._log_axes(  # pylint: disable=protected-access

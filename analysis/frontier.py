@@ -15,18 +15,23 @@ that reaches the loss of C's compute-optimal model at the least training plus in
 
 The extrapolation check refits without the largest IsoFLOP budget (all of its runs: a budget split
 between the fit and the test would test interpolation; without a budget column, the largest groups
-of runs of equal C, whole, until they hold 10% of the runs) and reports how well each law, fitted
-on the rest, predicts the held-out final losses: the test a scaling law is for.
+of runs of equal C, whole, until they hold 10% of the runs) and reports how well each law form,
+fitted on the rest, predicts the held-out final losses: the test a scaling law is for. The same
+check by size holds out every run of the largest N (all its budgets): a table that trains the
+same sizes longer (an over-training grid) passes the check by compute without ever predicting a
+larger model.
 """
 import numpy as np
 
-from analysis import approach3
+from analysis import fitter
+from analysis import forms
 from analysis import isoflop
-from analysis import kaplan
 from analysis import laws
+from analysis import runs as runs_lib
 
 PUBLISHED_BUDGETS = tuple(10.0 ** k for k in range(18, 25))
 MIN_BUDGETS_FOR_CHECK = 3  # holding out the largest leaves 2 to fit a frontier through
+MIN_SIZES_FOR_CHECK = 3
 HOLDOUT_FRACTION = 0.10  # without planned budgets, whole C groups are held out up to this share
 
 
@@ -68,40 +73,45 @@ def flops_convention(runs) -> dict:
   """The table's C: its column, what it counts, and C per token as a power of N fitted on the
   runs (C / D = k N^gamma), so every frontier is read in that one convention (6ND: k 6, gamma 1)."""
   column = runs.columns["c"]
-  label = C_LABELS.get(column) or (
-      "6ND FLOPs" if column.startswith("derived") else f"FLOPs as the table's {column!r} column")
   per_token = runs.c / runs.d
-  if np.allclose(per_token, 6 * runs.n, rtol=1e-6, atol=0):
+  six_nd = bool(np.allclose(per_token, 6 * runs.n, rtol=1e-6, atol=0))
+  if six_nd:  # the values say what the column holds, whatever it is called
+    label = (C_LABELS["flops_6nd"] if column == "flops_6nd" else "6ND FLOPs" if
+             column.startswith("derived") else f"6ND FLOPs (the table's {column!r} column)")
     k, gamma = 6.0, 1.0
   else:
+    label = C_LABELS.get(column) or f"FLOPs as the table's {column!r} column"
     k, gamma = laws.fit_power_law(runs.n, per_token)
   return {"column": column, "label": label, "k": k, "gamma": gamma}
 
 
-def table(budgets, fit3: approach3.Approach3Fit, approach2=None, approach1=None,
-          kaplan_joint=None, data=None, convention=None) -> list[dict]:
+def table(budgets, fits: dict, approach2=None, approach1=None, data=None,
+          convention=None) -> list[dict]:
   """One row per budget C in the table's FLOP convention (`flops_convention`; 6ND without one):
-  Approach 3 at the top level (the contract), then each other approach."""
+  the primary form (Approach 3) at the top level (the contract), then Approaches 2 and 1 and each
+  other form with a compute-optimal allocation, under its name."""
   per_token = {"k": (convention or {}).get("k", 6.0), "gamma": (convention or {}).get("gamma", 1.0)}
+  primary = forms.get(forms.PRIMARY)
+  others = [form for form in forms.registered()
+            if form.optimum and form.name in fits and form.name != forms.PRIMARY]
   rows = []
   for flops in budgets:
-    row = {"flops": float(flops), **_point(*laws.chinchilla_optimum(
-        flops, fit3.A, fit3.B, fit3.alpha, fit3.beta, **per_token))}
+    row = {"flops": float(flops),
+           **_point(*primary.optimum(fits[forms.PRIMARY].params, flops, **per_token))}
     if data:
       row["decades_beyond_data"] = decades_beyond(flops, data)
     if approach2:
       row["approach2"] = _point(*isoflop.optimum(approach2, flops))
     if approach1:
       row["approach1"] = _point(*isoflop.optimum(approach1, flops))
-    if kaplan_joint:
-      row["kaplan"] = _point(*laws.kaplan_optimum(
-          flops, *(kaplan_joint[k] for k in kaplan.PARAMS), **per_token))
+    for form in others:
+      row[form.name] = _point(*form.optimum(fits[form.name].params, flops, **per_token))
     row["rule_20x"] = _point(*laws.rule_optimum(flops, **per_token))
     rows.append(row)
   return rows
 
 
-def inference_table(rows: list[dict], fit3: approach3.Approach3Fit, tokens: float) -> list[dict]:
+def inference_table(rows: list[dict], fit3: fitter.LawFit, tokens: float) -> list[dict]:
   """For each frontier row: the loss of C's compute-optimal model, and the (N, D) reaching it at
   the least 6 N D + 2 N T, with both models' total cost."""
   out = []
@@ -142,20 +152,39 @@ def _errors(predicted, actual) -> dict:
           "mean_abs_rel_error": float(np.mean(np.abs(error) / actual))}
 
 
-def extrapolation_check(runs, held_out) -> dict | str:
-  """Fits Approach 3 and Kaplan's joint law on the rest; their errors on the held-out runs."""
+def size_holdout_mask(runs) -> np.ndarray | str:
+  """Every run of the largest model size (sizes within 0.1%); a string says why none is."""
+  sizes = runs_lib.group_log(runs.n, 1e-3)
+  if sizes.max() + 1 < MIN_SIZES_FOR_CHECK:
+    return (f"extrapolation check by size: needs {MIN_SIZES_FOR_CHECK} or more model sizes (the "
+            f"largest is held out); the data has {sizes.max() + 1}")
+  return sizes == sizes.max()
+
+
+def extrapolation_check(runs, held_out, fits: dict, by: str = "compute") -> dict | str:
+  """Refits every form of `fits` on the rest and returns their errors on the held-out runs. A
+  refit starts from the full fit's distinct minima (LawFit.alternates), as a bootstrap refit
+  does: holding out a budget or a size moves the optimum, not the basins the full grid found."""
   fitted = runs.subset(~held_out)
   if len(fitted) <= 5 or len(np.unique(fitted.n)) < 2 or len(np.unique(fitted.d)) < 2:
-    return "extrapolation check: too few runs left after holding out the largest budget"
+    return (f"extrapolation check{' by size' if by == 'size' else ''}: too few runs left after "
+            f"holding out the largest {'model size' if by == 'size' else 'budget'}")
   test = runs.subset(held_out)
-  fit3 = approach3.fit(fitted.n, fitted.d, fitted.loss)
-  joint = kaplan.fit_joint(fitted.n_kaplan, fitted.d, fitted.loss)
-  predicted3 = laws.chinchilla_loss(test.n, test.d, **fit3.law())
-  predicted_kaplan = laws.kaplan_loss(test.n_kaplan, test.d, *(joint[k] for k in kaplan.PARAMS))
-  return {"held_out": [str(r) for r in test.run_id], "held_out_flops_min": float(test.c.min()),
-          "fitted_flops_max": float(fitted.c.max()), "n_fitted": len(fitted),
-          "approach3": {**fit3.law(), **_errors(predicted3, test.loss)},
-          "kaplan": {**{k: joint[k] for k in kaplan.PARAMS},
-                     **_errors(predicted_kaplan, test.loss)},
-          "observed": test.loss.tolist(), "predicted_approach3": predicted3.tolist(),
-          "predicted_kaplan": predicted_kaplan.tolist()}
+  out = {"held_out": [str(r) for r in test.run_id]}
+  if by == "size":
+    out.update(held_out_n=float(test.n.min()), fitted_n_max=float(fitted.n.max()))
+  else:
+    out.update(held_out_flops_min=float(test.c.min()), fitted_flops_max=float(fitted.c.max()))
+  out["n_fitted"] = len(fitted)
+  predicted = {}
+  for form in forms.registered():
+    if form.name not in fits:
+      continue
+    law_fit = fitter.fit(form, fitted.inputs(form.inputs), fitted.loss,
+                         starts=fits[form.name].alternates)
+    predicted[form.name] = fitter.predict(form, law_fit.params, test.inputs(form.inputs))
+    out[form.name] = {**law_fit.params, **_errors(predicted[form.name], test.loss)}
+  out["observed"] = test.loss.tolist()
+  for name, values in predicted.items():
+    out[f"predicted_{name}"] = values.tolist()
+  return out

@@ -12,10 +12,11 @@ import warnings
 
 import numpy as np
 
-from analysis import approach3
 from analysis import bootstrap
 from analysis import curves as curves_lib
 from analysis import diagnostics
+from analysis import fitter
+from analysis import forms
 from analysis import frontier
 from analysis import isoflop
 from analysis import kaplan
@@ -23,6 +24,7 @@ from analysis import laws
 from analysis import plots
 from analysis import report
 from analysis import runs as runs_lib
+from analysis import summary
 from analysis import wandb_report
 from analysis.runs import AnalysisWarning
 from core import files
@@ -37,11 +39,15 @@ def _curves_dir(results: str, curves: str | None) -> str | None:
   return beside if os.path.isdir(beside) else None
 
 
-def _approach3_section(fit3, samples) -> dict:
-  section = fit3.to_dict()
+def _law_section(form, law_fit, samples, convention) -> dict:
+  """A form's fit.json section: its LawFit, intervals, and frontier exponents in the table's C."""
+  section = law_fit.to_dict()
   if samples is not None:
     section["ci95"] = {k: bootstrap.interval(v) for k, v in samples.items()}
-    section["n_bootstrap_ok"] = int(np.isfinite(samples["E"]).sum())
+    section["n_bootstrap_ok"] = int(np.isfinite(samples[form.params[0]]).sum())
+  if form.name == forms.PRIMARY:  # N_opt ∝ C^a, D_opt ∝ C^b with C in the table's convention
+    a_c, b_c = laws.frontier_exponents_at(law_fit.alpha, law_fit.beta, convention["gamma"])
+    section["frontier_exponents"] = {"a": a_c, "b": b_c, "flops": convention["label"]}
   return section
 
 
@@ -83,27 +89,29 @@ def _approach1(runs, curves_dir):
   return with_curves, curves, grid, env, fit
 
 
-def _kaplan_fits(runs, env):
-  """Kaplan's joint L(N, D), L(N), L(D) and L(C) (through the curves' envelope when there is one)."""
-  joint = kaplan.fit_joint(runs.n_kaplan, runs.d, runs.loss)
-  if not joint["converged"]:
-    warnings.warn("kaplan: the joint L(N, D) fit did not converge; flagged in fit.json",
-                  AnalysisWarning)
+def fit_forms(runs, forms_=None) -> dict:
+  """{form name: LawFit} for every registered pre-training form, each on its own inputs."""
+  fits = {}
+  for form in forms_ or forms.registered():
+    fits[form.name] = fitter.fit(form, runs.inputs(form.inputs), runs.loss)
+    if not fits[form.name].converged:
+      warnings.warn(f"{form.title}: the best start did not converge in "
+                    f"{fits[form.name].n_iter} iterations; flagged in fit.json", AnalysisWarning)
+  return fits
+
+
+def _kaplan_one_variable(runs, env):
+  """Kaplan's one-variable L(N), L(D) and L(C) (through the curves' envelope when there is one)."""
   l_n = kaplan.fit_one_variable(runs.n_kaplan, runs.loss)
   l_d = kaplan.fit_one_variable(runs.d, runs.loss)
   l_c = kaplan.fit_compute(*((env["flops"], env["loss"]) if env is not None
                              else kaplan.pareto_envelope(runs.c, runs.loss)))
-  return joint, l_n, l_d, l_c
+  return l_n, l_d, l_c
 
 
-def _kaplan_section(joint, l_n, l_d, l_c, l_c_source, samples) -> dict:
-  section = {k: v for k, v in joint.items() if k != "start"}
-  section["n_opt_exponent"] = joint["alpha_D"] / (joint["alpha_N"] + joint["alpha_D"])
-  if "kaplan" in samples:
-    s = samples["kaplan"]
-    section["ci95"] = {k: bootstrap.interval(v) for k, v in s.items()}
-    section["ci95"]["n_opt_exponent"] = bootstrap.interval(
-        s["alpha_D"] / (s["alpha_N"] + s["alpha_D"]))
+def _kaplan_extras(section, l_n, l_d, l_c, l_c_source, samples) -> dict:
+  """The Kaplan section's one-variable laws (and its rms_log_error, as the contract names it)."""
+  section["rms_log_error"] = section["rms_log_residual"]
   for name, one, symbol in (("L_N", l_n, "N"), ("L_D", l_d, "D")):
     if one:
       section[name] = {f"alpha_{symbol}": one["alpha"], f"{symbol}_c": one["x_c"]}
@@ -117,23 +125,20 @@ def _kaplan_section(joint, l_n, l_d, l_c, l_c_source, samples) -> dict:
   return section
 
 
-def _frontier_rows(budgets, data, fit3, approach2, approach1, joint, samples,
-                   convention) -> list[dict]:
+def _frontier_rows(budgets, data, fits, approach2, approach1, samples, convention) -> list[dict]:
   """The frontier table at `budgets` in the table's FLOP convention, with bootstrap intervals of
-  the tokens per parameter of each approach."""
-  rows = frontier.table(budgets, fit3, approach2, approach1, joint, data, convention)
+  the tokens per parameter of each approach and each form with an optimum."""
+  rows = frontier.table(budgets, fits, approach2, approach1, data, convention)
   per_token = {"k": convention["k"], "gamma": convention["gamma"]}
-  optima = {
-      "approach3": lambda s, c: laws.chinchilla_optimum(c, s["A"], s["B"], s["alpha"], s["beta"],
-                                                        **per_token),
-      "approach2": isoflop.optimum, "approach1": isoflop.optimum,
-      "kaplan": lambda s, c: laws.kaplan_optimum(c, *(s[name] for name in kaplan.PARAMS),
-                                                 **per_token)}
+  optima = {"approach2": isoflop.optimum, "approach1": isoflop.optimum}
+  for form in forms.registered():
+    if form.optimum and form.name in fits:
+      optima[form.name] = lambda s, c, form=form: form.optimum(s, c, **per_token)
   for row in rows:
     row["tokens_per_param_ci95"] = _tokens_per_param_ci(
-        samples.get("approach3"), optima["approach3"], row["flops"])
-    for name in ("approach2", "approach1", "kaplan"):
-      if name in row:
+        samples.get(forms.PRIMARY), optima[forms.PRIMARY], row["flops"])
+    for name in optima:
+      if name != forms.PRIMARY and name in row:
         row[name]["tokens_per_param_ci95"] = _tokens_per_param_ci(
             samples.get(name), optima[name], row["flops"])
   return rows
@@ -143,12 +148,15 @@ def _bootstrap(runs, fits, grid, with_curves, labels, budgets, n_bootstrap, seed
   """(samples per fit, fit.json's bootstrap section): refits of `fits` on resampled units."""
   units = bootstrap.units_of(runs, unit, labels)
   counts = bootstrap.resample_rows(units, n_bootstrap, seed)
-  samples = {"approach3": bootstrap.approach3_samples(runs, fits["approach3"], counts)}
+  samples = {}
+  for form in forms.registered():
+    if form.name in fits:
+      samples[form.name] = fitter.refit_samples(form, runs.inputs(form.inputs), runs.loss,
+                                                fits[form.name], counts)
   if fits["approach2"]:
     samples["approach2"] = bootstrap.approach2_samples(runs, labels, budgets, counts, window)
   if fits["approach1"]:
     samples["approach1"] = bootstrap.approach1_samples(*grid, counts[:, with_curves])
-  samples["kaplan"] = bootstrap.kaplan_samples(runs, fits["kaplan"], counts)
   samples["L_N"] = bootstrap.one_variable_samples(runs.n_kaplan, runs.loss, counts)
   samples["L_D"] = bootstrap.one_variable_samples(runs.d, runs.loss, counts)
   samples["L_C"] = bootstrap.compute_samples(runs, grid, counts, with_curves)
@@ -160,13 +168,18 @@ def _bootstrap(runs, fits, grid, with_curves, labels, budgets, n_bootstrap, seed
   return samples, info
 
 
-def _extrapolation(runs, labels, budgets) -> dict:
+def _extrapolation(runs, labels, budgets, fits) -> dict:
+  """The check held out by compute (the contract's fields) with the check by size as `by_size`."""
   held_out = frontier.holdout_mask(labels, planned=bool(np.isfinite(runs.budget).any()))
-  check = held_out if isinstance(held_out, str) else frontier.extrapolation_check(runs, held_out)
-  if isinstance(check, str):  # the diagnostics say so
-    return {"skipped": check}
-  return {"held_out_budgets": [float(budgets[g]) for g in np.unique(labels[held_out])],
-          **check}
+  check = held_out if isinstance(held_out, str) else frontier.extrapolation_check(
+      runs, held_out, fits)
+  out = ({"skipped": check} if isinstance(check, str) else  # the diagnostics say so
+         {"held_out_budgets": [float(budgets[g]) for g in np.unique(labels[held_out])], **check})
+  by_size = frontier.size_holdout_mask(runs)
+  check = by_size if isinstance(by_size, str) else frontier.extrapolation_check(
+      runs, by_size, fits, by="size")
+  out["by_size"] = {"skipped": check} if isinstance(check, str) else check
+  return out
 
 
 def bootstrap_unit(runs, unit: str | None) -> str:
@@ -187,10 +200,8 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
   """Every fit on the runs; returns (fit.json contents, the arrays the plots need)."""
   runs_lib.check_fittable(runs)
   unit = bootstrap_unit(runs, unit)
-  fit3 = approach3.fit(runs.n, runs.d, runs.loss)
-  if not fit3.converged:
-    warnings.warn(f"approach 3: the best start did not converge in {fit3.n_iter} iterations; "
-                  "its parameters are flagged in fit.json", AnalysisWarning)
+  fits = fit_forms(runs)
+  fit3 = fits[forms.PRIMARY]
 
   labels, budgets = runs_lib.isoflop_groups(runs, budget_tol)
   profiles = isoflop.fit_profiles(runs, labels, budgets, window=window)
@@ -199,25 +210,23 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
     warnings.warn(f"approach 2 needs IsoFLOP profiles at 2 or more budgets; {len(profiles)} "
                   "usable", AnalysisWarning)
   with_curves, curves, grid, env, approach1 = _approach1(runs, curves_dir)
-  joint, l_n, l_d, l_c = _kaplan_fits(runs, env)
+  l_n, l_d, l_c = _kaplan_one_variable(runs, env)
 
   samples, info = {}, {"n_samples": 0, "seed": seed, "unit": unit}
   if n_bootstrap:
     samples, info = _bootstrap(
-        runs, {"approach3": fit3, "approach2": approach2, "approach1": approach1, "kaplan": joint},
+        runs, {**fits, "approach2": approach2, "approach1": approach1},
         grid, with_curves, labels, budgets, n_bootstrap, seed, unit, window)
 
   convention = frontier.flops_convention(runs)
-  a_c, b_c = laws.frontier_exponents_at(fit3.alpha, fit3.beta, convention["gamma"])
   fit = {
       "source": runs.source, "columns": runs.columns, "n_points": len(runs),
       "flops_convention": convention,
       "excluded": [{"run_id": r, "status": s, "reason": why} for r, s, why in runs.excluded],
-      "dropped_top_loss": list(runs.dropped), "loss_floor": runs.loss_floor,
-      "chinchilla_approach3": {**_approach3_section(fit3, samples.get("approach3")),
-                               # N_opt ∝ C^a, D_opt ∝ C^b with C in the table's convention
-                               "frontier_exponents": {"a": a_c, "b": b_c,
-                                                      "flops": convention["label"]}}}
+      "dropped_top_loss": list(runs.dropped), "loss_floor": runs.loss_floor}
+  sections = {form.name: _law_section(form, fits[form.name], samples.get(form.name), convention)
+              for form in forms.registered() if form.name in fits}
+  fit[forms.get(forms.PRIMARY).section] = sections[forms.PRIMARY]
   if approach2:
     fit["chinchilla_approach2"] = {
         **_power_law_section(approach2, samples.get("approach2")),
@@ -227,24 +236,32 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
   if approach1:
     fit["chinchilla_approach1"] = {**_power_law_section(approach1, samples.get("approach1")),
                                    "n_curves": len(curves)}
-  fit["kaplan"] = _kaplan_section(joint, l_n, l_d, l_c, "training curves" if env is not None
-                                  else "final points", samples)
-  fit["extrapolation"] = _extrapolation(runs, labels, budgets)
+  for form in forms.registered():
+    if form.name in sections and form.name != forms.PRIMARY:
+      fit[form.section] = sections[form.name]
+  if "kaplan" in sections:
+    _kaplan_extras(fit["kaplan"], l_n, l_d, l_c, "training curves" if env is not None
+                   else "final points", samples)
+  fit["laws"] = [{"name": form.name, "section": form.section, "title": form.title,
+                  "formula": form.formula, "params": list(form.params),
+                  "optimum": form.optimum is not None}
+                 for form in forms.registered() if form.name in fits]
+  fit["extrapolation"] = _extrapolation(runs, labels, budgets, fits)
   fit["bootstrap"] = info
   fit["diagnostics"] = diagnostics.diagnose(fit, runs, labels, budgets,
                                             profiles if approach2 else [], budget_tol)
 
   data = frontier.data_budgets(runs, budgets)
   rows = _frontier_rows(frontier.budgets_for(data, "frontier" not in fit["diagnostics"][
-      "unidentified"]), data, fit3, approach2, approach1, joint, samples, convention)
+      "unidentified"]), data, fits, approach2, approach1, samples, convention)
   fit["frontier"] = rows
   if inference_tokens is not None:
     fit["inference_frontier"] = {"inference_tokens": float(inference_tokens),
                                  "rows": frontier.inference_table(rows, fit3, inference_tokens)}
 
-  arrays = {"runs": runs, "fit3": fit3, "profiles": profiles, "approach2": approach2,
-            "approach1": approach1, "curves": curves, "curve_n": runs.n[with_curves],
-            "envelope": env, "joint": joint, "l_n": l_n, "frontier": rows}
+  arrays = {"runs": runs, "fits": fits, "fit3": fit3, "profiles": profiles,
+            "approach2": approach2, "approach1": approach1, "curves": curves,
+            "curve_n": runs.n[with_curves], "envelope": env, "l_n": l_n, "frontier": rows}
   return fit, arrays
 
 
@@ -301,6 +318,7 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
   fit["plots"] = plots.make_all(arrays, fit, out)
   fit = _jsonable(fit)
   fit["wandb"] = _publish(fit, out, wandb_mode, wandb_project)
+  fit["summary"] = summary.lines(fit, out)
   files.write_atomic(os.path.join(out, "fit.json"), json.dumps(fit, indent=1))
   report.write(fit, out)
   return fit

@@ -14,6 +14,7 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
+from analysis import forms
 from analysis import isoflop
 from analysis import laws
 from core import files
@@ -34,14 +35,15 @@ CAPTIONS = {
     "kaplan_loss_vs_n": "Loss against non-embedding N grouped by token count D, with Kaplan's joint "
                         "law L(N, D) at each group's D and the one-variable L(N) fit "
                         "(Kaplan Figure 4, left).",
-    "extrapolation": "The extrapolation check: losses of the largest-compute runs predicted by laws "
-                     "fitted without them, against the losses measured.",
+    "extrapolation": "The extrapolation checks: losses of the largest-compute runs (filled) and of "
+                     "the largest model size's runs (hollow) predicted by each law fitted without "
+                     "them, against the losses measured.",
 }
 SIZE_CMAP = "viridis"
 
 
 def _figure(ncols=1):
-  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=110, layout="constrained")
+  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=90, layout="constrained")
   return fig, fig.subplots(1, ncols)
 
 
@@ -112,45 +114,52 @@ def isoflop_profiles(path, profiles, max_legend=10, convention=None):
   _save(fig, path)
 
 
-def _exponent(label, value, unidentified=()):
-  return (f"{label}: exponent not identified" if label.split(" (")[0] in unidentified
-          else f"{label}: C^{value:.2f}")
+def _exponent(label, value, unidentified=False):
+  return f"{label}: exponent not identified" if unidentified else f"{label}: C^{value:.2f}"
 
 
 def c_label(convention) -> str:
   return f"training FLOPs C ({convention['label']})" if convention else "training FLOPs C"
 
 
-def frontier(path, fit3, approach2, profiles, approach1, envelope, joint, flops_range,
-             data_max=None, unidentified=(), inference_tokens=None, convention=None):
-  """`unidentified`: the laws (their labels' first words) whose exponent the data cannot give.
-  Every curve in the table's FLOP convention C = k N^gamma D (analysis.frontier)."""
+def _slope(flops, values) -> float:
+  """d log values / d log C across the plotted range (the exponent of a power-law frontier)."""
+  return float(np.log(values[-1] / values[0]) / np.log(flops[-1] / flops[0]))
+
+
+def frontier(path, fits, approach2, profiles, approach1, envelope, flops_range, data_max=None,
+             unidentified=(), inference_tokens=None, convention=None):
+  """`unidentified`: the law forms (by name) whose exponent the data cannot give. Every curve in
+  the table's FLOP convention C = k N^gamma D (analysis.frontier)."""
   fig, (ax_n, ax_d) = _figure(2)
   flops = np.geomspace(*flops_range, 100)
   per_token = {"k": (convention or {}).get("k", 6.0), "gamma": (convention or {}).get("gamma", 1.0)}
-  a3, b3 = laws.frontier_exponents_at(fit3.alpha, fit3.beta, per_token["gamma"])
-  lines = [("Approach 3 (parametric)", "-", laws.chinchilla_optimum(
-      flops, fit3.A, fit3.B, fit3.alpha, fit3.beta, **per_token), a3, b3)]
+  lines = []
+  styles = iter(("-", "-.", (0, (5, 1)), (0, (1, 1, 3, 1))))
+  for form in forms.registered():
+    if form.optimum is None or form.name not in fits:
+      continue
+    n_opt, d_opt = form.optimum(fits[form.name].params, flops, **per_token)
+    label = "Approach 3 (parametric)" if form.name == forms.PRIMARY else form.title
+    lines.append((form.name, label, next(styles, "-"), (n_opt, d_opt), _slope(flops, n_opt),
+                  _slope(flops, d_opt)))
   if inference_tokens:
-    loss = laws.chinchilla_loss(*lines[0][2], **fit3.law())
+    fit3 = fits[forms.PRIMARY]
+    loss = laws.chinchilla_loss(*lines[0][3], **fit3.law())
     n_inf, d_inf = laws.inference_optimum(loss, inference_tokens, **fit3.law())
     for ax, values in ((ax_n, n_inf), (ax_d, d_inf)):  # at their own training cost
       ax.plot(per_token["k"] * n_inf ** per_token["gamma"] * d_inf, values, color="C4", lw=1.6,
               label=f"inference-aware, T = {inference_tokens:.2g} tokens")
   if approach2:
-    lines.append(("Approach 2 (IsoFLOP)", "--", isoflop.optimum(approach2, flops),
+    lines.append(("approach2", "Approach 2 (IsoFLOP)", "--", isoflop.optimum(approach2, flops),
                   approach2["a"], approach2["b"]))
   if approach1:
-    lines.append(("Approach 1 (envelope)", ":", isoflop.optimum(approach1, flops),
+    lines.append(("approach1", "Approach 1 (envelope)", ":", isoflop.optimum(approach1, flops),
                   approach1["a"], approach1["b"]))
-  if joint:
-    n_exponent = 1 / (joint["alpha_N"] / joint["alpha_D"] + per_token["gamma"])
-    lines.append(("Kaplan L(N, D)", "-.", laws.kaplan_optimum(
-        flops, joint["alpha_N"], joint["alpha_D"], joint["N_c"], joint["D_c"], **per_token),
-        n_exponent, 1 - per_token["gamma"] * n_exponent))
-  for label, style, (n_opt, d_opt), a, b in lines:
-    ax_n.plot(flops, n_opt, style, lw=1.6, label=_exponent(label, a, unidentified))
-    ax_d.plot(flops, d_opt, style, lw=1.6, label=_exponent(label, b, unidentified))
+  for name, label, style, (n_opt, d_opt), a, b in lines:
+    open_ = name in unidentified
+    ax_n.plot(flops, n_opt, linestyle=style, lw=1.6, label=_exponent(label, a, open_))
+    ax_d.plot(flops, d_opt, linestyle=style, lw=1.6, label=_exponent(label, b, open_))
   rule_n, rule_d = laws.rule_optimum(flops, **per_token)
   ax_n.plot(flops, rule_n, color="grey", lw=1, label="20 tokens per parameter")
   ax_d.plot(flops, rule_d, color="grey", lw=1, label="20 tokens per parameter")
@@ -217,18 +226,33 @@ def kaplan_loss_vs_n(path, runs, joint, l_n, n_bins=6):
   _save(fig, path)
 
 
-def extrapolation(path, check):
+def extrapolation(path, check, titles):
+  """Predicted against measured losses of the held-out runs: by compute (filled) and, when there
+  is one, by size (hollow), for each law form (`titles`: {name: label})."""
   fig, ax = _figure()
-  observed = np.array(check["observed"])
-  for key, label in (("predicted_approach3", "Approach 3"), ("predicted_kaplan", "Kaplan L(N, D)")):
-    ax.scatter(observed, check[key], s=20, label=label)
-  values = np.concatenate([observed, check["predicted_approach3"], check["predicted_kaplan"]])
+  values = []
+  for which, marker_fill in ((check, True), (check.get("by_size") or {}, False)):
+    if "observed" not in which:
+      continue
+    observed = np.array(which["observed"])
+    for i, (name, label) in enumerate(titles.items()):
+      predicted = which.get(f"predicted_{name}")
+      if predicted is None:
+        continue
+      colour = f"C{i}"
+      by = "compute" if marker_fill else "size"
+      ax.scatter(observed, predicted, s=20, color=colour if marker_fill else "none",
+                 edgecolors=colour, label=f"{label}, held out by {by}")
+      values += [observed, np.asarray(predicted)]
+  values = np.concatenate(values)
   span = [values.min() * 0.97, values.max() * 1.03]
   ax.plot(span, span, "k--", lw=1, label="perfect prediction")
   ax.set_xlabel("measured final loss (held-out runs)")
   ax.set_ylabel("predicted final loss")
-  ax.set_title(f"Extrapolation: fitted on C <= {check['fitted_flops_max']:.2g}")
-  ax.legend(fontsize=8)
+  ax.set_title("Extrapolation: laws fitted without the largest C" + (
+      f" (<= {check['fitted_flops_max']:.2g})" if "fitted_flops_max" in check else "")
+      + " or the largest N")
+  ax.legend(fontsize=7)
   _save(fig, path)
 
 
@@ -240,10 +264,12 @@ def make_all(arrays: dict, fit: dict, out: str) -> dict:
   flops_range = (min(runs.c.min(), min(budgets)) / 3, max(runs.c.max(), max(budgets)))
   # One budget leaves both parametric laws' frontiers open; an exponent near 0, Approach 3's.
   reason = fit["diagnostics"]["unidentified"].get("frontier")
-  unidentified = (() if reason is None else ("Approach 3", "Kaplan L(N, D)") if
-                  reason == "one budget" else ("Approach 3",))
+  unidentified = (() if reason is None else tuple(arrays["fits"]) if reason == "one budget"
+                  else (forms.PRIMARY,))
   inference = fit.get("inference_frontier", {}).get("inference_tokens")
   convention = fit.get("flops_convention")
+  titles = {law["name"]: ("Approach 3" if law["name"] == forms.PRIMARY else law["title"])
+            for law in fit.get("laws", ())}
   data_max = max([row["flops"] for row in arrays["frontier"]
                   if not row.get("decades_beyond_data")] + [runs.c.max()])
   figures = {
@@ -251,14 +277,17 @@ def make_all(arrays: dict, fit: dict, out: str) -> dict:
                                                arrays["envelope"], convention),
       "isoflop": ((lambda p: isoflop_profiles(p, arrays["profiles"], convention=convention))
                   if arrays["profiles"] else None),
-      "frontier": lambda p: frontier(p, fit3, arrays["approach2"], arrays["profiles"],
-                                     arrays["approach1"], arrays["envelope"], arrays["joint"],
-                                     flops_range, data_max, unidentified, inference, convention),
-      "contours": lambda p: contours(p, runs, fit3, "Approach 3" not in unidentified,
+      "frontier": lambda p: frontier(p, arrays["fits"], arrays["approach2"], arrays["profiles"],
+                                     arrays["approach1"], arrays["envelope"], flops_range,
+                                     data_max, unidentified, inference, convention),
+      "contours": lambda p: contours(p, runs, fit3, forms.PRIMARY not in unidentified,
                                      convention),
-      "kaplan_loss_vs_n": lambda p: kaplan_loss_vs_n(p, runs, arrays["joint"], arrays["l_n"]),
-      "extrapolation": ((lambda p: extrapolation(p, fit["extrapolation"]))
-                        if "observed" in fit["extrapolation"] else None),
+      "kaplan_loss_vs_n": ((lambda p: kaplan_loss_vs_n(p, runs, arrays["fits"]["kaplan"].params,
+                                                       arrays["l_n"]))
+                           if "kaplan" in arrays["fits"] else None),
+      "extrapolation": ((lambda p: extrapolation(p, fit["extrapolation"], titles))
+                        if "observed" in fit["extrapolation"]
+                        or "observed" in fit["extrapolation"].get("by_size", {}) else None),
   }
   made = {}
   for name, draw in figures.items():

@@ -11,6 +11,7 @@ import html
 import os
 
 from analysis import plots
+from analysis import summary
 from core import files
 
 # Hoffmann et al. 2022 (Chinchilla; Approach 3 from their section 3.3, a and b from Table 2),
@@ -41,6 +42,9 @@ def fmt(value) -> str:
 
 def fmt_ci(ci) -> str:
   return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+
+
+BESPOKE = ("chinchilla_approach3", "kaplan")  # forms whose sections have their own blocks below
 
 
 def _param_rows(section: dict, names) -> list:
@@ -120,7 +124,37 @@ def _fit_blocks(fit: dict) -> list:
             "one-variable laws through the best loss per size and per token count; L(C) through "
             f"the compute-efficient envelope ({k.get('L_C', {}).get('envelope', '–')})."),
       ("table", ["parameter", "value", "95% CI"], rows)]
-  return blocks
+  for law in summary.laws_of(fit):  # every other form: its parameters
+    if law["section"] in BESPOKE:
+      continue
+    section = fit[law["section"]]
+    blocks += [("h2", f"{law['title']}: {law['formula']}"),
+               ("p", f"L-BFGS from {section['n_starts']} starting points in float64; converged: "
+                     f"{fmt(section['converged'])}; objective {fmt(section['objective'])}."),
+               ("table", ["parameter", "value", "95% CI"], _param_rows(section, law["params"]))]
+  return blocks + _goodness_block(fit)
+
+
+def _held_out_error(check: dict, name: str) -> str:
+  errors = (check or {}).get(name)
+  return (f"{fmt(errors['mean_abs_error'])} ({fmt(100 * errors['mean_abs_rel_error'])}%)"
+          if errors else "–")
+
+
+def _goodness_block(fit: dict) -> list:
+  """Per law form: R^2 of log L, RMS of the log residual, and the held-out errors."""
+  check = fit.get("extrapolation", {})
+  rows = [[law["title"], fmt(fit[law["section"]].get("r2_log")),
+           fmt(fit[law["section"]].get("rms_log_residual")), _held_out_error(check, law["name"]),
+           _held_out_error(check.get("by_size"), law["name"])]
+          for law in summary.laws_of(fit)]
+  return [("h2", "Goodness of fit"),
+          ("p", "Per law, on every run: R^2 of log L and the RMS of log L minus the law's; held "
+                "out: the mean absolute error (nats, and relative) on the runs of the largest "
+                "budget and of the largest model size, predicted by the law refitted without "
+                "them (see the extrapolation check)."),
+          ("table", ["law", "R^2 (log L)", "RMS log residual", "held-out error, largest C",
+                     "held-out error, largest N"], rows)]
 
 
 def _comparison_block(fit: dict) -> list:
@@ -156,7 +190,8 @@ def _comparison_block(fit: dict) -> list:
 
 
 def _frontier_block(fit: dict) -> list:
-  names = [n for n in ("approach2", "approach1", "kaplan") if n in fit["frontier"][0]]
+  names = [n for n in ["approach2", "approach1"] + [law["name"] for law in summary.laws_of(fit)]
+           if n in fit["frontier"][0] and n != "approach3"]
   convention = fit.get("flops_convention") or {"label": "6ND FLOPs", "k": 6.0, "gamma": 1.0}
   header = [f"C ({convention['label']})", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
   header += [f"{n.replace('approach', 'A')} {q}" for n in names for q in ("N_opt", "D/N")]
@@ -200,22 +235,39 @@ def _inference_block(fit: dict) -> list:
                      "Chinchilla-optimal total", "saving", "range"], rows)]
 
 
+def _check_rows(fit: dict, check: dict) -> list:
+  return [[law["title"], fmt(check[law["name"]]["mean_abs_error"]),
+           fmt(check[law["name"]]["max_abs_error"]), fmt(check[law["name"]]["mean_error"]),
+           fmt(check[law["name"]]["mean_abs_rel_error"])]
+          for law in summary.laws_of(fit) if law["name"] in check]
+
+
+ERROR_HEADER = ["law", "mean abs error", "max abs error", "mean error", "mean abs relative error"]
+
+
 def _extrapolation_block(fit: dict) -> list:
   check = fit["extrapolation"]
+  out = [("h2", "Extrapolation check")]
   if "skipped" in check:
-    return [("h2", "Extrapolation check"), ("p", check["skipped"])]
-  budget = ("the held-out budget" + ("s " if len(check["held_out_budgets"]) > 1 else " ")
-            + ", ".join(fmt(b) for b in check["held_out_budgets"]) + ", "
-            if "held_out_budgets" in check else "")
-  rows = [[name, fmt(check[key]["mean_abs_error"]), fmt(check[key]["max_abs_error"]),
-           fmt(check[key]["mean_error"]), fmt(check[key]["mean_abs_rel_error"])]
-          for name, key in (("Approach 3", "approach3"), ("Kaplan L(N, D)", "kaplan"))]
-  return [("h2", "Extrapolation check"),
-          ("p", f"Refitted on the {check['n_fitted']} runs with C <= "
-                f"{fmt(check['fitted_flops_max'])}, then predicted the {len(check['held_out'])} "
-                f"runs of {budget}all held out (C >= {fmt(check['held_out_flops_min'])})."),
-          ("table", ["law", "mean abs error", "max abs error", "mean error",
-                     "mean abs relative error"], rows)]
+    out.append(("p", check["skipped"]))
+  else:
+    budget = ("the held-out budget" + ("s " if len(check["held_out_budgets"]) > 1 else " ")
+              + ", ".join(fmt(b) for b in check["held_out_budgets"]) + ", "
+              if "held_out_budgets" in check else "")
+    out += [("p", f"By compute: refitted on the {check['n_fitted']} runs with C <= "
+                  f"{fmt(check['fitted_flops_max'])}, then predicted the {len(check['held_out'])} "
+                  f"runs of {budget}all held out (C >= {fmt(check['held_out_flops_min'])})."),
+            ("table", ERROR_HEADER, _check_rows(fit, check))]
+  by_size = check.get("by_size")
+  if by_size and "skipped" in by_size:
+    out.append(("p", by_size["skipped"]))
+  elif by_size:
+    out += [("p", f"By size: refitted on the {by_size['n_fitted']} runs with N <= "
+                  f"{fmt(by_size['fitted_n_max'])}, then predicted the {len(by_size['held_out'])} "
+                  f"runs of the largest model size, N = {fmt(by_size['held_out_n'])}, at all "
+                  "their budgets."),
+            ("table", ERROR_HEADER, _check_rows(fit, by_size))]
+  return out
 
 
 def blocks(fit: dict) -> list:

@@ -60,6 +60,10 @@ class Runs:
   def __len__(self):
     return len(self.loss)
 
+  def inputs(self, names) -> tuple:
+    """The columns a law form reads (forms.Form.inputs), in its order."""
+    return tuple(getattr(self, name) for name in names)
+
   def subset(self, mask) -> "Runs":
     arrays = {f: getattr(self, f)[mask] for f in ("run_id", "n", "d", "c", "loss", "n_kaplan",
                                                    "budget")}

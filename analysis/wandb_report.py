@@ -23,6 +23,7 @@ import os
 import shlex
 import sys
 
+from analysis import summary
 from core import files, rundir
 from core.config import one_line
 
@@ -34,8 +35,9 @@ FIGURE_KEYS = ("frontier", "isoflop", "contours", "loss_vs_flops", "kaplan_loss_
 
 def _fit_table_rows(fit: dict) -> list:
   rows = []
-  for approach in ("chinchilla_approach3", "chinchilla_approach2", "chinchilla_approach1",
-                   "kaplan"):
+  sections = ["chinchilla_approach3", "chinchilla_approach2", "chinchilla_approach1"] + [
+      law["section"] for law in summary.laws_of(fit) if law["section"] != "chinchilla_approach3"]
+  for approach in dict.fromkeys(sections):  # every approach and every law form
     section = fit.get(approach) or {}
     for name, value in section.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -48,7 +50,11 @@ def _frontier_table_rows(fit: dict) -> list:
   rows = []
   for row in fit["frontier"]:
     rows.append([row["flops"], "approach3", row["n_opt"], row["d_opt"], row["tokens_per_param"]])
-    for name in ("approach2", "approach1", "kaplan", "rule_20x"):
+    names = (["approach2", "approach1"] + [law["name"] for law in summary.laws_of(fit)]
+             + ["rule_20x"])
+    for name in dict.fromkeys(names):
+      if name == "approach3":
+        continue
       if name in row:
         point = row[name]
         rows.append([row["flops"], name, point["n_opt"], point["d_opt"],

@@ -47,7 +47,7 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
   inference_tokens > 0 (sweep.inference_tokens) it adds the inference-aware frontier."""
   out = os.path.join(sweep_dir, "analysis")
   command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
-             "--out", out, "--wandb-mode", wandb_mode]
+             "--out", out, "--wandb-mode", wandb_mode, "--quiet"]  # print_frontier prints it
   if inference_tokens:
     command += ["--inference-tokens", repr(float(inference_tokens))]
   if flops == "6nd":  # C as the budgets were planned
@@ -63,58 +63,31 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
     return json.load(f)
 
 
-def _tokens_per_param(point: dict) -> str:
-  far = point.get("decades_beyond_data", 0)
-  value = point["tokens_per_param"]
-  return (f"{value:.1f}" if isinstance(value, (int, float)) else "n/a") + (
-      f" at C = {point['flops']:.2g}" + (f" (extrapolated {far:.1f} decades)" if far else ""))
-
-
 def print_frontier(fit: dict, rows, report: str) -> dict:
-  """The sweep's last words: the frontier at its budgets and at most a decade past them (labelled
-  as extrapolated), the verdict on the fit, the report; returns the summary's part of them."""
+  """The sweep's last words: the analysis's own summary (fit.json["summary"]: the frontier at the
+  data's budgets and at most a decade past them, labelled, the verdict, the report), printed once;
+  returns the summary's part of them."""
   approach3, approach2 = fit["chinchilla_approach3"], fit.get("chinchilla_approach2")
   diagnostics = fit.get("diagnostics", {})
-  unidentified = diagnostics.get("unidentified", {})
   largest = max(row["budget"] or float(row["flops_6nd"]) for row in rows)
   frontier = [point for point in fit["frontier"] if point["flops"] <= largest * 1.001]
-  printed = frontier + ([] if "frontier" in unidentified else [
-      point for point in fit["frontier"] if largest * 1.001 < point["flops"] <= largest * 10.001])
-  # Every exponent and C below in the table's one FLOP convention (analysis.frontier).
+  for line in fit.get("summary", []):
+    print(line)
   a3 = approach3.get("frontier_exponents", approach3)
-  exponents = (f"not identified ({unidentified['frontier']})" if "frontier" in unidentified else
-               f"N_opt ∝ C^{a3['a']:.3f}, D_opt ∝ C^{a3['b']:.3f}")
-  convention = fit.get("flops_convention")
-  print(f"frontier: {exponents} (Chinchilla approach 3)" + (
-      f"; IsoFLOP minima (approach 2): a = {approach2['a']:.3f}, b = {approach2['b']:.3f}"
-      if approach2 else "") + (f"; C in {convention['label']}" if convention else ""))
-  print("tokens per parameter: " + ", ".join(_tokens_per_param(point) for point in printed))
   summary = {"a": a3["a"], "b": a3["b"], "E": approach3["E"], "frontier": frontier,
              "report": report}
   if approach2:
     summary["approach2"] = {"a": approach2["a"], "b": approach2["b"]}
   inference = fit.get("inference_frontier")
   if inference:
-    kept = [point for point in inference["rows"] if point["flops"] <= largest * 1.001]
-    print(f"inference-aware, {inference['inference_tokens']:.3g} inference tokens (the same loss "
-          "at the least 6ND + 2NT), tokens per parameter: "
-          + ", ".join(_tokens_per_param(point) for point in kept))
-    summary["inference_frontier"] = kept
-  floor = fit.get("loss_floor")
-  if isinstance(floor, (int, float)):
-    fitted = ("not identified (E ≈ 0)" if "E" in unidentified else f"{approach3['E']:.3f} nats")
-    print(f"fitted irreducible loss E = {fitted}; the data's exact floor is {floor:.3f} nats")
-    summary["loss_floor"] = floor
+    summary["inference_frontier"] = [point for point in inference["rows"]
+                                     if point["flops"] <= largest * 1.001]
+  if isinstance(fit.get("loss_floor"), (int, float)):
+    summary["loss_floor"] = fit["loss_floor"]
   if diagnostics:
-    print(f"How far to trust this fit: {diagnostics['verdict']}")
-    for kind in ("problem", "check"):
-      for line in diagnostics[f"{kind}s"]:
-        print(f"  {kind}: {line}")
     summary["verdict"] = {k: diagnostics[k] for k in ("verdict", "problems", "unidentified")}
   if "isoflop" in fit.get("plots", {}):
     summary["isoflop_plot"] = os.path.join(os.path.dirname(report), fit["plots"]["isoflop"])
-    print(f"IsoFLOP curves: {summary['isoflop_plot']}")
-  print(f"report: {report}")
   return summary
 
 

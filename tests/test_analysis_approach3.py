@@ -1,4 +1,4 @@
-"""Approach 3 and the batched L-BFGS: Epoch's replication of Chinchilla, a known law with noise."""
+"""Approach 3 (forms/chinchilla.py through fitter.py) and the batched L-BFGS: Epoch's replication of Chinchilla, a known law with noise."""
 import itertools
 import os
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis import approach3
+from analysis import fitter
+from analysis import forms
 from analysis import laws
 from analysis import lbfgs
 from analysis import runs as runs_lib
@@ -23,7 +24,7 @@ def test_reproduces_epochs_fit_of_the_chinchilla_runs():
   assert len(runs) == 240
   assert runs.columns["n"] == "Model Size" and runs.columns["c"] == "Training FLOP"
   np.testing.assert_allclose(runs.d, runs.c / (6 * runs.n))
-  fit = approach3.fit(runs.n, runs.d, runs.loss)
+  fit = fitter.fit(forms.get("approach3"), (runs.n, runs.d), runs.loss)
   assert fit.converged and fit.n_starts == 4500
   assert fit.E == pytest.approx(1.8172, abs=0.003)
   assert fit.alpha == pytest.approx(0.3473, abs=0.005)
@@ -40,7 +41,7 @@ def test_recovers_a_known_law_from_noisy_runs_in_float64():
   n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e4, 3e6, 8), np.geomspace(1e6, 3e8, 8)))
   rng = np.random.default_rng(0)
   loss = laws.chinchilla_loss(n, d, **truth) * np.exp(rng.normal(0, 0.003, n.shape))
-  fit = approach3.fit(n, d, loss)
+  fit = fitter.fit(forms.get("approach3"), (n, d), loss)
   assert fit.converged
   assert fit.E == pytest.approx(truth["E"], abs=0.05)
   assert fit.alpha == pytest.approx(truth["alpha"], abs=0.04)
@@ -72,4 +73,4 @@ def test_lbfgs_minimises_from_every_start_and_flags_the_ones_it_stops():
 def test_non_convergence_is_flagged():
   n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e4, 3e6, 4), np.geomspace(1e6, 3e8, 4)))
   loss = laws.chinchilla_loss(n, d, 1.2, 60.0, 300.0, 0.36, 0.30)
-  assert not approach3.fit(n, d, loss, max_iter=3).converged
+  assert not fitter.fit(forms.get("approach3"), (n, d), loss, max_iter=3).converged

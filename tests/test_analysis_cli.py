@@ -16,6 +16,7 @@ from analysis import laws
 from analysis import pipeline
 from analysis import report
 from analysis import runs as runs_lib
+from analysis import summary
 from conftest import ROOT
 
 TRUTH = {"E": 1.5, "A": 50.0, "B": 150.0, "alpha": 0.35, "beta": 0.30}
@@ -113,6 +114,10 @@ def test_fit_json_has_the_contract_fields_and_recovers_the_law(analysed):
     assert low <= row["tokens_per_param"] <= high
   check = fit["extrapolation"]
   assert len(check["held_out"]) == 2 and check["approach3"]["mean_abs_rel_error"] < 0.02
+  by_size = check["by_size"]  # the largest N held out, all its budgets
+  assert by_size["held_out_n"] > by_size["fitted_n_max"]
+  assert by_size["approach3"]["mean_abs_rel_error"] < 0.02 and "kaplan" in by_size
+  assert fit["chinchilla_approach3"]["r2_log"] > 0.99 and fit["kaplan"]["rms_log_residual"] > 0
   assert any("2.5e+14 has 2 model sizes" in w for w in fit["warnings"])
   assert any("not JSON" in w for w in fit["warnings"])
   assert fit["loss_floor"] == TRUTH["E"]
@@ -172,7 +177,7 @@ def test_non_convergence_is_reported():
                        "rule_20x": {"n_opt": 1.0, "d_opt": 20.0, "tokens_per_param": 20.0}}],
          "extrapolation": {"skipped": "too few runs"}}
   assert "Converged: NO" in report.to_markdown(report.blocks(fit))
-  assert "[NOT CONVERGED]" in cli.summary_lines(fit)[1]
+  assert "[NOT CONVERGED]" in summary.lines(fit)[1]
 
 
 def _table(tmp_path, rows, columns=COLUMNS):
@@ -344,9 +349,10 @@ def test_report_and_cli_open_and_end_with_the_verdict(analysed):
   assert set(d["ci_widths"]) == {"approach3", "approach2"} and d["extrapolation"]["ok"]
   lines = stdout.strip().splitlines()
   verdict = lines.index(f"How far to trust this fit: {d['verdict']}")
-  assert lines[verdict + 1:-2] == ([f"  problem: {p}" for p in d["problems"]]
+  assert lines[verdict + 1:-3] == ([f"  problem: {p}" for p in d["problems"]]
                                    + [f"  check: {c}" for c in d["checks"]])
-  assert lines[-2].startswith("report: ")
+  assert lines[-3].startswith("figures: ") and lines[-2].startswith("report: ")
+  assert lines[:-1] == fit["summary"]  # the printed summary is fit.json's, line for line
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +400,7 @@ def test_a_law_that_misses_the_held_out_budget_is_flagged(tmp_path):
   assert check["held_out_budgets"] == [BUDGETS[-1]] and check["n_held_out"] == 7
   assert check["mean_abs_error"] > 0.1 and not check["ok"]
   assert any(line.startswith("  problem: the law does not extrapolate: refitted without the "
-                             "largest budget") for line in cli.summary_lines(
+                             "largest budget") for line in summary.lines(
                                  {**fit, "warnings": []}))
 
 

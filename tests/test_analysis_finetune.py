@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from analysis import finetune, finetune_law
+from analysis import finetune, fitter, forms
+from analysis.forms import finetune as finetune_form
 
 FULL = dict(A=40.0, alpha=0.25, beta=0.15, E=1.2)
 LORA = dict(A=30.0, alpha=0.2, beta=0.1, E=1.5)
@@ -16,15 +17,18 @@ BUDGETS = (1.25e5, 2.5e5, 5e5, 1e6)
 
 def test_the_law_is_recovered_from_exact_points():
   n, d = (np.array(v) for v in zip(*[(n, d) for n in SIZES for d in BUDGETS]))
-  loss = finetune_law.finetune_loss(n, d, **FULL)
-  fit = finetune_law.fit(n, d, loss)
+  loss = finetune_form.finetune_loss(n, d, **FULL)
+  form = forms.get("finetune")
+  fit = fitter.fit(form, (n, d), loss)
   for key, value in FULL.items():
-    assert fit[key] == pytest.approx(value, rel=2e-3), key
-  assert fit["n_points"] == 12 and fit["n_starts"] == len(finetune_law.GRID) == 750
-  anchored = finetune_law.fit(n, d, loss, fixed_E=FULL["E"])  # E held: A, alpha, beta fitted
-  assert anchored["E"] == pytest.approx(FULL["E"], rel=1e-12) and anchored["n_starts"] == 150
+    assert fit.params[key] == pytest.approx(value, rel=2e-3), key
+  assert fit.n_points == 12 and fit.n_starts == len(finetune_form.GRID) == 750
+  assert fit.r2_log == pytest.approx(1.0, abs=1e-6) and fit.rms_log_residual < 1e-4
+  # E held at its value through its raw variable e = log E: A, alpha, beta fitted
+  anchored = fitter.fit(form, (n, d), loss, fixed={"e": np.log(FULL["E"])})
+  assert anchored.E == pytest.approx(FULL["E"], rel=1e-12) and anchored.n_starts == 150
   for key in ("A", "alpha", "beta"):
-    assert anchored[key] == pytest.approx(FULL[key], rel=2e-3), key
+    assert anchored.params[key] == pytest.approx(FULL[key], rel=2e-3), key
 
 
 def write_results(path, rows):
@@ -46,7 +50,7 @@ def sweep_rows():
         rows.append({
             "run_id": f"{method}_{n:g}_{d:g}", "status": "completed", "n_params": n,
             "n_params_total": 3 * n, "tokens": d,
-            "final_eval_loss": finetune_law.finetune_loss(n, d, **law), "loss_floor": 0.9,
+            "final_eval_loss": finetune_form.finetune_loss(n, d, **law), "loss_floor": 0.9,
             "finetune.method": method, "finetune.lora_rank": 4 if method == "lora" else "",
             "trainable_params": trainable, "optimizer_state_bytes": 8 * trainable + 4,
             "median_tokens_per_sec": speed, "original_data_eval_loss_before": 2.8,
@@ -73,7 +77,7 @@ def test_the_analysis_writes_laws_tables_claims_and_plots(tmp_path, capsys):
   assert lora["trainable_fraction"] == pytest.approx(0.1 / 3)
   assert lora["forgetting"] == pytest.approx(0.1) and full["forgetting"] == pytest.approx(0.3)
   assert full["above_floor"] == pytest.approx(
-      finetune_law.finetune_loss(2.8e4, 1e6, **FULL) - 0.9)
+      finetune_form.finetune_loss(2.8e4, 1e6, **FULL) - 0.9)
   claims = result["claims"]["lora r4"]
   assert claims["points"] == 12 and claims["forgets_less_points"] == 12
   assert claims["optimizer_state_vs_full"][1] < 0.04

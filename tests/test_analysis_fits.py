@@ -8,6 +8,8 @@ import pytest
 
 from analysis import bootstrap
 from analysis import curves
+from analysis import fitter
+from analysis import forms
 from analysis import frontier
 from analysis import isoflop
 from analysis import kaplan
@@ -101,7 +103,7 @@ def test_kaplan_joint_law_is_recovered():
   n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e9, 6), np.geomspace(1e8, 1e11, 6)))
   rng = np.random.default_rng(1)
   loss = laws.kaplan_loss(n, d, *truth) * np.exp(rng.normal(0, 0.002, n.shape))
-  fit = kaplan.fit_joint(n, d, loss)
+  fit = fitter.fit(forms.get("kaplan"), (n, d), loss).to_dict()
   assert fit["converged"]
   assert fit["alpha_N"] == pytest.approx(0.076, abs=0.005)
   assert fit["alpha_D"] == pytest.approx(0.095, abs=0.008)
@@ -122,10 +124,12 @@ def test_bootstrap_intervals_cover_the_truth():
   n, d = (a.ravel() for a in np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e11, 5)))
   loss = laws.kaplan_loss(n, d, *truth) * np.exp(np.random.default_rng(2).normal(0, 0.003, n.shape))
   runs = _runs(n, d, loss)
-  joint = kaplan.fit_joint(n, d, loss)
-  samples = bootstrap.kaplan_samples(runs, joint, bootstrap.resample_counts(len(n), 20))
+  form = forms.get("kaplan")
+  joint = fitter.fit(form, (n, d), loss)
+  samples = fitter.refit_samples(form, runs.inputs(form.inputs), runs.loss, joint,
+                                 bootstrap.resample_counts(len(n), 20))
   low, high = bootstrap.interval(samples["alpha_N"])
-  assert low < joint["alpha_N"] < high and high - low < 0.02
+  assert low < joint.alpha_N < high and high - low < 0.02
 
 
 def test_isoflop_window_recovers_an_asymmetric_minimum_better_than_the_whole_curve():

@@ -1,0 +1,124 @@
+"""The analysis's printed summary, built once into fit.json["summary"] (a list of lines).
+
+`python -m analysis` prints exactly these lines and a sweep prints them again in its own
+process's stead (sweeps/collect.py), so one formatter decides what is shown: the laws, the frontier
+exponents, tokens per parameter at the data's budgets and at most PRINTED_DECADES past them
+(extrapolations labelled; fit.json and the report hold the rest), the fitted E against the data's
+floor, the warnings, the verdict with its problems and checks, and the figures' and report's paths.
+"""
+import math
+import os
+
+from analysis import diagnostics
+
+PRINTED_DECADES = 1.0
+# fit.json's `laws` (the forms fitted) as a fit.json written before that key had them.
+BUILT_IN_LAWS = (
+    {"name": "approach3", "section": "chinchilla_approach3", "title": "Chinchilla Approach 3",
+     "formula": "L(N, D) = E + A/N^alpha + B/D^beta",
+     "params": ["E", "A", "B", "alpha", "beta"], "optimum": True},
+    {"name": "kaplan", "section": "kaplan", "title": "Kaplan et al. (2020) L(N, D)",
+     "formula": "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+     "params": ["alpha_N", "alpha_D", "N_c", "D_c"], "optimum": True})
+
+
+def laws_of(fit: dict) -> list[dict]:
+  """The law forms a fit.json holds (fit["laws"]), in their order."""
+  return list(fit.get("laws") or BUILT_IN_LAWS)
+
+
+def _num(value, spec: str) -> str:
+  """A number for the summary; `n/a` where a fit gave none (null or not finite in fit.json)."""
+  return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def _beyond(row: dict) -> str:
+  far = row.get("decades_beyond_data", 0)
+  return f"  (extrapolated, {far:.1f} decades beyond the data)" if far else ""
+
+
+def _printed(rows: list[dict], identified: bool) -> list[dict]:
+  limit = PRINTED_DECADES if identified else 0.0
+  return [row for row in rows if row.get("decades_beyond_data", 0) <= limit]
+
+
+def frontier_lines(fit: dict) -> list[str]:
+  """The frontier rows within PRINTED_DECADES of the data, extrapolations labelled."""
+  identified = "frontier" not in fit.get("diagnostics", {}).get("unidentified", {})
+  shown = _printed(fit["frontier"], identified)
+  lines = [f"  C = {row['flops']:.2e}: N_opt = {_num(row['n_opt'], '.3g')}, D_opt = "
+           f"{_num(row['d_opt'], '.3g')}, {_num(row['tokens_per_param'], '.1f')} tokens per "
+           f"parameter{_beyond(row)}" for row in shown]
+  if len(shown) < len(fit["frontier"]):
+    lines.append(f"  ({len(fit['frontier']) - len(shown)} budgets more than {PRINTED_DECADES:g} "
+                 "decade beyond the data: in fit.json and the report, not printed)")
+  inference = fit.get("inference_frontier")
+  if inference:
+    lines.append(f"inference-aware (T = {inference['inference_tokens']:.3g} inference tokens; "
+                 "same loss as the compute-optimal model at C):")
+    lines += [f"  C = {row['flops']:.2e}: N = {_num(row['n_opt'], '.3g')}, D = "
+              f"{_num(row['d_opt'], '.3g')}, {_num(row['tokens_per_param'], '.1f')} tokens per "
+              f"parameter, {_num(100 * row['saving'], '.1f')}% less total compute{_beyond(row)}"
+              for row in _printed(inference["rows"], identified)]
+  return lines
+
+
+def _fit_quality(section: dict) -> str:
+  return (f"R^2 of log L {_num(section.get('r2_log'), '.4f')}, rms log residual "
+          f"{_num(section.get('rms_log_residual'), '.4f')}"
+          + ("" if section.get("converged", True) else "  [NOT CONVERGED]"))
+
+
+def law_lines(fit: dict) -> list[str]:
+  """One line per law form: its parameters, fit quality, and convergence."""
+  unidentified = fit.get("diagnostics", {}).get("unidentified", {})
+  lines = []
+  for law in laws_of(fit):
+    s = fit[law["section"]]
+    if law["section"] == "chinchilla_approach3":
+      e = (f"[E not identified: {unidentified['E']}]" if "E" in unidentified
+           else _num(s["E"], ".4f"))
+      exponents = (f"a, b not identified ({unidentified['frontier']})"
+                   if "frontier" in unidentified
+                   else f"a = {_num(s['a'], '.3f')}, b = {_num(s['b'], '.3f')}")
+      lines.append(f"approach 3: L = {e} + {_num(s['A'], '.4g')}/N^{_num(s['alpha'], '.4f')} + "
+                   f"{_num(s['B'], '.4g')}/D^{_num(s['beta'], '.4f')}; {exponents}; "
+                   + _fit_quality(s))
+    else:
+      lines.append(f"{law['name']}: " + ", ".join(
+          f"{k} = {_num(s[k], '.4g')}" for k in law["params"]) + "; " + _fit_quality(s))
+  return lines
+
+
+def lines(fit: dict, out: str | None = None) -> list[str]:
+  """The summary of a fit (fit.json contents); `out`: the analysis directory, for the paths."""
+  a3 = fit["chinchilla_approach3"]
+  unidentified = fit.get("diagnostics", {}).get("unidentified", {})
+  out_lines = [f"{fit['n_points']} runs fitted ({len(fit['excluded'])} not completed, excluded)"]
+  out_lines += law_lines(fit)
+  if "frontier" not in unidentified and "frontier_exponents" in a3:
+    convention = fit.get("flops_convention", {})
+    out_lines.append(
+        f"frontier, C in {convention.get('label', '6ND FLOPs')}: N_opt ∝ "
+        f"C^{_num(a3['frontier_exponents']['a'], '.3f')}, D_opt ∝ "
+        f"C^{_num(a3['frontier_exponents']['b'], '.3f')} (approach 3; FLOPs per token "
+        f"{_num(convention.get('k'), '.3g')} N^{_num(convention.get('gamma'), '.3f')})")
+  for name in ("chinchilla_approach2", "chinchilla_approach1"):
+    if name in fit:
+      out_lines.append(f"{name.replace('chinchilla_', '').replace('approach', 'approach ')}: "
+                       f"a = {_num(fit[name]['a'], '.3f')}, b = {_num(fit[name]['b'], '.3f')}")
+  out_lines += frontier_lines(fit)
+  floor = fit.get("loss_floor")
+  if isinstance(floor, (int, float)):
+    fitted = ("not identified (E ≈ 0)" if "E" in unidentified else f"{_num(a3['E'], '.3f')} nats")
+    out_lines.append(f"fitted irreducible loss E = {fitted}; the data's exact floor is "
+                     f"{floor:.3f} nats")
+  out_lines += [f"warning: {w}" for w in fit.get("warnings", [])]
+  if "diagnostics" in fit:
+    out_lines += diagnostics.summary_lines(fit["diagnostics"])
+  if out is not None:
+    if fit.get("plots"):
+      out_lines.append("figures: " + ", ".join(os.path.join(out, f)
+                                                for f in fit["plots"].values()))
+    out_lines.append(f"report: {os.path.join(out, 'report.md')}")
+  return out_lines
