@@ -237,7 +237,7 @@ def estimate_minima(curves: list[Curve], method: str = DEFAULT, window: float = 
     if isinstance(minimum, Minimum) and not (
         np.isfinite(minimum.x_opt) and c.x[minimum.fitted].min() <= minimum.x_opt
         <= c.x[minimum.fitted].max()):
-      minimum = ("outside", f"the minimum N = {10 ** minimum.x_opt:.3g} lies outside the sizes it "
+      minimum = ("outside", f"the minimum N = 10^{minimum.x_opt:.3g} lies outside the sizes it "
                  f"was fitted to, {10 ** c.x.min():.3g}..{10 ** c.x.max():.3g}")
     out[i] = minimum
   return out
