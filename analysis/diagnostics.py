@@ -114,7 +114,6 @@ def _budget_checks(d: dict, table: list[dict], planned: bool):
   edge = [row for row in curves if not row["interior"]]
   d["checks"].append(f"IsoFLOP minima: the lowest loss is interior at {len(curves) - len(edge)} of "
                      f"{len(curves)} budgets with 3 or more sizes")
-  edge = [row for row in edge if planned or row["approach2"]]
   if edge:
     text = (f"the lowest loss is at the edge of the sizes sampled at {len(edge)} budget"
             f"{'s' if len(edge) > 1 else ''} (" + ", ".join(

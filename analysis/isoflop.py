@@ -223,7 +223,7 @@ def estimate_minima(curves: list[Curve], method: str = DEFAULT, window: float = 
   """One Minimum or (kind, reason) per curve, by the estimator `method` (ESTIMATORS)."""
   ready = [i for i, c in enumerate(curves)
            if len(np.unique(runs_lib.group_log(10 ** c.x, 1e-3))) >= MIN_SIZES]
-  out = [("sizes", f"{len(np.unique(runs_lib.group_log(10 ** c.x, 1e-3)))} model sizes; "
+  out = [("sizes", f"has {len(np.unique(runs_lib.group_log(10 ** c.x, 1e-3)))} model sizes; "
           "a minimum needs at least 3") for c in curves]
   if not ready:
     return out
@@ -237,7 +237,8 @@ def estimate_minima(curves: list[Curve], method: str = DEFAULT, window: float = 
     if isinstance(minimum, Minimum) and not (
         np.isfinite(minimum.x_opt) and c.x[minimum.fitted].min() <= minimum.x_opt
         <= c.x[minimum.fitted].max()):
-      minimum = ("outside", f"the minimum N = 10^{minimum.x_opt:.3g} lies outside the sizes it "
+      minimum = ("outside", f"the minimum N = {np.power(10.0, minimum.x_opt):.3g} lies outside "
+                 "the sizes it "
                  f"was fitted to, {10 ** c.x.min():.3g}..{10 ** c.x.max():.3g}")
     out[i] = minimum
   return out
@@ -257,7 +258,7 @@ def _curve(n, d, loss, weights=None) -> Curve:
 def _profile(budget, n, d, loss, minimum, method) -> Profile | tuple[str, str]:
   if not isinstance(minimum, Minimum):
     kind, reason = minimum
-    return kind, f"budget {budget:.3g}: {reason}"
+    return kind, f"budget {budget:.3g}{' ' if kind == 'sizes' else ': '}{reason}"
   x_opt = minimum.x_opt
   slope, intercept = np.polyfit(np.log10(n), np.log10(d), 1)
   h = 0.05  # the quadratic at the minimum, from the fitted curve (for plots drawing parabolas)
@@ -279,10 +280,19 @@ def fit_profile(budget, n, d, loss, weights=None, window: float = WINDOW,
                   estimate_minima([_curve(n, d, loss, weights)], method, window)[0], method)
 
 
+def method_for(window: float | None) -> str:
+  """The estimator a window asks for: none given, DEFAULT; a factor, the windowed parabola
+  (`--isoflop-window`); 0, the parabola through the whole curve."""
+  return DEFAULT if window is None else "window" if window else "whole"
+
+
 def fit_profiles(runs: runs_lib.Runs, labels, budgets, weights=None, warn=True,
-                 window: float = WINDOW, method: str = DEFAULT) -> list[Profile]:
-  """Profiles of every usable budget (labels from runs.isoflop_groups); weights per run, optional
-  (the bootstrap's counts: rows of weight 0 are left out)."""
+                 window: float | None = None, method: str | None = None) -> list[Profile]:
+  """Profiles of every usable budget (labels from runs.isoflop_groups) by `method` (default:
+  method_for(window)); weights per run, optional (the bootstrap's counts: rows of weight 0 are
+  left out)."""
+  method = method or method_for(window)
+  window = WINDOW if window is None else window
   masks = []
   for g in range(len(budgets)):
     mask = labels == g
@@ -303,6 +313,16 @@ def fit_profiles(runs: runs_lib.Runs, labels, budgets, weights=None, warn=True,
     warnings.warn(f"approach 2 skips {len(skipped)} of {len(budgets)} budget groups: "
                   f"{', '.join(counts)}", AnalysisWarning)
   return profiles
+
+
+def minimum_interval(samples: dict | None, budgets, profile: Profile) -> dict:
+  """{"n_opt_ci95": 95% interval of the profile's N_opt over the bootstrap resamples} ({} without
+  a bootstrap); samples["n_opt"] from bootstrap.approach2_samples, one column per budget."""
+  if samples is None or "n_opt" not in samples:
+    return {}
+  from analysis import bootstrap  # pylint: disable=import-outside-toplevel  (it imports this)
+  column = list(np.asarray(budgets, np.float64)).index(profile.budget)
+  return {"n_opt_ci95": bootstrap.interval(samples["n_opt"][:, column])}
 
 
 def fit_frontier(profiles: list[Profile]) -> dict | None:
