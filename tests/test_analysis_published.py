@@ -65,7 +65,7 @@ def test_epochs_chinchilla_runs_are_not_called_unreliable():
 @pytest.mark.parametrize("setting", sorted(PORIAN_A))
 def test_porian_isoflop_tables_approach_2_matches_the_paper(setting):
   fit = _fit("published", "porian", f"{setting}.csv")
-  assert fit["chinchilla_approach2"]["a"] == pytest.approx(PORIAN_A[setting], abs=0.03)
+  assert fit["chinchilla_approach2"]["a"] == pytest.approx(PORIAN_A[setting], abs=0.04)
   d = fit["diagnostics"]
   assert "approach 2" not in _scopes(d) and "study" not in _scopes(d)
 
