@@ -47,9 +47,11 @@ def parse_args(argv=None):
                            "a run column, see --run-col), single points, or whole IsoFLOP budgets")
   parser.add_argument("--run-col", help="the training run each row comes from; rows sharing one "
                                         "are resampled together (default: trunk_id, trunk, run_id)")
-  parser.add_argument("--isoflop-window", type=float, default=isoflop.WINDOW, metavar="FACTOR",
-                      help="fit each IsoFLOP parabola to the runs within this factor in N of the "
-                           "lowest-loss run (default %(default)g; 0: the whole curve)")
+  parser.add_argument("--isoflop-window", type=float, metavar="FACTOR",
+                      help="locate each IsoFLOP minimum with the older parabola through the runs "
+                           f"within this factor in N of the lowest-loss run (e.g. {isoflop.WINDOW:g}"
+                           f"; 0: the whole curve) instead of the default, {isoflop.DEFAULT!r} "
+                           "(analysis/isoflop.py)")
   parser.add_argument("--inference-tokens", type=float, metavar="T",
                       help="add the inference-aware frontier: the N, D minimising training 6ND "
                            "plus inference 2NT FLOPs for T inference tokens (Sardana et al. 2023)")
@@ -79,7 +81,8 @@ def _check_numbers(args):
     raise runs_lib.DataError(f"--bootstrap {args.bootstrap}: give 0 (no intervals) or more")
   if not args.budget_tol > 0:
     raise runs_lib.DataError(f"--budget-tol {args.budget_tol}: give a positive relative tolerance")
-  if not (args.isoflop_window == 0 or args.isoflop_window >= 1):
+  if args.isoflop_window is not None and not (args.isoflop_window == 0
+                                               or args.isoflop_window >= 1):
     raise runs_lib.DataError(f"--isoflop-window {args.isoflop_window}: give a factor of 1 or more "
                              "(0: the whole curve)")
   if args.inference_tokens is not None and not 0 <= args.inference_tokens < math.inf:

@@ -53,8 +53,10 @@ def drop_failed(samples: dict) -> tuple[dict, int]:
   """(samples, how many resamples failed): a resample whose refit gave a parameter that is not
   finite is dropped from every parameter's interval (NaN), so all intervals rest on the same
   resamples."""
-  ok = np.all([np.isfinite(v) for v in samples.values()], axis=0)
-  return {k: np.where(ok, v, np.nan) for k, v in samples.items()}, int((~ok).sum())
+  ok = np.all([np.isfinite(v) for v in samples.values() if v.ndim == 1], axis=0)
+  # a 2-D sample ([resamples, budgets]: approach 2's minima) keeps its own NaN per budget
+  return ({k: np.where(ok if v.ndim == 1 else ok[:, None], v, np.nan) for k, v in samples.items()},
+          int((~ok).sum()))
 
 
 def interval(samples) -> list | None:
@@ -75,13 +77,19 @@ def _guarded(refit):
       return None
 
 
-def approach2_samples(runs, labels, budgets, counts, window=isoflop.WINDOW) -> dict:
-  """Per resample: a, b, n_coef, d_coef of the IsoFLOP power laws (NaN below 2 usable budgets)."""
+def approach2_samples(runs, labels, budgets, counts, window=None) -> dict:
+  """Per resample: a, b, n_coef, d_coef of the IsoFLOP power laws (NaN below 2 usable budgets),
+  and n_opt, [resamples, budgets], each budget's minimum (NaN where the resample skipped it)."""
   samples = {k: np.full(len(counts), np.nan) for k in ("a", "b", "n_coef", "d_coef")}
+  samples["n_opt"] = np.full((len(counts), len(budgets)), np.nan)
+  index = {float(b): i for i, b in enumerate(budgets)}
   for i, weights in enumerate(counts):
-    fit = _guarded(lambda: isoflop.fit_frontier(
-        isoflop.fit_profiles(runs, labels, budgets, weights, warn=False, window=window)))
-    for k in samples:
+    profiles = _guarded(lambda: isoflop.fit_profiles(runs, labels, budgets, weights, warn=False,
+                                                     window=window)) or []
+    for p in profiles:
+      samples["n_opt"][i, index[p.budget]] = p.n_opt
+    fit = _guarded(lambda: isoflop.fit_frontier(profiles))
+    for k in ("a", "b", "n_coef", "d_coef"):
       samples[k][i] = fit[k] if fit else np.nan
   return samples
 

@@ -195,7 +195,7 @@ def bootstrap_unit(runs, unit: str | None) -> str:
 
 def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: int = 0,
             budget_tol: float = runs_lib.BUDGET_TOL, *, unit: str | None = None,
-            window: float = isoflop.WINDOW, inference_tokens: float | None = None
+            window: float | None = None, inference_tokens: float | None = None
             ) -> tuple[dict, dict]:
   """Every fit on the runs; returns (fit.json contents, the arrays the plots need)."""
   runs_lib.check_fittable(runs)
@@ -230,9 +230,11 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
   if approach2:
     fit["chinchilla_approach2"] = {
         **_power_law_section(approach2, samples.get("approach2")),
-        "budgets": [p.budget for p in profiles], "window": window,
+        "budgets": [p.budget for p in profiles], "window": window, "method": isoflop.method_for(window),
         "profiles": [{"flops": p.budget, "n_opt": p.n_opt, "d_opt": p.d_opt, "loss_opt": p.loss_opt,
-                      "n_runs": len(p.n), "n_fitted": int(p.fitted.sum())} for p in profiles]}
+                      "n_runs": len(p.n), "n_fitted": int(p.fitted.sum()),
+                      **isoflop.minimum_interval(samples.get("approach2"), budgets, p)}
+                     for p in profiles]}
   if approach1:
     fit["chinchilla_approach1"] = {**_power_law_section(approach1, samples.get("approach1")),
                                    "n_curves": len(curves)}
@@ -297,7 +299,7 @@ def _publish(fit: dict, out: str, mode: str, project: str) -> dict:
 def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, loss_col=None,
                  kaplan_n_col=None, run_col=None, drop_top_loss: int = 0, n_bootstrap: int = 0,
                  seed: int = 0, bootstrap_unit=None, curves=None, family=None,
-                 budget_tol: float = runs_lib.BUDGET_TOL, isoflop_window: float = isoflop.WINDOW,
+                 budget_tol: float = runs_lib.BUDGET_TOL, isoflop_window: float | None = None,
                  inference_tokens: float | None = None, wandb_mode: str = "offline",
                  wandb_project: str = "scaling") -> dict:
   """Fits the table `results` and writes fit.json, report.md, report.html and the plots to `out`.

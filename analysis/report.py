@@ -264,7 +264,7 @@ def _extrapolation_block(fit: dict) -> list:
   elif by_size:
     out += [("p", f"By size: refitted on the {by_size['n_fitted']} runs with N <= "
                   f"{fmt(by_size['fitted_n_max'])}, then predicted the {len(by_size['held_out'])} "
-                  f"runs of the largest model size, N = {fmt(by_size['held_out_n'])}, at all "
+                  f"runs of the largest models, N >= {fmt(by_size['held_out_n_min'])}, at all "
                   "their budgets."),
             ("table", ERROR_HEADER, _check_rows(fit, by_size))]
   return out
