@@ -29,7 +29,6 @@ The thresholds are judgement calls, stated here so a reader can disagree with th
 - An edge minimum is a problem of approach 2 on a planned IsoFLOP design (a budget column: its
   sizes were meant to bracket the minimum) and a note on C groups the analysis formed itself.
 """
-import types
 
 import numpy as np
 
@@ -280,18 +279,8 @@ def _by_size(check):
 
 
 def _frontier_rows(fit: dict, runs, budgets) -> tuple[list[dict], list[float]]:
-  """fit["frontier"] (or the same rows, computed, when the pipeline has not made them yet) and
-  the data's budgets."""
-  data = frontier_lib.data_budgets(runs, budgets)
-  if fit.get("frontier"):
-    return fit["frontier"], data
-  a3 = fit["chinchilla_approach3"]
-  law = types.SimpleNamespace(**{k: a3[k] for k in ("A", "B", "alpha", "beta")})
-  with np.errstate(all="ignore"):
-    rows = frontier_lib.table(frontier_lib.budgets_for(data), law,
-                              fit.get("chinchilla_approach2"), fit.get("chinchilla_approach1"),
-                              fit.get("kaplan"), data, fit.get("flops_convention"))
-  return rows, data
+  """fit["frontier"] (the pipeline's, at the data's budgets and beyond) and the data's budgets."""
+  return fit.get("frontier") or [], frontier_lib.data_budgets(runs, budgets)
 
 
 def _compare(d: dict, text: str, others: tuple[str, ...]):

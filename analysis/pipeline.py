@@ -250,13 +250,16 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
                  for form in forms.registered() if form.name in fits]
   fit["extrapolation"] = _extrapolation(runs, labels, budgets, fits)
   fit["bootstrap"] = info
+  # The frontier at the data's budgets and the published decades; the verdict compares the
+  # approaches on it, and a frontier it finds unidentified keeps the data's budgets alone.
+  data = frontier.data_budgets(runs, budgets)
+  rows = _frontier_rows(frontier.budgets_for(data), data, fits, approach2, approach1, samples,
+                        convention)
+  fit["frontier"] = rows
   fit["diagnostics"] = diagnostics.diagnose(fit, runs, labels, budgets,
                                             profiles if approach2 else [], budget_tol)
-
-  data = frontier.data_budgets(runs, budgets)
-  rows = _frontier_rows(frontier.budgets_for(data, "frontier" not in fit["diagnostics"][
-      "unidentified"]), data, fits, approach2, approach1, samples, convention)
-  fit["frontier"] = rows
+  if "frontier" in fit["diagnostics"]["unidentified"]:
+    rows = fit["frontier"] = [row for row in rows if row["flops"] in data]
   if inference_tokens is not None:
     fit["inference_frontier"] = {"inference_tokens": float(inference_tokens),
                                  "rows": frontier.inference_table(rows, fit3, inference_tokens)}
