@@ -15,6 +15,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 TINY = os.path.join(ROOT, "experiments", "tiny.py")  # 2 layers of width 64, batches of 16 x 64 tokens
 TOKENS_PER_STEP = 16 * 64
 KEYS = ("step", "tokens", "train_loss", "lr", "eval_loss")  # a row's fields that a resume reproduces
+# How long a test's subprocess may take before it counts as hung: a guard, not a speed bound (a
+# 2-core machine shared with other jobs runs these tiny runs many times slower than idle).
+HANG_S = 1200
 
 
 def tiny_run(steps: int, checkpoint_every: int, wandb: str | None = "disabled") -> list[str]:
@@ -50,7 +53,7 @@ def train_until_fault(argv, fault: str, env=None, **kwargs) -> subprocess.Comple
   from core import rundir  # pylint: disable=g-import-not-at-top
   completed = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT,
                              env=with_fault(fault, env), capture_output=True, text=True,
-                             timeout=600, **kwargs)
+                             timeout=HANG_S, **kwargs)
   expected = -signal.SIGKILL if fault.startswith("SIGKILL") else rundir.EXIT_PREEMPTED
   assert completed.returncode == expected, completed.stderr[-2000:]
   return completed

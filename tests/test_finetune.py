@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 import train
-from conftest import FAST_40, ROOT, TINY, rows, train_until_fault
+from conftest import FAST_40, HANG_S, ROOT, TINY, rows, train_until_fault
 from core import rundir
 from model import generate, lora, loading, quantize, sizing
 from model.transformer import ModelConfig
@@ -134,7 +134,7 @@ def test_a_sharded_group_of_lora_replicas_matches_its_single_runs(base_run, lora
   completed = subprocess.run(
       [sys.executable, "train.py", *lora_command(base_run, workdir), "--config.mesh.fsdp=2",
        "--config.train.replicas=2", "--config.train.replica_lrs=(1e-2, 3e-3)"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_S)
   assert completed.returncode == 0, completed.stderr[-2000:]
   first, second = (rundir.read_result(str(workdir / f"replica_{i}")) for i in (0, 1))
   single = rundir.read_result(str(lora_run))

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 from jax.ad_checkpoint import print_saved_residuals
 
-from conftest import ROOT, TINY
+from conftest import HANG_S, ROOT, TINY
 from core.config import ConfigError, load_config
 from model import lora, objectives, sizing
 from training import memory
@@ -168,7 +168,7 @@ def test_cli_on_a_data_and_fsdp_mesh_matches_xla():
       [sys.executable, "-m", "training.memory", "--config", TINY, "--vocab", "2000", "--json",
        "--config.mesh.fsdp=2", "--config.model.d_model=96", "--config.model.mlp=swiglu",
        "--device-memory-gb", "0.001"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_S)
   assert out.returncode == 0, out.stderr
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["mesh"] == {"data": 2, "fsdp": 2} and result["batch_per_device"] == 4

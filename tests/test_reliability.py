@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import train
-from conftest import FAST_60, ROOT, TINY, rows, train_until_fault, with_fault
+from conftest import FAST_60, HANG_S, ROOT, TINY, rows, train_until_fault, with_fault
 from core import files
 
 pytestmark = pytest.mark.slow  # every test here trains real runs in real processes
@@ -107,7 +107,7 @@ def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
   """
   workdir = tmp_path / "two"
   processes = launch_two_processes(workdir, free_port(), fault_of_second="SIGKILL@20")
-  _, stderr = processes[0].communicate(timeout=300)
+  _, stderr = processes[0].communicate(timeout=HANG_S)
   processes[1].wait()
   assert processes[1].returncode == -signal.SIGKILL
   assert processes[0].returncode != 0, "the survivor finished alone"
@@ -115,7 +115,7 @@ def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
   assert result(workdir)["status"] == "failed"
   rerun = launch_two_processes(workdir, free_port())
   for process in rerun:
-    _, stderr = process.communicate(timeout=300)
+    _, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 0, stderr[-2000:]
   assert result(workdir)["final_eval_loss"] == pytest.approx(result(reference)["final_eval_loss"],
                                                             abs=1e-5)
@@ -139,7 +139,7 @@ except OSError as error:
   print("write failed:", error.strerror)
 """
   completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                             timeout=120)
+                             timeout=HANG_S)
   assert "write failed" in completed.stdout, completed.stderr[-2000:]
   assert result(tmp_path) == {"status": "completed", "final_eval_loss": 2.5}
   assert os.listdir(tmp_path) == ["result.json"]  # no partial file left behind

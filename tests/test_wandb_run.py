@@ -10,7 +10,7 @@ import pytest
 
 import train
 import wandb_records
-from conftest import ROOT, TINY, tiny_run, train_until_fault
+from conftest import HANG_S, ROOT, TINY, tiny_run, train_until_fault
 from core import files, rundir
 
 # 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10; W&B as each test says.
@@ -116,7 +116,7 @@ def test_a_failing_w_and_b_is_one_warning_and_the_run_completes(tmp_path, env, o
   command = [sys.executable, "train.py", "--config", TINY, "--workdir", str(tmp_path), *FAST,
              "--config.train.tokens=5120", *overrides]
   completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=300)
+                             timeout=HANG_S)
   assert completed.returncode == 0, completed.stderr[-2000:]
   warnings = [line for line in completed.stderr.splitlines() if "W&B" in line]
   assert len(warnings) == 1 and warnings[0].startswith("warning: W&B is off ("), completed.stderr
