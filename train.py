@@ -28,6 +28,7 @@ from core import files, rundir
 from core.config import ConfigError, load_config
 from training import plan as plan_lib
 from training import process, results
+from training.loop import faults_from_env
 from training.run import group_members, train
 
 
@@ -51,6 +52,7 @@ def parse_args(argv):
 def prepare(args, overrides):
   """The resolved run and the status its workdir recorded; raises ConfigError on bad input."""
   config = load_config(args.config, overrides)
+  faults_from_env()  # a bad $SCALING_FAULT (a test's hook) is refused before anything is written
   process.enable_compilation_cache(config.train.compilation_cache)
   config, source, model_cfg, plan = plan_lib.resolve(config, jax.device_count())
   status = plan_lib.check_workdir(args.workdir, config, args.force)

@@ -11,9 +11,9 @@ each curve give N_opt(C) (Approach 2) and the parametric fit L(N, D) = E + A/N^a
 gives Approach 3. The synthetic source's exact loss floor is the true E to hold the fit against.
 
 32 runs (small targets at the two lowest budgets round to the same smallest shapes and are run
-once), 1.2e13 FLOPs as 6ND and 1.9e13 counted: 20-35 minutes on 2 CPU cores, minutes on a GPU
-(--dry-run measured 34 min on one worker, ~17 with two, on the shared 2 cores). The batch is
-fixed at 8 sequences for the reason in default_sweep.py.
+once), 1.2e13 FLOPs as 6ND and 1.9e13 counted: tens of minutes on 2 CPU cores, minutes on a GPU
+(`--dry-run` estimates it; docs/results/2026-11-23-chinchilla-repro-estimate.md). The batch is
+fixed at 8 sequences for the reason in docs/results/2026-11-27-default-sweep.md.
 """
 from experiments import base
 
@@ -23,7 +23,7 @@ def get_config():
   c.name = "chinchilla_repro"
   c.train.batch_size = 8
   c.train.eval_tokens = 32_768
-  # A run keeps one CPU core busy (see default_sweep.py), so two run at once.
+  # A run keeps about one CPU core busy, so two run at once.
   # Budgets as 6ND (N non-embedding), as Chinchilla planned them and the figures above were measured.
   c.sweep = base.sweep_section(budgets=(3e10, 1e11, 3e11, 1e12), sizes_per_budget=9, span=64.0,
                                workers=2, flops="6nd")

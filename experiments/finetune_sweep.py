@@ -15,16 +15,14 @@ Forgetting is measured on the original language's eval sequences, before and aft
 
 Runs: every base x D_f in (125K, 250K, 500K, 1M) tokens x (full, LoRA r = 2, LoRA r = 8; alpha = r,
 adapters on every attention and MLP matrix): 36 runs. Peak learning rates are the base run's
-times 1 (full) and 3 (LoRA): on the 28K base at D_f = 500K, full at 0.3x and 1x gave fine-tuning
-losses 3.235 and 3.192, LoRA r = 8 at 1x and 3x (on the new topics alone) 3.579 and 3.506.
-Warmup and cosine decay follow the rules for each run's own D_f; batches of 8 as the base sweep.
+times 1 (full) and 3 (LoRA), the better of the scales tried. Warmup and cosine decay follow the
+rules for each run's own D_f; batches of 8 as the base sweep.
 
 `python -m analysis.finetune` then fits L(N, D_f) = A N^-alpha D_f^-beta + E per method (Zhang et
 al. 2024) and writes the cost and forgetting tables and the plots into DIR/analysis.
 
-Measured: 9.1 and 8.3 min wall, 7.8 and 7.2 CPU-minutes, for base sweep, 36 runs and analysis
-(two runs from scratch, equal losses), on 2 CPU cores shared with other jobs (load average 5-11);
-a rerun finds everything done in 18 s. The results are in docs/design.md ("Fine-tuning").
+The lrs tried, the wall time (minutes on 2 CPU cores) and the results:
+docs/results/2026-11-27-finetune-sweep.md.
 """
 from experiments import base
 

@@ -37,7 +37,7 @@ def _attend_heads_leading(q, k, v, causal, mask):
   XLA:CPU runs these as plain batched matmuls, faster than jax.nn.dot_product_attention's
   [B, T, H, D] products. Causal attention over more than CAUSAL_BLOCK positions goes in blocks of
   queries, each block against the keys up to its own end, so the products skip most of the masked
-  upper triangle (docs/design.md, "CPU speed", has the figures). Softmax in float32, as the
+  upper triangle (docs/results/2026-11-27-cpu-speed.md has the figures). Softmax in float32, as the
   library does.
   """
   q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))

@@ -140,7 +140,7 @@ class Linear(nnx.Linear):
   """nnx.Linear applied to the tokens as one [tokens, d_in] matrix.
 
   On [B, T, d_in] inputs the weight gradient contracts over two axes, and XLA:CPU transposes the
-  activations to do that (docs/design.md, "CPU speed"). A 2-D matmul is fine on any backend.
+  activations to do that (docs/results/2026-11-27-cpu-speed.md). A 2-D matmul is fine on any backend.
   model/lora.py may attach a low-rank adapter as `lora` (an nnx.LoRA), added times `lora_scale`.
   """
   lora = None

@@ -2,7 +2,6 @@
 structure, the three families trained through train.py, and the generation CLI of each."""
 import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,14 +11,13 @@ from flax import nnx
 
 import data
 import train
-from conftest import ROOT
+from conftest import TINY
 from core.config import load_config
 from model import corruption, objectives
 from model.families import OBJECTIVES
 from model.transformer import ModelConfig, Transformer
 from model import generate as gen
 
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
 V = 64  # the synthetic source's vocabulary
 
 

@@ -2,11 +2,8 @@
 every fine-tuning run reports its cost and forgetting."""
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -14,29 +11,20 @@ import pytest
 from flax import nnx
 
 import train
-from conftest import ROOT
-from core import files, rundir
+from conftest import FAST_40, HANG_S, ROOT, TINY, rows, train_until_fault
+from core import rundir
 from model import generate, lora, loading, quantize, sizing
 from model.transformer import ModelConfig
 
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
-# 40 steps of 16 x 64 tokens, a metrics row every 5 steps, a checkpoint every 10.
-FAST = ["--config.train.tokens=40960", "--config.train.log_every=5",
-        "--config.train.checkpoint_every=10", "--config.train.eval_tokens=2048",
-        "--config.wandb.mode=disabled"]
+FAST = FAST_40  # 40 steps of 16 x 64 tokens, a metrics row every 5 steps, a checkpoint every 10
 # The related language: 512 new topics, half the mixture.
 NEW_TOPICS = ["--config.data.synthetic.new_topics=512", "--config.data.synthetic.new_topic_weight=0.5"]
 LORA = ["--config.finetune.method=lora", "--config.finetune.lora_rank=4",
         "--config.finetune.lora_alpha=8.0", "--config.train.lr=1e-2"]
-KEYS = ("step", "tokens", "train_loss", "lr", "eval_loss")
 
 
 def command(workdir, *overrides):
   return ["--config", TINY, "--workdir", str(workdir), *FAST, *overrides]
-
-
-def rows(workdir):
-  return [{k: row.get(k) for k in KEYS} for row in rundir.read_metrics(str(workdir))]
 
 
 @pytest.fixture(scope="module")
@@ -125,18 +113,10 @@ def test_merged_lora_weights_give_the_same_eval_loss_generate_and_export(lora_ru
 
 @pytest.mark.slow
 def test_a_lora_run_resumes_exactly_after_sigkill(base_run, lora_run, tmp_path):
+  """Killed between checkpoints (10 and 20) on a row step: its row is rolled back on resume."""
   workdir = tmp_path / "killed"
-  process = subprocess.Popen([sys.executable, "train.py", *lora_command(base_run, workdir)],
-                             cwd=ROOT, stderr=subprocess.DEVNULL)
-  checkpoint = workdir / "checkpoints" / "10"
-  kill_at = random.choice((15, 20, 25, 30))
-  deadline = time.time() + 180
-  while not (checkpoint.is_dir() and any(row["step"] >= kill_at for row in
-                                         files.read_jsonl(workdir / "metrics.jsonl"))):
-    assert time.time() < deadline and process.poll() is None, f"step {kill_at} never came"
-    time.sleep(0.005)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  train_until_fault(lora_command(base_run, workdir), "SIGKILL@15")
+  assert rows(workdir)[-1]["step"] == 15
   assert not (workdir / "result.json").exists()
   assert train.main(lora_command(base_run, workdir)) == 0
   assert rows(workdir) == rows(lora_run)
@@ -154,7 +134,7 @@ def test_a_sharded_group_of_lora_replicas_matches_its_single_runs(base_run, lora
   completed = subprocess.run(
       [sys.executable, "train.py", *lora_command(base_run, workdir), "--config.mesh.fsdp=2",
        "--config.train.replicas=2", "--config.train.replica_lrs=(1e-2, 3e-3)"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_S)
   assert completed.returncode == 0, completed.stderr[-2000:]
   first, second = (rundir.read_result(str(workdir / f"replica_{i}")) for i in (0, 1))
   single = rundir.read_result(str(lora_run))

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py --smoke: every section of the prepared GPU check runs, at tiny shapes,
-and its one JSON line holds the figures the GPU session is to bring back."""
+and its one JSON line holds the figures the GPU session is to bring back (their values are read,
+not asserted: speeds on a shared CPU are not behaviour)."""
 import json
 import os
 import subprocess
@@ -25,7 +26,8 @@ def test_the_gpu_check_runs_end_to_end_at_tiny_shapes(tmp_path):
     assert figures["attention"].startswith("cpu")  # "cudnn" or "xla" on a GPU
   assert report["gpt2_small"]["mfu_target"] == 0.5
   assert set(report["replicas"]) >= {"1", "4", "8"}
-  assert report["replicas"]["8"]["tokens_per_sec"] > report["replicas"]["1"]["tokens_per_sec"]
+  # How much faster 8 replicas train than 1 is the GPU check's figure to read, not asserted here.
+  assert all(report["replicas"][k]["tokens_per_sec"] > 0 for k in ("1", "4", "8"))
   assert 0.5 < report["memory"]["estimate_over_measured"] < 2
   sweep = report["mini_sweep"]
   assert sweep["exit_code"] == 0 and sweep["runs"] == sweep["completed"] == 6

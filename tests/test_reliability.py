@@ -1,50 +1,30 @@
 """Crashes, divergence and multi-process runs, each caused for real: kills, NaNs, corrupt files."""
 import json
 import os
-import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 import train
-from conftest import ROOT
+from conftest import FAST_60, HANG_S, ROOT, TINY, rows, train_until_fault, with_fault
 from core import files
 
 pytestmark = pytest.mark.slow  # every test here trains real runs in real processes
 
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
-# 60 steps of 16 x 64 tokens, checkpoints every 20.
-FAST = ["--config.train.tokens=61440", "--config.train.log_every=5",
-        "--config.train.checkpoint_every=20", "--config.train.eval_tokens=2048",
-        "--config.wandb.mode=disabled"]
-KEYS = ("step", "tokens", "train_loss", "lr", "eval_loss")
+FAST = FAST_60  # 60 steps of 16 x 64 tokens, checkpoints every 20
 
 
 def command(workdir, *overrides):
   return [sys.executable, "train.py", "--config", TINY, "--workdir", str(workdir), *FAST, *overrides]
 
 
-def rows(workdir):
-  return [{k: row.get(k) for k in KEYS} for row in files.read_jsonl(os.path.join(workdir,
-                                                                               "metrics.jsonl"))]
-
-
 def result(workdir):
   with open(os.path.join(workdir, "result.json")) as f:
     return json.load(f)
-
-
-def wait_for_checkpoint(workdir, step, process, timeout=180):
-  path = os.path.join(workdir, "checkpoints", str(step))
-  deadline = time.time() + timeout
-  while not os.path.isdir(path):
-    assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
-    time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +34,13 @@ def reference(tmp_path_factory):
   return workdir
 
 
-def test_sigkill_at_a_random_step_then_rerun_matches_the_uninterrupted_run(reference, tmp_path):
+# Between checkpoints on a step with no row (the rows of 25-35 are rolled back), and right after a
+# checkpoint completes (nothing to roll back).
+@pytest.mark.parametrize("kill_at", [37, 40])
+def test_sigkill_then_rerun_matches_the_uninterrupted_run(reference, tmp_path, kill_at):
   workdir = tmp_path / "killed"
-  process = subprocess.Popen(command(workdir), cwd=ROOT, stderr=subprocess.DEVNULL)
-  wait_for_checkpoint(workdir, 20, process)
-  # Killed at a random logged step after the first checkpoint, well before the last of 60 (a
-  # random delay instead would often outlast a run this short).
-  kill_at = random.choice(range(25, 51, 5))
-  deadline = time.time() + 120
-  while not any(row["step"] >= kill_at for row in files.read_jsonl(workdir / "metrics.jsonl")):
-    assert time.time() < deadline and process.poll() is None, f"step {kill_at} never came"
-    time.sleep(0.005)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  train_until_fault(command(workdir)[2:], f"SIGKILL@{kill_at}")
+  assert rows(workdir)[-1]["step"] == kill_at // 5 * 5  # killed there: rows to that step only
   assert not (workdir / "result.json").exists()
   assert train.main(command(workdir)[2:]) == 0
   assert result(workdir)["final_eval_loss"] == result(reference)["final_eval_loss"]
@@ -114,34 +88,34 @@ def free_port():
     return s.getsockname()[1]
 
 
-def launch_two_processes(workdir, port):
+def launch_two_processes(workdir, port, fault_of_second=None):
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
          "JAX_NUM_PROCESSES": "2", "JAX_HEARTBEAT_TIMEOUT_SECONDS": "10"}
-  return [subprocess.Popen(command(workdir), cwd=ROOT, env={**env, "JAX_PROCESS_ID": str(i)},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-          for i in range(2)]
+  envs = [{**env, "JAX_PROCESS_ID": str(i)} for i in range(2)]
+  if fault_of_second:
+    envs[1] = with_fault(fault_of_second, envs[1])
+  return [subprocess.Popen(command(workdir), cwd=ROOT, env=envs[i], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True) for i in range(2)]
 
 
 def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
   """Data parallelism over two jax.distributed processes (CPU collectives over localhost).
 
-  Killing one process makes the other exit with an error within the heartbeat timeout (10 s
-  here); rerunning both resumes from the last checkpoint and ends exactly where one process does.
+  Killing one process (the second, once the step-20 checkpoint is on disk) makes the other exit
+  with an error (its heartbeat timeout is 10 s here); rerunning both resumes from the last
+  checkpoint and ends exactly where one process does.
   """
   workdir = tmp_path / "two"
-  processes = launch_two_processes(workdir, free_port())
-  wait_for_checkpoint(workdir, 20, processes[0])
-  processes[1].send_signal(signal.SIGKILL)
-  killed_at = time.time()
-  _, stderr = processes[0].communicate(timeout=120)
+  processes = launch_two_processes(workdir, free_port(), fault_of_second="SIGKILL@20")
+  _, stderr = processes[0].communicate(timeout=HANG_S)
   processes[1].wait()
+  assert processes[1].returncode == -signal.SIGKILL
   assert processes[0].returncode != 0, "the survivor finished alone"
-  assert time.time() - killed_at < 60
   # The survivor records the failure (the sweep lists it); the rerun retries the run.
   assert result(workdir)["status"] == "failed"
   rerun = launch_two_processes(workdir, free_port())
   for process in rerun:
-    _, stderr = process.communicate(timeout=300)
+    _, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 0, stderr[-2000:]
   assert result(workdir)["final_eval_loss"] == pytest.approx(result(reference)["final_eval_loss"],
                                                             abs=1e-5)
@@ -165,7 +139,7 @@ except OSError as error:
   print("write failed:", error.strerror)
 """
   completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                             timeout=120)
+                             timeout=HANG_S)
   assert "write failed" in completed.stdout, completed.stderr[-2000:]
   assert result(tmp_path) == {"status": "completed", "final_eval_loss": 2.5}
   assert os.listdir(tmp_path) == ["result.json"]  # no partial file left behind

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 import train
-from conftest import ROOT
+from conftest import FAST_20, TINY
 from core.config import load_config
 from model import loading
 from training import plan as plan_lib
@@ -22,11 +22,7 @@ from training.steps import Trainer
 
 pytestmark = pytest.mark.slow  # every test here trains real runs in real processes
 
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
-# 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10.
-FAST = ["--config.train.tokens=20480", "--config.train.log_every=5",
-        "--config.train.checkpoint_every=10", "--config.train.eval_tokens=2048",
-        "--config.wandb.mode=disabled"]
+FAST = FAST_20  # 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10
 GROUP = ["--config.train.replicas=2", "--config.train.replica_seeds=(0, 1)",
          "--config.train.replica_lrs=(0.003, 0.002)"]
 SINGLES = (["--config.seed=0", "--config.train.lr=0.003"], ["--config.seed=1", "--config.train.lr=0.002"])

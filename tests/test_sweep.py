@@ -4,8 +4,8 @@ import csv
 import json
 import math
 import os
-import random
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +16,7 @@ import yaml
 
 import sweep
 import train
-from conftest import ROOT
+from conftest import ROOT, with_fault
 from core import files, rundir
 from core.config import ConfigError, load_config
 from sweeps import collect, estimate, locks, processes, slurm, tables, wandb_agents
@@ -30,7 +30,7 @@ MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.t
          "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
          "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
          "--config.sweep.branches=False", "--config.sweep.seeds=()"]
-SHORT, LONG = 64 * 20, 64 * 4000  # run 0: 20 steps; run 1: 4000 steps (~5 s), to be killed in
+SHORT, LONG = 64 * 20, 64 * 4000  # run 0: 20 steps; run 1: 4000 steps, to be killed in
 
 
 def micro_config(*overrides):
@@ -299,24 +299,17 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   tokens = f"--config.sweep.tokens=({SHORT}, {LONG})"
   config, overrides = micro_config(tokens)
   first, second = [processes.run_dir_of(str(tmp_path), row) for row in sweep_plan.plan_sweep(config, overrides)]
-  log = open(tmp_path / "killed_sweep.log", "w")
-  proc = subprocess.Popen(sweep_command(tmp_path, tokens), cwd=ROOT, stdout=log, stderr=log)
-  plan_written = None
-  try:
-    wait_for(lambda: os.path.exists(tmp_path / "plan.csv"), 60, "plan.csv")
-    plan_written = os.path.getmtime(tmp_path / "plan.csv")
-    # Two workers: the short run completes while the long one trains.
-    wait_for(lambda: os.path.exists(os.path.join(first, "result.json"))
-             and os.path.exists(os.path.join(second, "metrics.jsonl"))
-             and os.path.getsize(os.path.join(second, "metrics.jsonl")) > 0, 120,
-             "the first run to finish and the second to train")
-    assert not os.path.exists(os.path.join(second, "result.json")), "the run finished too soon"
-    lock = json.load(open(os.path.join(second, locks.LOCK_NAME)))
-    proc.kill()  # SIGKILL: no handler runs in the sweep
-  finally:
-    proc.kill()
-    proc.wait()
-    log.close()
+  # One worker: the short run completes, then the long one kills the sweep (SIGKILL: no handler
+  # runs in it) right after its step 100; only the long run reaches step 100.
+  with open(tmp_path / "killed_sweep.log", "w") as log:
+    killed = subprocess.run(sweep_command(tmp_path, tokens, "--workers", "1"), cwd=ROOT,
+                            env=with_fault("SIGKILL@100:parent"), stdout=log, stderr=log,
+                            timeout=600)
+  assert killed.returncode == -signal.SIGKILL
+  assert os.path.exists(os.path.join(first, "result.json"))
+  assert not os.path.exists(os.path.join(second, "result.json"))
+  lock = json.load(open(os.path.join(second, locks.LOCK_NAME)))
+  plan_written = os.path.getmtime(tmp_path / "plan.csv")
   assert plan_written <= os.path.getmtime(os.path.join(first, "config.json"))  # planned first
   first_result = os.path.getmtime(os.path.join(first, "result.json"))
   # The orphaned run got SIGTERM from the kernel (PR_SET_PDEATHSIG): it checkpoints and exits.
@@ -395,29 +388,23 @@ def test_a_branch_equals_the_independent_wsd_run_of_its_row(branch_sweep, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_when", ["trunk at 16", random.choice(
-    ["first branch training", "trunk at 32", "second branch done"])])
+# The sweep is SIGKILLed by the first of its runs to finish the step: the trunk at its first
+# branch point (no branch started), or the longest branch (steps 65-80 are its own) mid-way, the
+# trunk completed and the shorter branches finished or training.
+@pytest.mark.parametrize("kill_at", [16, 70], ids=["trunk at 16", "last branch at 70"])
 def test_a_branch_sweep_killed_anywhere_and_rerun_loses_and_repeats_nothing(
-    branch_sweep, tmp_path, kill_when):
+    branch_sweep, tmp_path, kill_at):
   rows = tables.read_plan(str(branch_sweep))
   trunk_dir = processes.run_dir_of(str(tmp_path), next(r for r in rows if r["kind"] == "trunk"))
   runs = sorted((r for r in rows if r["kind"] != "trunk"), key=lambda r: r["tokens"])
   run_dirs = [processes.run_dir_of(str(tmp_path), row) for row in runs]
-  done = {"trunk at 16": lambda: "16" in os.listdir(os.path.join(trunk_dir, "checkpoints")),
-          "trunk at 32": lambda: "32" in os.listdir(os.path.join(trunk_dir, "checkpoints")),
-          "first branch training": lambda: os.path.exists(os.path.join(run_dirs[0], "config.json")),
-          "second branch done": lambda: os.path.exists(os.path.join(run_dirs[1], "result.json"))}
-  log = open(tmp_path / "killed.log", "w")
-  proc = subprocess.Popen(sweep_command(tmp_path, BUDGETS, *BRANCHES), cwd=ROOT, stdout=log,
-                          stderr=log)
-  try:
-    wait_for(lambda: os.path.isdir(os.path.join(trunk_dir, "checkpoints")) and done[kill_when](),
-             120, kill_when)
-    proc.kill()
-  finally:
-    proc.kill()
-    proc.wait()
-    log.close()
+  with open(tmp_path / "killed.log", "w") as log:
+    killed = subprocess.run(sweep_command(tmp_path, BUDGETS, *BRANCHES), cwd=ROOT,
+                            env=with_fault(f"SIGKILL@{kill_at}:parent"), stdout=log, stderr=log,
+                            timeout=600)
+  assert killed.returncode == -signal.SIGKILL
+  assert os.path.exists(os.path.join(trunk_dir, "checkpoints", "16"))
+  assert os.path.exists(os.path.join(trunk_dir, "checkpoints", "64")) == (kill_at > 64)
   finished = {d: os.path.getmtime(os.path.join(d, "result.json"))
               for d in [trunk_dir, *run_dirs] if os.path.exists(os.path.join(d, "result.json"))}
   wait_for(lambda: all(not os.path.exists(os.path.join(d, locks.LOCK_NAME))

@@ -2,23 +2,17 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import train
 import wandb_records
-from conftest import ROOT
-from core import files, rundir
+from conftest import FAST_40, ROOT, TINY, train_until_fault
+from core import rundir
 
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
-# 40 steps of 16 x 64 tokens; checkpoints every 10 steps.
-FAST = ["--config.train.tokens=40960", "--config.train.log_every=5",
-        "--config.train.checkpoint_every=10", "--config.train.eval_tokens=2048",
-        "--config.wandb.mode=disabled"]
+FAST = FAST_40  # 40 steps of 16 x 64 tokens; checkpoints every 10 steps
 
 
 def run(workdir, *overrides):
@@ -79,16 +73,8 @@ def test_a_workdir_of_another_config_is_refused_unless_forced(finished_run, caps
 def test_sigterm_saves_and_the_rerun_equals_an_uninterrupted_run(finished_run, tmp_path):
   """A real SIGTERM to a real process mid-run; the resumed run must match the uninterrupted one."""
   workdir = tmp_path / "interrupted"
-  command = [sys.executable, "train.py", "--config", TINY, "--workdir", str(workdir), *FAST]
-  process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
   # SIGTERM once the loop has logged its first row (step 5 of 40): the run is mid-way, for sure.
-  deadline = time.time() + 120
-  while not files.read_jsonl(workdir / "metrics.jsonl"):
-    assert time.time() < deadline and process.poll() is None, "no metrics row appeared"
-    time.sleep(0.005)
-  process.send_signal(signal.SIGTERM)
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == rundir.EXIT_PREEMPTED, stderr
+  train_until_fault(["--config", TINY, "--workdir", str(workdir), *FAST], "SIGTERM@5")
   assert not (workdir / "result.json").exists()
   assert run(workdir) == 0
   assert read_result(workdir)["final_eval_loss"] == read_result(finished_run)["final_eval_loss"]

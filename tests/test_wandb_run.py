@@ -2,24 +2,19 @@
 a SIGTERM and a SIGKILL, and every way W&B can fail a warning while training completes."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 import train
 import wandb_records
-from conftest import ROOT
+from conftest import HANG_S, ROOT, TINY, tiny_run, train_until_fault
 from core import files, rundir
 
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
-# 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10.
-FAST = ["--config.train.tokens=20480", "--config.train.log_every=5",
-        "--config.train.checkpoint_every=10", "--config.train.eval_tokens=2048",
-        "--config.train.eval_every=10"]
+# 20 steps of 16 x 64 tokens; rows every 5 steps, checkpoints every 10; W&B as each test says.
+FAST = [*tiny_run(20, checkpoint_every=10, wandb=None), "--config.train.eval_every=10"]
 KEYS = ("step", "tokens", "train_loss", "eval_loss")
 
 
@@ -70,33 +65,19 @@ def test_each_replica_of_a_group_is_its_own_run_with_its_own_rows(tmp_path):
   assert ids[0] != ids[1]
 
 
-def start(workdir, *overrides):
-  command = [sys.executable, "train.py", "--config", TINY, "--workdir", str(workdir), *FAST,
-             "--config.train.tokens=61440", "--config.wandb.mode=offline", *overrides]
-  return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-
-
-def stop_after_row(process, workdir, past_step: int, signum):
-  """Sends `signum` once metrics.jsonl holds a row past `past_step`; returns (exit code, stderr)."""
-  deadline = time.time() + 120
-  while not [r for r in read_rows(workdir) if r["step"] > past_step]:
-    assert time.time() < deadline and process.poll() is None, "no row past the step appeared"
-    time.sleep(0.005)
-  process.send_signal(signum)
-  _, stderr = process.communicate(timeout=120)
-  return process.returncode, stderr
+def argv(workdir):
+  return ["--config", TINY, "--workdir", str(workdir), *FAST, "--config.train.tokens=61440",
+          "--config.wandb.mode=offline"]
 
 
 @pytest.mark.slow
 def test_a_preempted_then_killed_run_keeps_one_history_in_w_and_b(tmp_path):
-  """60 steps: SIGTERM mid-run (exit 143, checkpointed), SIGKILL past the next checkpoint, rerun."""
+  """60 steps: SIGTERM after the first row (exit 143, checkpointed), SIGKILL after the row past
+  the next checkpoint (step 15), rerun."""
   workdir = tmp_path / "run"
-  code, stderr = stop_after_row(start(workdir), workdir, 0, signal.SIGTERM)
-  assert code == rundir.EXIT_PREEMPTED, stderr
-  code, stderr = stop_after_row(start(workdir), workdir, 10, signal.SIGKILL)
-  assert code == -signal.SIGKILL, stderr
-  assert train.main(["--config", TINY, "--workdir", str(workdir), *FAST,
-                     "--config.train.tokens=61440", "--config.wandb.mode=offline"]) == 0
+  train_until_fault(argv(workdir), "SIGTERM@5")
+  train_until_fault(argv(workdir), "SIGKILL@15")
+  assert train.main(argv(workdir)) == 0
   rows = read_rows(workdir)
   assert [r["step"] for r in rows] == list(range(5, 61, 5))
   paths = wandb_records.run_files(str(workdir))
@@ -135,7 +116,7 @@ def test_a_failing_w_and_b_is_one_warning_and_the_run_completes(tmp_path, env, o
   command = [sys.executable, "train.py", "--config", TINY, "--workdir", str(tmp_path), *FAST,
              "--config.train.tokens=5120", *overrides]
   completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=300)
+                             timeout=HANG_S)
   assert completed.returncode == 0, completed.stderr[-2000:]
   warnings = [line for line in completed.stderr.splitlines() if "W&B" in line]
   assert len(warnings) == 1 and warnings[0].startswith("warning: W&B is off ("), completed.stderr

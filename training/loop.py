@@ -4,30 +4,64 @@ The host side of step s (reading its metrics, divergence checks, metrics rows) r
 computes, so logging never stalls the device. Evaluations and checkpoints land on logging steps,
 and a checkpoint's metrics are on disk before the checkpoint is, so a resumed run logs the same
 rows as an uninterrupted one.
+
+Fault injection for tests: SCALING_FAULT="SIGKILL@37" (or SIGTERM@37, or a comma-separated list)
+makes the process signal itself right after step 37's host side is done (its metrics row and, when
+due, its checkpoint are on disk; nothing of step 38 is), at the last step before the final
+checkpoint and result.json; "SIGKILL@37:parent" signals its parent instead (a sweep, killed at an
+exact step of its run). Unset, it costs one int comparison per step and changes nothing.
 """
 import contextlib
 import dataclasses
 import math
 import os
 import signal
+import sys
 import time
+from typing import Optional
 
 import jax
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
+import data
 from core import rundir
+from core.config import ConfigError
 from training import checkpoint, finetune, results, tracking
+from training.batches import Batches
 from training.mfu import Throughput, peak_flops_per_second
-from training.steps import host_step
+from training.plan import Plan
+from training.steps import Trainer, host_step
+
+FAULT_ENV = "SCALING_FAULT"
+FAULT_SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
+NO_FAULT = -1  # a step no run reaches
+
+
+def faults_from_env() -> dict[int, tuple[int, bool]]:
+  """{step: (signal, to the parent)} from $SCALING_FAULT ("SIGKILL@37", "SIGTERM@20,SIGKILL@37",
+  "SIGKILL@37:parent"); {} when unset."""
+  text = os.environ.get(FAULT_ENV, "").strip()
+  faults = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    name, _, at = item.partition("@")
+    step, _, target = at.partition(":")
+    if (name not in FAULT_SIGNALS or not step.isdigit() or int(step) < 1
+        or target not in ("", "parent")):
+      raise ConfigError(f"{FAULT_ENV}={text!r}: expected SIGKILL@STEP or SIGTERM@STEP, each "
+                        f"optionally :parent, comma-separated, STEP >= 1")
+    faults[int(step)] = (FAULT_SIGNALS[name], target == "parent")
+  return faults
 
 
 @dataclasses.dataclass
 class Member:
   """One model of a run as the host sees it: the run itself, or one replica of a group."""
-  config: object               # its resolved config (a replica's: its own seed and lr, replicas=1)
-  workdir: str                 # its run directory
-  source: object = None        # its data (the order follows its seed)
-  log: tracking.MetricsLog = None
+  config: ml_collections.ConfigDict  # its resolved config (a replica's: its seed and lr, replicas=1)
+  workdir: str                       # its run directory
+  source: Optional[data.Source] = None          # its data (the order follows its seed); set by run
+  log: Optional[tracking.MetricsLog] = None     # set once it trains (a diverged replica has none)
   diverged: bool = False
   loss_sum: float = 0.0        # train losses since its last row (checkpointed with the state)
   loss_count: int = 0
@@ -45,17 +79,36 @@ class Clock:
 
 class StepLoop:
   """Trains `state` from its step to plan.steps; its fields are the loop's whole state."""
+  config: ml_collections.ConfigDict
+  plan: Plan
+  trainer: Trainer
+  batches: Batches
+  members: list[Member]
+  manager: ocp.CheckpointManager
+  clock: Clock
+  primary: bool                  # the process that writes the run's files
+  divergence_loss: float         # a train loss above it (or not finite) is a divergence
+  keep_steps: tuple[int, ...]    # checkpoints kept for good (a trunk's branch points)
+  stop_signal: list[int]         # the SIGTERMs received: the loop stops at the next step
+  state: Optional[dict]          # the train state (a pytree of arrays), once run() starts
+  throughput: Optional[Throughput]
+  faults: dict[int, tuple[int, bool]]  # {step: (signal, to the parent)} from $SCALING_FAULT
+  next_fault: int                # the first of them, or NO_FAULT
 
-  def __init__(self, config, plan, trainer, batches, members, manager, clock, primary: bool):
+  def __init__(self, config: ml_collections.ConfigDict, plan: Plan, trainer: Trainer,
+               batches: Batches, members: list[Member], manager: ocp.CheckpointManager,
+               clock: Clock, primary: bool):
     self.config, self.plan, self.trainer, self.batches = config, plan, trainer, batches
     self.members, self.manager, self.clock, self.primary = members, manager, clock, primary
     # A freshly initialised model predicts about uniformly, so ln(vocab) stands for its loss.
     self.divergence_loss = config.train.divergence_factor * math.log(trainer.model_cfg.vocab_size)
-    # Checkpoints kept for good (a trunk's branch points); a group saves each replica's own too.
+    # A group saves each replica's own checkpoint at these steps too.
     self.keep_steps = tuple(config.train.checkpoint_steps)
     self.stop_signal = []
     self.state = None
     self.throughput = None
+    self.faults = faults_from_env()
+    self.next_fault = min(self.faults, default=NO_FAULT)
 
   def training(self) -> list[Member]:
     return [member for member in self.members if not member.diverged]
@@ -64,6 +117,8 @@ class StepLoop:
     """Steps to the budget or a SIGTERM; returns whether it stopped on SIGTERM (checkpointed)."""
     self.state = state
     plan, first_step = self.plan, host_step(state)
+    self.faults = {step: fault for step, fault in self.faults.items() if step > first_step}
+    self.next_fault = min(self.faults, default=NO_FAULT)
     signal.signal(signal.SIGTERM, lambda signum, frame: self.stop_signal.append(signum))
     sources = [member.source for member in self.members]
     eval_batches = self.batches.eval(sources, plan.eval_sequences)
@@ -83,6 +138,8 @@ class StepLoop:
       eval_loss = self._evaluate(eval_batches) if is_eval else None
       if pending is not None:
         self._host_side(*pending, progress)
+        if pending[0] == self.next_fault:
+          self._fault(pending[0])
       pending = (done, metrics, eval_loss)
       progress.update(1)
       checkpoint_due = done % plan.checkpoint_every == 0 or done in self.keep_steps
@@ -92,13 +149,26 @@ class StepLoop:
         if self.training():
           with self.throughput.excluded():
             self.save(done)
+        if done == self.next_fault:
+          self._fault(done)
     if pending is not None and self.training():
       self._host_side(*pending, progress)
+      if pending[0] == self.next_fault:
+        self._fault(pending[0])
     progress.close()
     if self.stop_signal and self.training():
       self.save(host_step(self.state), wait=True)
       return True
     return False
+
+  def _fault(self, step: int) -> None:
+    """Signals this process (or its parent) as $SCALING_FAULT asks, once step's files are on disk."""
+    self.manager.wait_until_finished()  # a checkpoint of this step is complete before a SIGKILL
+    signum, to_parent = self.faults.pop(step)
+    self.next_fault = min(self.faults, default=NO_FAULT)
+    print(f"{FAULT_ENV}: {signal.Signals(signum).name} to {'the parent' if to_parent else 'self'} "
+          f"at step {step}", file=sys.stderr, flush=True)
+    os.kill(os.getppid() if to_parent else os.getpid(), signum)
 
   def _evaluate(self, eval_batches):
     """The eval loss, its time (the step before it is awaited first) left out of the throughput."""

@@ -44,7 +44,7 @@ The total adds everything, as if all were live at once: in a real step gradients
 activations as the backward pass runs while XLA adds its own transients, and the two nearly cancel.
 `xla_memory` compiles the real train step from abstract shapes (no memory needed) for comparison;
 on a CPU, whose compiler realises neither remat nor 16-bit activations, it is compared with the
-float32, no-remat estimate. docs/design.md ("Memory planner") gives the measured agreement.
+float32, no-remat estimate. docs/results/2026-11-23-memory-planner.md gives the measured agreement.
 sweeps/ refuses runs that will not fit with `check_fits(config, device_memory_limit(), n_devices)`.
 """
 import argparse

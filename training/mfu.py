@@ -26,7 +26,7 @@ from core import files
 GPU_PEAK_BF16 = {"h100 pcie": 756e12, "h200": 989e12, "h100": 989e12, "a100": 312e12,
                  "l4": 121e12, "a10": 125e12}
 # A CPU's peak is measured once per machine and kept here: measured again in every process, it
-# followed the machine's load (62-204 GFLOP/s across one sweep's runs on a shared 2-core host).
+# follows the machine's load (docs/results/2026-11-27-throughput-and-mfu.md).
 # A first measurement under load is low: `python -m training.mfu --measure` on a quiet machine
 # (or benchmarks/throughput.py) raises it.
 PEAK_CACHE = os.path.join("~", ".cache", "scaling", "cpu_peak_flops.json")

@@ -24,7 +24,7 @@ def fsdp_axis(shape, fsdp: int, is_embedding: bool = False) -> int | None:
 
   The largest axis the fsdp size divides. An embedding table is split along its rows (vocabulary,
   positions) or not at all: split along d_model, XLA propagates that split to the activations
-  instead of the batch's, and memory per device grows 2.5x (docs/design.md, "Sharding").
+  instead of the batch's, and memory per device grows 2.5x (docs/results/2026-11-23-memory-planner.md).
   """
   if fsdp <= 1:
     return None
