@@ -115,7 +115,7 @@ def test_fit_json_has_the_contract_fields_and_recovers_the_law(analysed):
   check = fit["extrapolation"]
   assert len(check["held_out"]) == 2 and check["approach3"]["mean_abs_rel_error"] < 0.02
   by_size = check["by_size"]  # the largest N held out, all its budgets
-  assert by_size["held_out_n"] > by_size["fitted_n_max"]
+  assert by_size["held_out_n_min"] > by_size["fitted_n_max"]
   assert by_size["approach3"]["mean_abs_rel_error"] < 0.02 and "kaplan" in by_size
   assert fit["chinchilla_approach3"]["r2_log"] > 0.99 and fit["kaplan"]["rms_log_residual"] > 0
   assert any("2.5e+14 has 2 model sizes" in w for w in fit["warnings"])

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from analysis import diagnostics
+from analysis import frontier
 from analysis import isoflop
 from analysis import laws
 from analysis import runs as runs_lib
@@ -37,9 +38,25 @@ def _fit(**approach3):
                             "by_size": {"skipped": "extrapolation in N: not run in this test"}}}
 
 
+def _frontier(fit, runs, budgets) -> list[dict]:
+  """The pipeline's frontier rows for `fit` (approach 3 and approach 2) at the data's budgets and
+  the published decades."""
+  a3, a2 = fit["chinchilla_approach3"], fit["chinchilla_approach2"]
+  data = frontier.data_budgets(runs, budgets)
+  rows = []
+  for flops in frontier.budgets_for(data):
+    n3, d3 = laws.chinchilla_optimum(flops, a3["A"], a3["B"], a3["alpha"], a3["beta"])
+    n2, d2 = isoflop.optimum(a2, flops)
+    rows.append({"flops": flops, "n_opt": n3, "d_opt": d3, "tokens_per_param": d3 / n3,
+                 "decades_beyond_data": frontier.decades_beyond(flops, data),
+                 "approach2": {"n_opt": n2, "d_opt": d2, "tokens_per_param": d2 / n2}})
+  return rows
+
+
 def _diagnose(fit, runs=None):
   runs = runs or _runs()
   labels, budgets = runs_lib.isoflop_groups(runs)
+  fit = {**fit, "frontier": _frontier(fit, runs, budgets)}
   profiles = isoflop.fit_profiles(runs, labels, budgets, warn=False, method="window")
   return diagnostics.diagnose(fit, runs, labels, budgets, profiles, runs_lib.BUDGET_TOL)
 
