@@ -6,9 +6,9 @@
 
 Running the same command again resumes from the newest checkpoint; a workdir holding a completed
 result exits 0 at once. Exit codes: 0 done, 2 bad input (one line on stderr, before anything is
-compiled or written), 143 SIGTERM (a checkpoint was saved; rerun to resume), 1 an error (recorded
-in result.json as failed). The machinery lives in training/ (docs/design.md); this file parses
-flags and maps errors to exit codes.
+compiled or written), 143 SIGTERM and 130 SIGINT (Ctrl-C; a checkpoint was saved: rerun to
+resume), 1 an error (recorded in result.json as failed). The machinery lives in training/
+(docs/design.md); this file parses flags and maps errors to exit codes.
 """
 import os
 import sys
@@ -26,6 +26,7 @@ import jax
 
 from core import files, rundir
 from core.config import ConfigError, load_config
+from training import limits
 from training import plan as plan_lib
 from training import results
 from training.run import group_members, train
@@ -53,6 +54,7 @@ def prepare(args, overrides):
   config = load_config(args.config, overrides)
   process.enable_compilation_cache(config.train.compilation_cache)
   config, source, model_cfg, plan = plan_lib.resolve(config, jax.device_count())
+  limits.check_memory(config, model_cfg, plan, jax.device_count())
   status = plan_lib.check_workdir(args.workdir, plan_lib.config_hash(config), args.force)
   if plan.replicas == 1 and args.replica_workdirs:
     raise ConfigError("--replica-workdirs needs train.replicas > 1")
@@ -90,4 +92,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  try:
+    sys.exit(main())
+  except KeyboardInterrupt:  # Ctrl-C before the first step (the step loop saves after it)
+    print("interrupted before training started: nothing to save; rerun to start",
+          file=sys.stderr)
+    sys.exit(rundir.EXIT_INTERRUPTED)

@@ -13,6 +13,7 @@ import data
 from core import rundir
 from core.config import ConfigError
 from model import hparams, lora, sizing
+from training import limits
 from training.optimizer import COOLDOWN_SHAPES, SCHEDULES
 from training.sharding import mesh_shape
 
@@ -142,6 +143,7 @@ def resolve(config, n_devices: int):
       cooldown_steps=round(train.cooldown_fraction * steps) if train.schedule == "wsd" else 0,
       eval_sequences=eval_sequences, eval_every=eval_every, checkpoint_every=checkpoint_every,
       replica_seeds=replica_seeds, replica_lrs=replica_lrs)
+  limits.check(config, model_cfg, plan)
   return config, source, model_cfg, plan
 
 
