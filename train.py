@@ -28,7 +28,7 @@ from core import files, rundir
 from core.config import ConfigError, load_config
 from training import limits
 from training import plan as plan_lib
-from training import results
+from training import results, tracking
 from training.run import group_members, train
 
 
@@ -82,12 +82,21 @@ def main(argv=None) -> int:
   try:
     return train(config, source, model_cfg, plan, args.workdir, args.replica_workdirs)
   except Exception as error:  # recorded so a sweep lists the run as failed; a rerun retries it
-    traceback.print_exc()
+    tracking.close_progress_bars()
+    no_space, filename = files.out_of_space(error)
+    if no_space:  # one line, not the traceback of every writer that found the disk full
+      print(f"error: {files.no_space_message(filename, args.workdir)}", file=sys.stderr)
+    else:
+      traceback.print_exc()
     if jax.process_index() == 0:
-      os.makedirs(args.workdir, exist_ok=True)
       name = rundir.GROUP if plan.replicas > 1 else rundir.RESULT
-      files.write_json_atomic(rundir.path(args.workdir, name),
-                              results.failed_result(error, plan_lib.config_hash(config), plan))
+      try:
+        os.makedirs(args.workdir, exist_ok=True)
+        files.write_json_atomic(rundir.path(args.workdir, name),
+                                results.failed_result(error, plan_lib.config_hash(config), plan))
+      except OSError:
+        if not no_space:
+          raise
     return 1
 
 
