@@ -3,7 +3,8 @@
 Documents: config.data.path is a file, a directory (searched recursively) or a glob of .txt and
 .jsonl files, read in sorted path order. In a .txt file, documents are separated by blank lines (a
 book becomes its paragraphs, a file of one-line records stays one document per record); in a .jsonl
-file each row is a document, its text in the field config.data.text_field.
+file each row is a document, its text in the field config.data.text_field. A file more than 1% of
+whose bytes are not text (undecodable as UTF-8, or NUL) is refused, naming it.
 
 Split: eval is the fixed share config.data.eval_fraction of the documents (at least one), chosen by a
 hash of the document's index with a constant key, so it does not move with config.seed and train
