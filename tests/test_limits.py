@@ -79,3 +79,12 @@ def test_sizing_refuses_a_size_past_what_it_counts_at_once():
   assert completed.stderr.strip().splitlines() == [
       "error: target_params=1e+30 is past the 1e+15 parameters this code sizes and counts"]
   assert completed.stdout == ""
+
+
+def test_a_group_of_replicas_needs_the_memory_of_each(tmp_path, capsys, monkeypatch):
+  config, _, _, _ = plan_lib.resolve(load_config(TINY), 1)
+  needed = memory.required_bytes(memory.plan(config, 1))
+  # Room for two models, with the margin: one fits, a group of four does not.
+  monkeypatch.setattr(limits, "host_available_bytes", lambda: int(2 * needed / limits.MEMORY_MARGIN))
+  err = refused(tmp_path, capsys, "--config.train.replicas=4")
+  assert "for 4 replicas" in err

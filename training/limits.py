@@ -83,6 +83,9 @@ def check_memory(config, model_cfg, plan, n_devices: int) -> None:
   limit, what = memory_here()
   if limit is None:
     return
+  # A group of replicas holds one model's weights, optimizer state and activations per replica.
+  limit, what = limit / plan.replicas, what + (f", for {plan.replicas} replicas"
+                                               if plan.replicas > 1 else "")
   weights = 4 * plan.n_params_total / config.mesh.fsdp
   if weights > limit:
     raise ConfigError(
