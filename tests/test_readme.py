@@ -6,7 +6,9 @@ ones), except where `as_run` says otherwise:
 - `pip install -U ...` (accelerator wheels) and `python -m pytest ...` (this suite) are not run;
   `pip install -r requirements.txt` is, without an index (PIP_NO_INDEX: it must be satisfied);
 - every `python sweep.py` runs with --dry-run (plan, cost and its throughput probes; a full sweep
-  is minutes to hours), `--config F` is the default sweep's config file and `[--wait]` is dropped;
+  is minutes to hours), except the fine-tuning sweep, whose plan needs its trained base models
+  (a dry run on a fresh copy refuses): it runs as written (~9 min on 2 cores); `--config F` is the
+  default sweep's config file and `[--wait]` is dropped;
 - DIR (`python -m analysis --results DIR/results.csv`) is a directory holding a small IsoFLOP
   table of the Chinchilla law.
 The quickstart's `python sweep.py` is run for real once, by the second test, whose output must
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.slow  # minutes: real runs, the sweeps' dry runs and th
 SKIPPED = {"pip install -U": "installs accelerator wheels over the environment (network)",
            "python -m pytest": "the test suite this test is part of"}
 DEFAULT_SWEEP_CONFIG = "experiments/default_sweep.py"
+FINETUNE_SWEEP = "experiments/finetune_sweep.py"
 
 
 def readme() -> str:
@@ -60,7 +63,7 @@ def as_run(command: str, table_dir: str) -> str | None:
     if part.startswith("python sweep.py"):
       part = re.sub(r"--config F\b", f"--config {DEFAULT_SWEEP_CONFIG}", part)
       part = part.replace("[--wait]", "").strip()
-      if "--dry-run" not in part.split():
+      if "--dry-run" not in part.split() and FINETUNE_SWEEP not in part:
         part += " --dry-run"
     parts.append(re.sub(r"\bDIR\b", table_dir, part))
   return " && ".join(parts) or None
