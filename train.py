@@ -6,9 +6,9 @@
 
 Running the same command again resumes from the newest checkpoint; a workdir holding a completed
 result exits 0 at once. Exit codes: 0 done, 2 bad input (one line on stderr, before anything is
-compiled or written), 143 SIGTERM (a checkpoint was saved; rerun to resume), 1 an error (recorded
-in result.json as failed). The machinery lives in training/ (docs/design.md); this file parses
-flags and maps errors to exit codes.
+compiled or written), 143 SIGTERM and 130 SIGINT (Ctrl-C; a checkpoint was saved: rerun to
+resume), 1 an error (recorded in result.json as failed). The machinery lives in training/
+(docs/design.md); this file parses flags and maps errors to exit codes.
 """
 import os
 import sys
@@ -26,8 +26,9 @@ import jax
 
 from core import files, rundir
 from core.config import ConfigError, load_config
+from training import limits
 from training import plan as plan_lib
-from training import process, results
+from training import process, results, tracking
 from training.loop import faults_from_env
 from training.run import group_members, train
 
@@ -55,6 +56,7 @@ def prepare(args, overrides):
   faults_from_env()  # a bad $SCALING_FAULT (a test's hook) is refused before anything is written
   process.enable_compilation_cache(config.train.compilation_cache)
   config, source, model_cfg, plan = plan_lib.resolve(config, jax.device_count())
+  limits.check_memory(config, model_cfg, plan, jax.device_count())
   status = plan_lib.check_workdir(args.workdir, config, args.force)
   if plan.replicas == 1 and args.replica_workdirs:
     raise ConfigError("--replica-workdirs needs train.replicas > 1")
@@ -82,14 +84,28 @@ def main(argv=None) -> int:
   try:
     return train(config, source, model_cfg, plan, args.workdir, args.replica_workdirs)
   except Exception as error:  # recorded so a sweep lists the run as failed; a rerun retries it
-    traceback.print_exc()
+    tracking.close_progress_bars()
+    no_space, filename = files.out_of_space(error)
+    if no_space:  # one line, not the traceback of every writer that found the disk full
+      print(f"error: {files.no_space_message(filename, args.workdir)}", file=sys.stderr)
+    else:
+      traceback.print_exc()
     if jax.process_index() == 0:
-      os.makedirs(args.workdir, exist_ok=True)
       name = rundir.GROUP if plan.replicas > 1 else rundir.RESULT
-      files.write_json_atomic(rundir.path(args.workdir, name),
-                              results.failed_result(error, plan_lib.config_hash(config), plan))
+      try:
+        os.makedirs(args.workdir, exist_ok=True)
+        files.write_json_atomic(rundir.path(args.workdir, name),
+                                results.failed_result(error, plan_lib.config_hash(config), plan))
+      except OSError:
+        if not no_space:
+          raise
     return 1
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  try:
+    sys.exit(main())
+  except KeyboardInterrupt:  # Ctrl-C before the first step (the step loop saves after it)
+    print("interrupted before training started: nothing to save; rerun to start",
+          file=sys.stderr)
+    sys.exit(rundir.EXIT_INTERRUPTED)

@@ -214,6 +214,11 @@ def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_
   if not rows:
     raise DataError(f"{path} has no rows")
   ids = [row.get("run_id") or f"line {line}" for row, line in zip(rows, lines)]
+  first = {}
+  for run_id, line in zip(ids, lines):  # a run counted twice would weigh twice in every fit
+    if first.setdefault(run_id, line) != line:
+      raise DataError(f"{path}, line {line}: run {run_id!r} is there already (line "
+                      f"{first[run_id]}); keep one row per run")
   table, excluded = _select(_Table(path, rows, lines, ids), columns, path, family)
 
   n_name = _pick(columns, n_col, N_COLUMNS, "--n-col", path)

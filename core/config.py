@@ -12,6 +12,9 @@ import os
 import ml_collections
 
 
+WANDB_MODES = ("offline", "online", "disabled")
+
+
 class ConfigError(ValueError):
   """A config that cannot be run; the message says what to fix, in one line."""
 
@@ -32,9 +35,38 @@ def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDi
   if not hasattr(module, "get_config"):
     raise ConfigError(f"{path} has no get_config(); an experiment file must define one")
   config = module.get_config()
+  apply_environment(config)
   for override in overrides:
     apply_override(config, override)
+  size_from_command_line(config, [override_key(override) for override in overrides])
   return config
+
+
+def override_key(override: str) -> str:
+  """"a.b" of `--config.a.b=value`."""
+  return override.removeprefix("--").removeprefix("config.").split("=", 1)[0]
+
+
+def apply_environment(config) -> None:
+  """WANDB_MODE set in the shell wins over the config file's wandb.mode (a researcher sets it once
+  and expects it to hold); --config.wandb.mode, applied after, wins over both. A value W&B does not
+  know is left to W&B, whose refusal is one warning (training/wandb_run.py)."""
+  mode = os.environ.get("WANDB_MODE", "")
+  if mode in WANDB_MODES and "wandb" in config and "mode" in config.wandb:
+    config.wandb.mode = mode
+
+
+SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff")
+
+
+def size_from_command_line(config, given: list[str]) -> None:
+  """--config.model.target_params on the command line derives the shape, so it replaces the shape
+  a config file fixes (experiments/tiny.py's); shape keys given on the command line as well stay
+  and conflict with it (model/sizing.py refuses the pair)."""
+  if "model.target_params" in given and config.model.target_params > 0:
+    for key in SHAPE_KEYS:
+      if f"model.{key}" not in given:
+        config.model[key] = 0
 
 
 def apply_override(config: ml_collections.ConfigDict, override: str) -> None:

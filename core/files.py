@@ -5,10 +5,17 @@ full disk never leaves half a file and the previous version stays intact until t
 complete; the temporary file is removed when the write fails.
 """
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import sys
+
+
+# What a write that runs out of room fails with: a full disk, a quota, a file-size limit.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded", "File too large")
 
 
 def write_atomic(path: str, content: str | bytes) -> None:
@@ -19,6 +26,9 @@ def write_atomic(path: str, content: str | bytes) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
+  except OSError as error:
+    error.filename = error.filename if error.filename and error.filename != tmp else path
+    raise
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -40,6 +50,31 @@ def write_csv_atomic(path: str, rows: list[dict], columns) -> None:
   for row in rows:
     writer.writerow({k: "" if v is None else v for k, v in row.items()})
   write_atomic(path, buffer.getvalue())
+
+
+def out_of_space(error: BaseException) -> tuple[bool, str | None]:
+  """(whether `error`, or an error it arose from, is a write that ran out of room, the file it
+  names if any): OSErrors by errno, and libraries' wrappers (orbax, tensorstore) by their text."""
+  found, filename, seen = False, None, set()
+  while error is not None and id(error) not in seen:  # the first that names its file, if any
+    seen.add(id(error))
+    if (isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS
+        or any(text in str(error) for text in _NO_SPACE_TEXT)):
+      found, filename = True, filename or getattr(error, "filename", None)
+    error = error.__cause__ or error.__context__
+  return found, filename
+
+
+def no_space_message(filename: str | None, directory: str) -> str:
+  """One line saying a write ran out of room, where, and what to free."""
+  where = os.path.dirname(os.path.abspath(filename)) if filename else os.path.abspath(directory)
+  try:
+    free = f"{shutil.disk_usage(where).free / 2 ** 20:,.0f} MiB free there"
+  except OSError:
+    free = "its free space unknown"
+  return (f"out of disk space writing {filename or 'under ' + where} ({free}): free space on "
+          "that file system (older runs' checkpoints/, the compilation cache, a lower "
+          "train.keep_checkpoints) and rerun to resume")
 
 
 def warn_on_stderr(message: str) -> None:

@@ -41,6 +41,7 @@ INTERRUPTED = "interrupted"
 # How train.py's process ends besides 0 (done) and 1 (an error, recorded as failed).
 EXIT_BAD_INPUT = 2                       # one line on stderr; nothing was written
 EXIT_PREEMPTED = 128 + signal.SIGTERM    # SIGTERM: a checkpoint was saved, rerun to resume
+EXIT_INTERRUPTED = 128 + signal.SIGINT   # Ctrl-C (SIGINT): the same, asked for at the terminal
 
 
 def path(workdir: str, name: str) -> str:

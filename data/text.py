@@ -3,7 +3,8 @@
 Documents: config.data.path is a file, a directory (searched recursively) or a glob of .txt and
 .jsonl files, read in sorted path order. In a .txt file, documents are separated by blank lines (a
 book becomes its paragraphs, a file of one-line records stays one document per record); in a .jsonl
-file each row is a document, its text in the field config.data.text_field.
+file each row is a document, its text in the field config.data.text_field. A file more than 1% of
+whose bytes are not text (undecodable as UTF-8, or NUL) is refused, naming it.
 
 Split: eval is the fixed share config.data.eval_fraction of the documents (at least one), chosen by a
 hash of the document's index with a constant key, so it does not move with config.seed and train
@@ -22,6 +23,7 @@ ignores the seed): uniform over all windows (drawn with replacement), a pure fun
 (seed, split, i), and free to cross document boundaries as in GPT-2 and nanoGPT (the
 end-of-document id tells the model where one ends).
 """
+import codecs
 import functools
 import glob
 import hashlib
@@ -180,9 +182,33 @@ def text_files(path: str) -> list[str]:
   return files
 
 
+# A file more than this share of whose bytes are not text (undecodable as UTF-8, or NUL) is
+# refused: a binary file would otherwise train as replacement characters. Below it, a stray bad
+# byte decodes to U+FFFD.
+NOT_TEXT_SHARE = 0.01
+_NOT_TEXT = re.compile("[\x00\udc80-\udcff]")  # NUL, and the bytes surrogateescape kept
+
+
+@functools.cache
+def check_is_text(path: str, size: int, mtime_ns: int) -> None:
+  """Raises ConfigError when more than NOT_TEXT_SHARE of the file's bytes are not text (size and
+  mtime_ns key the cache: an edited file is checked again)."""
+  decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+  bad = total = 0
+  with open(path, "rb") as f:
+    while chunk := f.read(1 << 20):
+      bad += len(_NOT_TEXT.findall(decoder.decode(chunk)))
+      total += len(chunk)
+  bad += len(_NOT_TEXT.findall(decoder.decode(b"", final=True)))
+  if bad > NOT_TEXT_SHARE * total:
+    raise ConfigError(f"{path} is not text: {bad:,} of its {total:,} bytes ({bad / total:.0%}) "
+                      "are not UTF-8 text; data.path must name text files")
+
+
 def read_documents(files: list[str], text_field: str):
   """Yields the documents of `files` in order (see the module docstring)."""
   for path in files:
+    check_is_text(path, os.path.getsize(path), os.stat(path).st_mtime_ns)
     with open(path, encoding="utf-8", errors="replace") as f:
       if path.endswith(".txt"):
         for doc in re.split(r"\n(?:[ \t\r\f\v]*\n)+", f.read()):

@@ -37,13 +37,25 @@ class SymbolTokenizer:
     try:
       return [self._ids[c] for c in text]
     except KeyError as e:
-      raise ValueError(f"{e.args[0]!r} is not a symbol of the synthetic language") from None
+      raise ValueError(f"{e.args[0]!r} is not a symbol of the synthetic language; its "
+                       f"{self.vocab_size} symbols are {_runs(self.symbols)}") from None
 
   def decode(self, ids) -> str:
     return "".join(self.symbols[int(i)] for i in np.asarray(ids).ravel())
 
   def save(self, workdir: str) -> None:
     _write_json(workdir, {"kind": "symbols", "vocab_size": self.vocab_size})
+
+
+def _runs(symbols: str) -> str:
+  """The symbols as runs of consecutive characters: "0-9, a-z, A-Z, +, /"."""
+  runs = []
+  for c in symbols:
+    if runs and ord(c) == ord(runs[-1][-1]) + 1:
+      runs[-1] = runs[-1][0] + c
+    else:
+      runs.append(c)
+  return ", ".join(run if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 class ByteTokenizer:

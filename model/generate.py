@@ -19,7 +19,7 @@ Samples are drawn from the ids a family can emit: data tokens, and sentinels for
 CLI: python -m model.generate --workdir RUN_DIR --prompt TEXT [--max-new-tokens K]
        [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]
 It loads the run's model (model.loading.load_model) and tokenizer (data.load_tokenizer). A
-decoder continues the prompt. For the encoder families the prompt marks what to fill with the
+decoder continues the prompt; an empty prompt starts a text (`start_of_text`). For the encoder families the prompt marks what to fill with the
 marker `[MASK]`: an encoder fills each marker with one token; an encoder-decoder reads each marker
 as a sentinel (a span of any length, T5's <extra_id_i>), generates K tokens and puts the span it
 wrote after sentinel i in place of marker i.
@@ -238,6 +238,15 @@ def encode_prompt(tokenizer, prompt: str, cfg) -> list[int]:
   return ids
 
 
+def start_of_text(tokenizer, cfg, key) -> list[int]:
+  """What an empty prompt continues from: the end-of-document id, after which the model saw every
+  document of a text source begin (decoded, it shows as nothing); or, for the synthetic language
+  (no documents), a first symbol drawn as its sequences draw theirs: uniformly."""
+  if tokenizer.eos_id is not None:
+    return [tokenizer.eos_id]
+  return [int(jax.random.randint(key, (), 0, cfg.vocab_size))]
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m model.generate",
                                    description="Sample text from a trained run.")
@@ -256,13 +265,17 @@ def main(argv=None) -> int:
     model, _ = load_model(args.workdir)
     tokenizer = load_tokenizer(args.workdir)
     cfg = model.cfg
-    prompt = encode_prompt(tokenizer, args.prompt, cfg)
+    if cfg.family == "decoder" and not args.prompt:
+      prompt = start_of_text(tokenizer, cfg, jax.random.fold_in(jax.random.key(args.seed), 1))
+    else:
+      prompt = encode_prompt(tokenizer, args.prompt, cfg)
     sampling = dict(key=jax.random.key(args.seed), temperature=args.temperature,
                     top_k=args.top_k, top_p=args.top_p)
     if cfg.family == "decoder":
       new_tokens = [int(t) for t in generate(model, prompt, args.max_new_tokens, **sampling)
                     [len(prompt):]]
-      completion = args.prompt + tokenizer.decode(new_tokens)
+      start = args.prompt or tokenizer.decode(prompt)
+      completion = start + tokenizer.decode(new_tokens)
     elif cfg.family == "encoder":
       filled = [int(t) for t in fill_masks(model, prompt, **sampling)]
       new_tokens = [t for t, p in zip(filled, prompt) if p == cfg.vocab_size]

@@ -67,6 +67,9 @@ from model.transformer import ModelConfig
 
 ASPECT_RATIO = 64
 MIN_D_MODEL = 16
+# The largest N sized and counted: 4 PB of float32 weights, a thousand times the largest models
+# trained; past it the width search alone would take minutes.
+MAX_PARAMS = 1e15
 
 
 def default_d_ff(d_model: int, mlp: str) -> int:
@@ -165,6 +168,9 @@ def shape_for_params(target_params: float, mlp: str = "gelu", family: str = "dec
     raise ConfigError(f"family={family!r} is unknown; use one of {', '.join(FAMILIES)}")
   if not target_params > 0:
     raise ConfigError(f"target_params must be positive, got {target_params!r}")
+  if target_params > MAX_PARAMS:
+    raise ConfigError(f"target_params={target_params:g} is past the {MAX_PARAMS:.0e} parameters "
+                      "this code sizes and counts")
   stacks, per_layer = (2, 28) if family == "encoder_decoder" else (1, 12)
   non_embedding = lambda n, d: _non_embedding(n, d, default_d_ff(d, mlp), mlp, family)
   layers_ideal = (target_params / (per_layer * aspect_ratio ** 2 * stacks ** 2)) ** (1 / 3)

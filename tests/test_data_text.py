@@ -147,3 +147,17 @@ def test_sentencepiece_is_trained_cached_and_saved_with_the_run(tmp_path):
   shutil.rmtree(tmp_path / "cache")
   assert data.make_source(config, run).tokenizer.fingerprint == source.tokenizer.fingerprint
   assert not (tmp_path / "cache" / "tokenizers").exists()
+
+
+def test_a_file_that_is_not_text_is_refused_naming_it(tmp_path):
+  corpus = write_corpus(tmp_path / "corpus")
+  binary = corpus / "blob.txt"  # binary data split by blank lines, as a text file would be
+  chunks = [bytes(np.random.default_rng(i).integers(0, 256, 2000, dtype=np.uint8)) for i in range(4)]
+  binary.write_bytes(b"\n\n".join(chunks))
+  with pytest.raises(ConfigError) as info:
+    data.make_source(config_for(tmp_path, corpus))
+  message = str(info.value)
+  assert message.startswith(f"{binary} is not text: ") and "\n" not in message
+  # A stray undecodable byte (below 1% of the file) is text still: it decodes to U+FFFD.
+  binary.write_bytes(b"\n\n".join(f"{i:03d} ".encode() * 12 for i in range(40)) + b"\xff\n")
+  assert data.make_source(config_for(tmp_path, corpus)).describe()["train_documents"] > 30

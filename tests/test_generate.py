@@ -1,4 +1,6 @@
 """Sampling on hand-made logits, and cached decoding against full recomputation."""
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import ROOT
 from model.transformer import ModelConfig, Transformer
 from model import generate as gen
 
@@ -179,3 +182,27 @@ def test_fill_spans_puts_each_span_in_its_sentinels_place():
   # sentinel 2 never appears in the output, so its place stays empty.
   assert gen.fill_spans([1, 11, 2, 12, 3, 13], [11, 7, 8, 12, 9], 10) == [1, 7, 8, 2, 9, 3]
   assert gen.fill_spans([1, 2], [5, 11, 6], 10) == [1, 2]  # tokens before any sentinel: nowhere
+
+
+def test_an_empty_prompt_starts_a_text_and_a_foreign_symbol_names_the_alphabet(tmp_path, capsys):
+  import train
+  from data import tokenizers
+  from model import generate
+  tiny = ["--config", os.path.join(ROOT, "experiments", "tiny.py"), "--workdir", str(tmp_path),
+          "--config.train.tokens=5120", "--config.train.eval_tokens=2048",
+          "--config.wandb.mode=disabled"]
+  assert train.main(tiny) == 0
+  capsys.readouterr()
+  args = ["--workdir", str(tmp_path), "--max-new-tokens", "16", "--json"]
+  assert generate.main([*args, "--prompt", ""]) == 0
+  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  # The synthetic language has no documents: its first symbol is drawn as its sequences' are.
+  assert len(out["prompt_tokens"]) == 1 and len(out["new_tokens"]) == 16
+  assert out["completion"] == tokenizers.SymbolTokenizer(64).decode(
+      out["prompt_tokens"] + out["new_tokens"])
+  assert generate.main([*args, "--prompt", "ab c"]) == 2
+  assert capsys.readouterr().err.strip() == (
+      "error: ' ' is not a symbol of the synthetic language; its 64 symbols are "
+      "0-9, a-z, A-Z, +, /")
+  # A text source's tokenizer starts from its end-of-document id, which decodes to nothing.
+  assert generate.start_of_text(tokenizers.ByteTokenizer(), None, None) == [256]

@@ -153,7 +153,7 @@ def test_model_config_from_explicit_and_target():
     (["model.family=gpt"], "unknown"),
     (["model.n_layer=0", "model.d_model=0", "model.n_heads=0", "model.target_params=100"],
      "too small"),
-    (["model.target_params=1e6"], "derives the shape"),
+    (["model.target_params=1e6", "model.n_layer=2"], "derives the shape"),
     (["model.n_layer=0"], "model.target_params, or model.n_layer"),
 ])
 def test_model_config_from_errors(overrides, message):

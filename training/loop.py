@@ -114,12 +114,14 @@ class StepLoop:
     return [member for member in self.members if not member.diverged]
 
   def run(self, state) -> bool:
-    """Steps to the budget or a SIGTERM; returns whether it stopped on SIGTERM (checkpointed)."""
+    """Steps to the budget or a SIGTERM / SIGINT; returns whether it stopped on one (checkpointed;
+    self.stop_signal holds it)."""
     self.state = state
     plan, first_step = self.plan, host_step(state)
     self.faults = {step: fault for step, fault in self.faults.items() if step > first_step}
     self.next_fault = min(self.faults, default=NO_FAULT)
-    signal.signal(signal.SIGTERM, lambda signum, frame: self.stop_signal.append(signum))
+    for stop in (signal.SIGTERM, signal.SIGINT):
+      signal.signal(stop, lambda signum, frame: self.stop_signal.append(signum))
     sources = [member.source for member in self.members]
     eval_batches = self.batches.eval(sources, plan.eval_sequences)
     self.throughput = Throughput(plan.tokens_per_step, plan.flops_per_token, plan.n_params_total,

@@ -16,7 +16,7 @@ from core import defaults, rundir
 from core.config import ConfigError
 from model import lora, sizing
 from model import recipe as recipe_lib
-from training import schedules
+from training import limits, schedules
 from training.sharding import mesh_shape
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -208,6 +208,7 @@ def resolve(config, n_devices: int):
       schedule_numbers=schedule.numbers(train, steps, tokens_per_step),
       eval_sequences=eval_sequences, eval_every=eval_every, checkpoint_every=checkpoint_every,
       replica_seeds=replica_seeds, replica_lrs=replica_lrs)
+  limits.check(config, model_cfg, plan)
   return config, source, model_cfg, plan
 
 

@@ -9,6 +9,7 @@ while the others train on.
 """
 import contextlib
 import os
+import signal
 import sys
 
 import jax
@@ -94,7 +95,8 @@ def _restore_replicas(config, trainer, members):
 
 def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int:
   """Trains to the budget (or resumes), writing every file of the run directory; returns the
-  exit code (0, or rundir.EXIT_PREEMPTED after a SIGTERM saved a checkpoint)."""
+  exit code (0, or rundir.EXIT_PREEMPTED / EXIT_INTERRUPTED after a SIGTERM / SIGINT saved a
+  checkpoint)."""
   clock = Clock()
   grouped = plan.replicas > 1
   # Every process computes; only the first writes the run's files (orbax coordinates checkpoints).
@@ -108,6 +110,9 @@ def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int
   trainer = Trainer(config, model_cfg, plan, make_mesh(config))
   batches = Batches(trainer.batch_sharding, plan.batch_size, plan.replicas)
   with contextlib.ExitStack() as stack:
+    # The loop's SIGTERM / SIGINT handlers stay until the run's files are closed, then go.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+      stack.callback(signal.signal, stop, signal.getsignal(stop))
     manager = stack.enter_context(checkpoint.manager(
         workdir, config.train.keep_checkpoints, config.train.checkpoint_steps))
     state, meta = restore_or_init(config, trainer, manager, members)
@@ -124,11 +129,13 @@ def train(config, source, model_cfg, plan, workdir: str, replica_dirs=()) -> int
 
     loop = StepLoop(config, plan, trainer, batches, members, manager, clock, primary)
     if loop.run(state):
+      interrupted = loop.stop_signal[0] == signal.SIGINT
+      code = rundir.EXIT_INTERRUPTED if interrupted else rundir.EXIT_PREEMPTED
       for member in loop.training():
-        member.log.close(rundir.EXIT_PREEMPTED)
-      print(f"SIGTERM: checkpoint saved at step {host_step(loop.state)}; rerun to resume",
-            file=sys.stderr)
-      return rundir.EXIT_PREEMPTED
+        member.log.close(code)
+      print(f"{'interrupted' if interrupted else 'SIGTERM'}: checkpoint saved at step "
+            f"{host_step(loop.state)}; rerun to resume", file=sys.stderr)
+      return code
     if loop.training():
       loop.save(plan.steps, wait=True)
     for i, member in enumerate(members):

@@ -1,6 +1,7 @@
 """Tracking a run: metrics.jsonl (the authoritative record) mirrored to W&B (training/wandb_run.py),
 and the progress bar (tokens/s and MFU are training/mfu.py's)."""
 import json
+import weakref
 
 import jax
 
@@ -36,8 +37,12 @@ class MetricsLog:
   def write(self, row: dict) -> None:
     self.last_row = row
     if self.file is not None:
-      self.file.write(json.dumps(row) + "\n")
-      self.file.flush()
+      try:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+      except OSError as error:  # a full disk: say which file (a rerun drops the torn line)
+        error.filename = error.filename or self.file.name
+        raise
     if self.wandb_run is not None:
       self.wandb_run.log(row)
 
@@ -56,7 +61,19 @@ class MetricsLog:
       self.wandb_run = None
 
 
+_bars = weakref.WeakSet()  # the progress bars still open
+
+
 def progress_bar(total_steps: int, first_step: int):
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm(total=total_steps, initial=first_step, unit="step", mininterval=1.0,
-              disable=jax.process_index() != 0, dynamic_ncols=True)
+  bar = tqdm(total=total_steps, initial=first_step, unit="step", mininterval=1.0,
+             disable=jax.process_index() != 0, dynamic_ncols=True)
+  _bars.add(bar)
+  return bar
+
+
+def close_progress_bars() -> None:
+  """Ends the bars an error left open, so that the error's line is the last one printed (rather
+  than the bar, redrawn as the process exits)."""
+  for bar in list(_bars):
+    bar.close()
