@@ -119,7 +119,8 @@ def plan_run(config, n_devices: int, run_overrides, n_target: float | None = Non
       n_target=float(n_target or 0.0), n_params=plan.n_params,
       n_params_total=plan.n_params_total, tokens=plan.tokens,
       tokens_per_param=plan.tokens / plan.n_params, batch_size=plan.batch_size, steps=plan.steps,
-      flops=plan.flops_per_token * plan.tokens, flops_6nd=6 * plan.n_params * plan.tokens,
+      flops=float(plan.flops_per_token * plan.tokens),
+      flops_6nd=float(6 * plan.n_params * plan.tokens),
       overrides=tuple(list(run_overrides) + row_overrides + budget_label))
   return Planned(row, tuple(run_overrides), plan_lib.config_hash(shape_config),
                  plan_lib.config_hash(family_config),
