@@ -6,12 +6,12 @@
   python sweep.py --config ... --workdir DIR --row K   # one plan row (Slurm array tasks, W&B agents)
   python sweep.py --config ... --workdir DIR --executor slurm [--wait]   # submit, or collect what finished
 
-A sweep is an experiment file with a `sweep` section (core/defaults.py documents its keys;
-sweep.kind = finetune fine-tunes a pre-training sweep's models, sweeps/finetune.py);
+A sweep is an experiment file with a `sweep` section whose `kind` names a module of sweeps/kinds/
+(isoflop, grid, finetune), which documents its keys, plans its rows and analyses its results;
 `--config.a.b=value` overrides apply to every run. Runs get their own train.py process and their
 own directory DIR/runs/RUN_ID, so a rerun skips finished runs and resumes interrupted ones. The
-machinery lives in sweeps/ (docs/design.md, "Sweeps"); this file parses flags, plans, hands the
-rows to an executor, collects and maps errors to exit codes.
+machinery lives in sweeps/ (docs/design.md, "Sweeps"); this file parses flags, plans through the
+kind, hands the rows to an executor, collects and maps errors to exit codes.
 """
 import argparse
 import json
@@ -23,13 +23,11 @@ import jax
 
 from core import rundir
 from core.config import ConfigError, load_config
-from sweeps import ROOT, branches, tables
+from sweeps import ROOT, branches, kinds, rows as plan_rows
 from sweeps.collect import finish
 from sweeps.estimate import dry_run
 from sweeps.executors import EXECUTORS
-from sweeps.finetune import finish_finetune, plan_finetune
-from sweeps.plan import plan_sweep
-from sweeps.row import run_row, run_row_with_group
+from sweeps.task import run_row, run_row_with_group
 
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
 
@@ -73,17 +71,16 @@ def main(argv=None) -> int:
     sweep_dir = os.path.abspath(args.workdir or os.path.join("sweeps", config.name))
     if args.row is not None:
       return (run_row_with_group if args.with_group else run_row)(sweep_dir, config_path, args.row)
-    finetune = config.get("sweep", {}).get("kind") == "finetune"
-    rows = (plan_finetune(config, overrides, sweep_dir, args.workers or config.sweep.workers,
-                          train_bases=args.executor == "local" and not args.dry_run)
-            if finetune else plan_sweep(config, overrides, sweep_dir))
+    kind = kinds.checked(config)
     workers = args.workers or config.sweep.workers
+    rows = kind.plan(config, overrides, sweep_dir, workers,
+                     may_train=args.executor == "local" and not args.dry_run)
   except ConfigError as error:
     print(f"error: {error}", file=sys.stderr)
     return rundir.EXIT_BAD_INPUT
   os.makedirs(sweep_dir, exist_ok=True)
-  plan_path = tables.write_plan(sweep_dir, rows)
-  trunks = sum(row.get("kind") == branches.TRUNK for row in rows)
+  plan_path = plan_rows.write_plan(sweep_dir, rows)
+  trunks = sum(row.kind == plan_rows.TRUNK for row in rows)
   print(f"sweep {config.name}: {len(rows) - trunks} runs ({config.sweep.kind})"
         + (f" branching off {trunks} trunks" if trunks else "") + f" planned in {plan_path}")
   cost = branches.write_cost(sweep_dir, rows)
@@ -100,11 +97,8 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    if finetune:
-      results, analysed = finish_finetune(sweep_dir, rows)
-    else:
-      results, analysed = finish(sweep_dir, rows, config.wandb.mode,
-                                 config.sweep.inference_tokens, config.sweep.flops)
+    results, analysed = finish(sweep_dir, rows, lambda fitted, results: kind.analyse(
+        sweep_dir, fitted, results, config))
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
   if args.json:

@@ -1,6 +1,6 @@
 """python -m analysis.finetune --results CSV --out DIR [--json]: a fine-tuning sweep's analysis.
 
-Reads a fine-tuning sweep's results.csv (sweeps/finetune.py; each row a run's result.json
+Reads a fine-tuning sweep's results.csv (sweeps/kinds/finetune.py; each row a run's result.json
 flattened) and writes DIR/finetune.json, DIR/finetune.md, DIR/finetune.html and two figures:
 - per method (full, LoRA at each rank), the law of Zhang et al. 2024 L(N, D_f) = A N^-alpha
   D_f^-beta + E (analysis/forms/finetune.py), N the base model's non-embedding parameters and D_f

@@ -50,7 +50,6 @@ if MISSING and __name__ == "__main__":
 import jax
 
 from benchmarks import throughput
-from core import defaults
 from model import attention
 from training import hugepages, memory, process
 
@@ -129,7 +128,7 @@ def replicas_check(shape_tuple, steps: int, repeats: int) -> dict:
 def mini_sweep(smoke: bool, workdir: str) -> dict:
   """`python sweep.py` on two budgets, 3 sizes each, into workdir; its --json summary's figures."""
   config, overrides = SMOKE_SWEEP if smoke else SWEEP
-  branches = "branches" in defaults.sweep_section() and not smoke  # smoke: 6 processes, not 9
+  branches = not smoke  # smoke: 6 processes, not 9
   command = [sys.executable, os.path.join(ROOT, "sweep.py"), "--config",
              os.path.join(ROOT, "experiments", config), "--workdir", workdir, "--json",
              "--config.sweep.sizes_per_budget=3", "--config.sweep.span=4.0",

@@ -11,7 +11,6 @@ no recorded run's id. Changing what an existing default means needs plan.SCHEMA_
 """
 import ml_collections
 
-from core.config import ConfigError
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -131,70 +130,3 @@ def get_config() -> ml_collections.ConfigDict:
   c.wandb.init_timeout = 90.0          # seconds to wait for the W&B server before going on without
   c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
   return c
-
-
-def sweep_section(**values) -> ml_collections.ConfigDict:
-  """The `sweep` section of a sweep config (sweep.py reads it; it is left out of a run's hash).
-
-  kind              isoflop (model sizes per compute budget) | grid (every n_params x tokens)
-  budgets           IsoFLOP compute budgets C in FLOPs, counted as `flops` says
-  flops             counted: a run's D is its budget / its counted training FLOPs per token
-                    (Chinchilla Appendix F: embeddings, attention, logits), so every run of a budget
-                    spends it and results.csv's `flops` equals its `budget` within one batch; 6nd:
-                    D = C / (6 N), N non-embedding (Kaplan's approximation)
-  sizes_per_budget  model sizes on each IsoFLOP curve
-  span              largest / smallest N on a curve, evenly spaced in log N around the centre
-  tokens_per_param  the curve's centre: N = sqrt(C / (6 tokens_per_param)); Chinchilla's is 20
-  ladder            take each curve's sizes from one ladder of N shared by every budget (r^j,
-                    r = span^(1/(sizes_per_budget - 1))) instead of centring them on each budget
-  branches          one constant-lr trunk per model size (and seed and lr) and a cooldown branch
-                    per budget (sweeps/branches.py); needs a schedule whose lr before its first
-                    cooldown does not depend on the run's length (wsd, wsd_s, constant,
-                    inverse_sqrt); implies ladder
-  n_params, tokens  the grid's target non-embedding N values and token budgets D
-  seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
-  max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
-                    group of replicas (train.replicas) by --executor local and slurm; 1: every run alone
-  devices           devices each run trains on: batches are planned as multiples of it
-  workers           runs trained at once by --executor local (--workers overrides it)
-  sbatch            extra `#SBATCH` options for --executor slurm, e.g. ("--gpus-per-node=1",
-                    "--time=4:00:00"); a run cut by its time limit resumes on the next submission
-  inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
-                    (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et al.
-                    2023) to the analysis and the sweep's last lines; 0: none
-  """
-  sweep = ml_collections.ConfigDict(dict(
-      kind="isoflop", budgets=(), flops="counted", sizes_per_budget=5, span=16.0,
-      tokens_per_param=20.0, ladder=False, branches=False, n_params=(), tokens=(), seeds=(),
-      lrs=(), max_replicas=8, devices=1, workers=1, sbatch=(), inference_tokens=0.0))
-  for key, value in values.items():
-    if key not in sweep:
-      raise ConfigError(f"unknown sweep key {key!r}")
-    sweep[key] = value
-  return sweep
-
-
-def finetune_sweep_section(**values) -> ml_collections.ConfigDict:
-  """The `sweep` section of a fine-tuning sweep (sweeps/finetune.py plans it; left out of the hash).
-
-  kind              finetune
-  base_sweep        a pre-training sweep directory whose completed decoder runs are the base models,
-                    one per size N (the one with the most tokens); "": DIR/base, trained first from
-                    base_config when it is not complete
-  base_config       the pre-training sweep that makes DIR/base (a path from the repository root)
-  tokens            fine-tuning token budgets D_f
-  methods           full (every weight trains) and/or lora (adapters only, at each of lora_ranks)
-  lora_ranks        LoRA ranks r; finetune.lora_alpha and finetune.lora_targets apply to each
-  full_lr_scale     a full fine-tuning run's peak lr: this times its base run's peak lr
-  lora_lr_scale     a LoRA run's peak lr: this times its base run's peak lr
-  devices, workers, sbatch   as in sweep_section
-  """
-  sweep = ml_collections.ConfigDict(dict(
-      kind="finetune", base_sweep="", base_config="experiments/finetune_base_sweep.py",
-      tokens=(), methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=1.0,
-      lora_lr_scale=3.0, devices=1, workers=1, sbatch=()))
-  for key, value in values.items():
-    if key not in sweep:
-      raise ConfigError(f"unknown finetune sweep key {key!r}")
-    sweep[key] = value
-  return sweep

@@ -7,7 +7,7 @@ floor, minima inside every curve, branches for 0.71 of the FLOPs, a fixed batch 
 get enough steps, 16K eval tokens, 2 workers), and the sweep's figures before and after them:
 docs/results/2026-11-27-default-sweep.md.
 
-The `sweep` keys are documented in experiments/base.py (`sweep_section`).
+The `sweep` keys are documented in sweeps/plan.py (PRETRAINING_KEYS) and sweeps/kinds/.
 """
 from experiments import base
 

@@ -3,7 +3,7 @@
 Three sizes (12K, 28K and 99K non-embedding parameters) each pre-trained on 2M tokens of the
 synthetic source, batches of 8 sequences and 16K held-out tokens per evaluation as in
 experiments/default_sweep.py, with the rules of N for everything else. Trained into
-DIR/base of the fine-tuning sweep by sweeps/finetune.py; on its own:
+DIR/base of the fine-tuning sweep by sweeps/kinds/finetune.py; on its own:
 
   python sweep.py --config experiments/finetune_base_sweep.py --workdir DIR
 """

@@ -1,5 +1,5 @@
 """Fine-tuning at scale: full fine-tuning and LoRA at two ranks, from base models of three sizes,
-at four fine-tuning budgets, on a related synthetic language (sweeps/finetune.py plans it).
+at four fine-tuning budgets, on a related synthetic language (sweeps/kinds/finetune.py plans it).
 
   python sweep.py --config experiments/finetune_sweep.py [--workdir DIR]
   python sweep.py --config experiments/finetune_sweep.py --config.sweep.base_sweep=PRETRAINING_DIR

@@ -1,4 +1,7 @@
-"""The sweep's end: results.csv rebuilt from the run directories, the analysis and its verdict."""
+"""The sweep's end, the same for every kind: results.csv rebuilt from the run directories, the
+runs that did not complete listed, then the kind's analysis (`finish`); and the pre-training kinds'
+analysis, `python -m analysis` and its frontier and verdict (`fit_laws`)."""
+import dataclasses
 import json
 import os
 import shlex
@@ -7,8 +10,8 @@ import sys
 
 from core import rundir
 from sweeps import ROOT, tables
-from sweeps.branches import TRUNK
 from sweeps.processes import run_dir_of
+from sweeps.rows import TRUNK
 
 
 def collect(sweep_dir: str, rows) -> list[dict]:
@@ -17,9 +20,8 @@ def collect(sweep_dir: str, rows) -> list[dict]:
   for row in rows:
     result = rundir.read_result(run_dir_of(sweep_dir, row))
     if result is not None:
-      results.append({"run_id": row["run_id"], "budget": row["budget"],
-                      "n_planned": row["n_params"], "tokens_planned": row["tokens"],
-                      **tables.flatten(result)})
+      results.append({"run_id": row.run_id, "budget": row.budget, "n_planned": row.n_params,
+                      "tokens_planned": row.tokens, **tables.flatten(result)})
   tables.write_results(sweep_dir, tables.RESULTS, results)
   return results
 
@@ -102,11 +104,12 @@ def list_unfitted(by_status: dict, summary: dict) -> None:
       print(f"  {r['run_id']}: {why}")
 
 
-def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0,
-           flops: str = "counted") -> tuple[dict, bool]:
-  """Collects results.csv, lists unfinished runs, and analyses; returns (summary, analysis ok).
-  A branch sweep's trunks are not runs of the plan's grid: they are neither collected nor fitted."""
-  rows = [row for row in rows if row.get("kind") != TRUNK]
+def finish(sweep_dir: str, rows, analyse) -> tuple[dict, bool]:
+  """Collects results.csv, lists the runs that did not complete, and hands the completed ones to
+  the kind's `analyse(rows, results) -> summary or None` (None: it failed); returns (summary,
+  analysis ok). Rows that only serve others (a branch sweep's trunks) are neither collected nor
+  analysed."""
+  rows = [row for row in rows if row.kind != TRUNK]
   results = collect(sweep_dir, rows)
   by_status = {}
   for result in results:
@@ -121,6 +124,18 @@ def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0,
           "not started); rerun this command to finish them")
   if not completed:
     return summary, True
+  analysed = analyse(rows, results)
+  if analysed is None:
+    return summary, False
+  summary.update(analysed)
+  return summary, True
+
+
+def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: float = 0.0,
+             flops: str = "counted") -> dict | None:
+  """The pre-training kinds' analysis: `python -m analysis` on the completed runs (an lr sweep's
+  best lr of each point only), then the frontier and verdict; returns their summary or None."""
+  completed = [result for result in results if result.get("status") == rundir.COMPLETED]
   results_name = tables.RESULTS
   fitted = best_lr_only(results)
   if len(fitted) < len(completed):  # an lr sweep: fit each point's best lr
@@ -130,7 +145,6 @@ def finish(sweep_dir: str, rows, wandb_mode: str, inference_tokens: float = 0.0,
           f"and seed: fitting those ({path})")
   fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens, flops)
   if fit is None:
-    return summary, False
+    return None
   report = os.path.join(sweep_dir, "analysis", "report.md")
-  summary.update(print_frontier(fit, rows, report))
-  return summary, True
+  return print_frontier(fit, [dataclasses.asdict(row) for row in rows], report)

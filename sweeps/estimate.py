@@ -1,6 +1,5 @@
 """`--dry-run`: a few real steps of the plan's extreme shapes, and each run's wall time from them."""
 import math
-import shlex
 import subprocess
 import tempfile
 import time
@@ -17,8 +16,8 @@ def probe(config_path: str, row: dict) -> dict:
   """A few real train steps of one plan shape: steady FLOP/s and the fixed cost of a run
   (interpreter start, compilation, final evaluation and checkpoint)."""
   with tempfile.TemporaryDirectory(prefix="sweep_probe_", ignore_cleanup_errors=True) as workdir:
-    tokens = PROBE_STEPS * (row["tokens"] // row["steps"])
-    overrides = shlex.split(row["overrides"]) + [
+    tokens = PROBE_STEPS * (row.tokens // row.steps)
+    overrides = list(row.overrides) + [
         f"--config.train.tokens={tokens}", "--config.train.log_every=1",
         f"--config.train.eval_every={PROBE_STEPS}", f"--config.train.checkpoint_every={PROBE_STEPS}",
         "--config.wandb.mode=disabled"]
@@ -29,18 +28,18 @@ def probe(config_path: str, row: dict) -> dict:
     except subprocess.TimeoutExpired:
       proc.kill()
       proc.wait()
-      raise RuntimeError(f"{PROBE_STEPS} steps of {row['run_id']} take over {PROBE_TIMEOUT_S} s "
+      raise RuntimeError(f"{PROBE_STEPS} steps of {row.run_id} take over {PROBE_TIMEOUT_S} s "
                          "here; run --dry-run on the machine the sweep is for") from None
     if returncode != 0:
       error = open(rundir.path(workdir, rundir.TRAIN_LOG), errors="replace").read().strip()
-      raise RuntimeError(f"the probe of {row['run_id']} failed: "
+      raise RuntimeError(f"the probe of {row.run_id} failed: "
                          f"{error.splitlines()[-1] if error else f'exit {returncode}'}")
     wall = time.time() - started
     metrics = rundir.read_metrics(workdir)
   steady = sorted(m["tokens_per_sec"] for m in metrics[2:]) or [metrics[-1]["tokens_per_sec"]]
   tokens_per_sec = steady[len(steady) // 2]
-  flops_per_token = float(row["flops"]) / row["tokens"]
-  return {"run_id": row["run_id"], "flops_per_token": flops_per_token,
+  flops_per_token = row.flops / row.tokens
+  return {"run_id": row.run_id, "flops_per_token": flops_per_token,
           "tokens_per_sec": tokens_per_sec, "flops_per_sec": tokens_per_sec * flops_per_token,
           "overhead_s": max(0.0, wall - tokens / tokens_per_sec)}
 
@@ -65,9 +64,9 @@ def estimate_seconds(rows, probes, eval_tokens: int) -> list[float]:
 
   estimates = []
   for row in rows:
-    flops_per_token = float(row["flops"]) / row["tokens"]
-    evals = min(10, int(row["steps"]))
-    work = (float(row["flops"]) * branches.trained_fraction(row)
+    flops_per_token = row.flops / row.tokens
+    evals = min(10, row.steps)
+    work = (row.flops * branches.trained_fraction(row)
             + evals * eval_tokens * flops_per_token / 3)
     estimates.append(interpolate("overhead_s", flops_per_token)
                      + work / interpolate("flops_per_sec", flops_per_token))
@@ -76,11 +75,11 @@ def estimate_seconds(rows, probes, eval_tokens: int) -> list[float]:
 
 def dry_run(rows, config_path: str, config, workers: int) -> dict:
   """Probes the smallest and largest shapes and prints the plan with its estimated wall time."""
-  by_cost = sorted(rows, key=lambda r: float(r["flops"]) / r["tokens"])
+  by_cost = sorted(rows, key=lambda r: r.flops / r.tokens)
   shapes = [by_cost[0]] + ([by_cost[-1]] if len(by_cost) > 1 else [])
   print(f"probing throughput: {PROBE_STEPS} train steps of {len(shapes)} shape(s) ...", flush=True)
-  total_flops = sum(float(r["flops"]) for r in rows)
-  total_6nd = sum(float(r["flops_6nd"]) for r in rows)
+  total_flops = sum(r.flops for r in rows)
+  total_6nd = sum(r.flops_6nd for r in rows)
   summary = {"runs": len(rows), "total_flops": total_flops, "total_flops_6nd": total_6nd}
   totals = f"{len(rows)} runs, {total_flops:.3e} FLOPs counted ({total_6nd:.3e} as 6ND)"
   try:

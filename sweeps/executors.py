@@ -5,6 +5,7 @@ from typing import Protocol
 from core import rundir
 from sweeps import tables
 from sweeps.local import execute_local
+from sweeps.rows import PlanRow
 from sweeps.slurm import execute_slurm
 from sweeps.wandb_agents import write_wandb_sweep
 
@@ -18,10 +19,10 @@ class Outcome:
 
 
 class Executor(Protocol):
-  def __call__(self, rows: list[dict], sweep_dir: str, config_path: str, config,
+  def __call__(self, rows: list[PlanRow], sweep_dir: str, config_path: str, config,
                workers: int, wait: bool) -> Outcome:
     """Trains the plan's rows, or submits or writes what trains them elsewhere (and, with `wait`,
-    waits for a scheduler's jobs to end)."""
+    waits for a scheduler's jobs to end), in the order their `after` edges say (sweeps/deps.py)."""
 
 
 def local(rows, sweep_dir, config_path, config, workers, wait=True) -> Outcome:

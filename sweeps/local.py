@@ -1,48 +1,48 @@
 """The local executor: every unfinished run of the plan, `workers` train.py processes at a time."""
 import os
-import shlex
 import time
 
 from core import rundir
-from sweeps import branches, locks
+from sweeps import branches, deps, locks
 from sweeps.plan import group_id_of
 from sweeps.processes import Forwarder, run_dir_of, settle, start_run
+from sweeps.rows import TRUNK, PlanRow, by_id, depended_on
 
 POLL_S = 0.2
 
 
-def jobs_of(rows) -> list[list[dict]]:
+def jobs_of(rows) -> list[list[PlanRow]]:
   """The plan as the local executor launches it: each group's rows together, other rows alone."""
   jobs, group_index = [], {}
   for row in rows:
-    if row.get("group") and row["group"] in group_index:
-      jobs[group_index[row["group"]]].append(row)
+    if row.group and row.group in group_index:
+      jobs[group_index[row.group]].append(row)
       continue
-    if row.get("group"):
-      group_index[row["group"]] = len(jobs)
+    if row.group:
+      group_index[row.group] = len(jobs)
     jobs.append([row])
   return jobs
 
 
 def group_dir_of(sweep_dir: str, rows) -> str:
-  return os.path.join(sweep_dir, "groups", group_id_of([row["run_id"] for row in rows]))
+  return os.path.join(sweep_dir, "groups", group_id_of([row.run_id for row in rows]))
 
 
 def start_job(sweep_dir: str, config_path: str, rows, workers: int):
   """`python train.py` for one run, or for a group of them as replicas; returns (process, log)."""
   if len(rows) == 1:
     run_dir = run_dir_of(sweep_dir, rows[0])
-    return (start_run(config_path, run_dir, shlex.split(rows[0]["overrides"]), workers),
+    return (start_run(config_path, run_dir, list(rows[0].overrides), workers),
             rundir.path(run_dir, rundir.TRAIN_LOG))
   # The runs' common overrides (their seed and lr are the replicas' own) and where each one goes;
   # every replica directory is the run directory its single run would have written.
-  common = [o for o in shlex.split(rows[0]["overrides"])
+  common = [o for o in rows[0].overrides
             if not o.startswith(("--config.seed=", "--config.train.lr="))]
   group_dir = group_dir_of(sweep_dir, rows)
   overrides = common + [
       f"--config.train.replicas={len(rows)}",
-      f"--config.train.replica_seeds=({', '.join(str(int(row['seed'])) for row in rows)},)",
-      f"--config.train.replica_lrs=({', '.join(repr(float(row['lr'])) for row in rows)},)",
+      f"--config.train.replica_seeds=({', '.join(str(row.seed) for row in rows)},)",
+      f"--config.train.replica_lrs=({', '.join(repr(row.lr) for row in rows)},)",
       "--replica-workdirs", *(run_dir_of(sweep_dir, row) for row in rows)]
   return (start_run(config_path, group_dir, overrides, workers),
           rundir.path(group_dir, rundir.TRAIN_LOG))
@@ -56,9 +56,9 @@ def claim(sweep_dir: str, job, locked: list) -> list[dict]:
     run_dir = run_dir_of(sweep_dir, row)
     holder = locks.acquire_lock(run_dir)
     if holder is not None:
-      locked.append((row["run_id"], holder))
-      print(f"skip {row['run_id']}: locked by host {holder.get('host')} pid {holder.get('pid')}")
-    elif (row.get("kind") != branches.TRUNK  # a finished trunk may be extended
+      locked.append((row.run_id, holder))
+      print(f"skip {row.run_id}: locked by host {holder.get('host')} pid {holder.get('pid')}")
+    elif (row.kind != TRUNK  # a finished trunk may be extended
           and rundir.read_status(run_dir) in rundir.FINISHED):  # finished by another sweep meanwhile
       locks.release_lock(run_dir)
     else:
@@ -68,13 +68,13 @@ def claim(sweep_dir: str, job, locked: list) -> list[dict]:
 
 def describe(job) -> str:
   first = job[0]
-  if first.get("kind") == branches.TRUNK:
-    return (f"{'trunk' if len(job) == 1 else f'{len(job)} trunks'} of N={first['n_params']:.3g} "
-            f"to D={first['tokens']:.3g}: {', '.join(row['run_id'] for row in job)}")
+  if first.kind == TRUNK:
+    return (f"{'trunk' if len(job) == 1 else f'{len(job)} trunks'} of N={first.n_params:.3g} "
+            f"to D={first.tokens:.3g}: {', '.join(row.run_id for row in job)}")
   if len(job) == 1:
-    return f"{first['run_id']}  (N={first['n_params']:.3g}, D={first['tokens']:.3g})"
-  return (f"{len(job)} replicas of N={first['n_params']:.3g}, D={first['tokens']:.3g}: "
-          f"{', '.join(row['run_id'] for row in job)}")
+    return f"{first.run_id}  (N={first.n_params:.3g}, D={first.tokens:.3g})"
+  return (f"{len(job)} replicas of N={first.n_params:.3g}, D={first.tokens:.3g}: "
+          f"{', '.join(row.run_id for row in job)}")
 
 
 def reap(sweep_dir: str, running: dict, statuses: dict) -> None:
@@ -85,28 +85,29 @@ def reap(sweep_dir: str, running: dict, statuses: dict) -> None:
     del running[pid]
     for row in job:
       run_dir = run_dir_of(sweep_dir, row)
-      status = statuses[row["run_id"]] = settle(run_dir, proc.returncode, started, log_path)
+      status = statuses[row.run_id] = settle(run_dir, proc.returncode, started, log_path)
       locks.release_lock(run_dir)
       loss = (rundir.read_result(run_dir) or {}).get("final_eval_loss")
       detail = f"eval loss {loss:.4f}" if status == rundir.COMPLETED else f"exit {proc.returncode}"
-      print(f"[{number}] {status} {row['run_id']}  {detail}  {time.time() - started:.0f} s "
+      print(f"[{number}] {status} {row.run_id}  {detail}  {time.time() - started:.0f} s "
             f"(log: {log_path})", flush=True)
 
 
 def to_train(sweep_dir: str, rows, row) -> bool:
   """Whether `row` is left to train: a run not finished, a trunk some branch still waits for."""
-  if row.get("kind") == branches.TRUNK:
-    return branches.trunk_needed(sweep_dir, row, rows)
+  if row.kind == TRUNK:
+    return deps.needed(sweep_dir, row, rows)
   return rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED
 
 
 def next_ready(sweep_dir: str, rows, todo, running):
-  """The first job of `todo` none of whose branches waits for its trunk (None: all wait)."""
-  pending = {row["run_id"] for job in todo for row in job}
-  pending |= {row["run_id"] for _, job, *_ in running.values() for row in job}
+  """The first job of `todo` none of whose rows waits on an edge (None: all wait): a dependency
+  this sweep is still to train or is training, or that a live process elsewhere trains."""
+  pending = {row.run_id for job in todo for row in job}
+  pending |= {row.run_id for _, job, *_ in running.values() for row in job}
+  rows_by_id = by_id(rows)
   for job in todo:
-    if all(not row.get("trunk") or branches.readiness(
-        sweep_dir, row, branches.trunk_of(rows, row), row["trunk"] in pending) != branches.WAIT
+    if all(deps.state(sweep_dir, row, rows_by_id, pending.__contains__) != deps.WAIT
            for row in job):
       return job
   return None
@@ -114,15 +115,14 @@ def next_ready(sweep_dir: str, rows, todo, running):
 
 def prepare(sweep_dir: str, rows, job) -> None:
   """A trunk extended where a shorter one stands; branches seeded from their trunks' checkpoints."""
+  rows_by_id = by_id(rows)
   for row in job:
-    if row.get("kind") == branches.TRUNK:
-      branches.prepare_trunk(run_dir_of(sweep_dir, row), row["tokens"])
-    elif row.get("trunk"):
-      trunk = branches.trunk_of(rows, row)
-      if branches.readiness(sweep_dir, row, trunk, False) == branches.SEED:
-        branches.seed(sweep_dir, row, trunk)
-  if len(job) > 1 and job[0].get("kind") == branches.TRUNK:
-    branches.prepare_trunk(group_dir_of(sweep_dir, job), job[0]["tokens"])
+    if row.kind == TRUNK:
+      branches.prepare_trunk(run_dir_of(sweep_dir, row), row.tokens)
+    else:
+      branches.seed_if_met(sweep_dir, row, rows_by_id)
+  if len(job) > 1 and job[0].kind == TRUNK:
+    branches.prepare_trunk(group_dir_of(sweep_dir, job), job[0].tokens)
 
 
 def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
@@ -132,8 +132,9 @@ def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
   Returns {"signal": signum or 0, "locked": [(run_id, holder)], "statuses": {run_id: status}}.
   """
   unfinished = [row for row in rows if to_train(sweep_dir, rows, row)]
-  # Trunks first: their branches start as soon as the trunk has passed their branch step.
-  todo = sorted(jobs_of(unfinished), key=lambda job: job[0].get("kind") != branches.TRUNK)
+  # What others wait for first (trunks): their dependents start as soon as their edges are met.
+  served = depended_on(rows)
+  todo = sorted(jobs_of(unfinished), key=lambda job: not any(row.run_id in served for row in job))
   print(f"{len(rows) - len(unfinished)} of {len(rows)} runs already finished; {len(unfinished)} to "
         f"train in {len(todo)} processes with {workers} worker{'s' * (workers > 1)}")
   running, locked, statuses, count = {}, [], {}, 0

@@ -19,9 +19,10 @@ LAUNCHER = ("import ctypes, os, signal, sys\n"
 STOPPED_CODES = (rundir.EXIT_PREEMPTED, -signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGINT)
 
 
-def run_dir_of(sweep_dir: str, row: dict) -> str:
-  """DIR/runs/RUN_ID: every run whose result is fitted; DIR/trunks/ID: a branch sweep's trunks."""
-  return os.path.join(sweep_dir, "trunks" if row.get("kind") == "trunk" else "runs", row["run_id"])
+def run_dir_of(sweep_dir: str, row) -> str:
+  """DIR/runs/RUN_ID: every run whose result is fitted; DIR/trunks/ID: a branch sweep's trunks
+  (`row`: a sweeps.rows.PlanRow)."""
+  return os.path.join(sweep_dir, "trunks" if row.kind == "trunk" else "runs", row.run_id)
 
 
 def start_run(config_path: str, run_dir: str, overrides: list[str], workers: int = 1,

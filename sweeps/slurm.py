@@ -2,14 +2,15 @@
 
 A job of the plan is what the local executor starts as one process: a run alone, or a group of
 replicas. Array task K runs `sweep.py --row K --with-group`, which trains plan row K with the other
-unfinished rows of its group (sweeps/row.py), so task ids are plan row indices and `--array=0,4,9`
+unfinished rows of its group (sweeps/task.py), so task ids are plan row indices and `--array=0,4,9`
 submits exactly the jobs still to train. `submit_rows(script, rows, record, after)` submits one
 array for any list of rows, after the jobs `after` (`--dependency=afterok:`, and
 `--kill-on-invalid-dep=yes`: a dependency that fails cancels the array, which the next
-submission resubmits). A branch sweep is submitted in order (`submit_in_order`): an array of its
-trunks, then arrays of its branches, each after the array tasks that train its trunks, so no
-branch task holds a slot while its trunk trains; a branch task whose trunk did not reach its step
-still trains its trunk first or trains alone (sweeps/row.py). Every other sweep is one array.
+submission resubmits). The rows are submitted in the order of their `after` edges
+(`submit_in_order`): a branch sweep's trunks in one array, then its branches in arrays after the
+array tasks that train their trunks, so no branch task holds a slot while its trunk trains; a
+branch task whose trunk did not reach its step still trains its trunk first or trains alone
+(sweeps/task.py). A sweep without edges is one array.
 
 Preemption: the script asks for `--requeue` and `--open-mode=append`. A task that Slurm requeues
 (preemption with PreemptMode=REQUEUE, `scontrol requeue`, a node failure) gets SIGTERM, its runs
@@ -27,9 +28,9 @@ import sys
 from core import files, rundir
 from core.config import ConfigError
 from sweeps import ROOT, slurm_queue
-from sweeps.branches import TRUNK
 from sweeps.local import jobs_of, to_train
 from sweeps.processes import run_dir_of
+from sweeps.rows import PlanRow
 
 
 def array_spec(task_ids) -> str:
@@ -45,7 +46,7 @@ def array_spec(task_ids) -> str:
 
 def array_tasks(rows) -> dict[int, list[dict]]:
   """The array tasks that train `rows`: task id (the first row's index) -> the rows it trains."""
-  return {int(job[0]["row"]): job for job in jobs_of(rows)}
+  return {job[0].row: job for job in jobs_of(rows)}
 
 
 def write_sbatch(sweep_dir: str, config_path: str, config, rows) -> str:
@@ -114,7 +115,7 @@ def submit_rows(script: str, rows, record: dict, after=()) -> str:
   trunks' rows and then for each trunk's branches with after=[that trunk task's JOB_TASK id]."""
   tasks = array_tasks(rows)
   job_id = submit_array(script, tasks, after)
-  slurm_queue.add_job(record, job_id, {task: [row["run_id"] for row in job]
+  slurm_queue.add_job(record, job_id, {task: [row.run_id for row in job]
                                        for task, job in tasks.items()})
   print(f"submitted Slurm job {job_id}: array tasks {array_spec(tasks)} ({len(rows)} runs)"
         + (f" after {', '.join(map(str, after))}" if after else ""))
@@ -129,8 +130,8 @@ def submit_unfinished(rows, sweep_dir: str, script: str, summary: dict) -> tuple
   slurm_queue.record_final_states(record, entries)
   queued = slurm_queue.queued_runs(record, entries)
   report(sweep_dir, rows, record, queued)
-  todo = [row for row in rows if row["run_id"] not in queued and to_train(sweep_dir, rows, row)]
-  print(f"{len(rows) - len(todo) - len(queued & {row['run_id'] for row in rows})} of {len(rows)} "
+  todo = [row for row in rows if row.run_id not in queued and to_train(sweep_dir, rows, row)]
+  print(f"{len(rows) - len(todo) - len(queued & {row.run_id for row in rows})} of {len(rows)} "
         f"runs finished, {len(queued)} in queued or running Slurm jobs, {len(todo)} to submit")
   if todo:
     summary["slurm_jobs"] = submit_in_order(script, todo, record, queued)
@@ -141,34 +142,36 @@ def submit_unfinished(rows, sweep_dir: str, script: str, summary: dict) -> tuple
 
 
 def submit_in_order(script: str, rows, record: dict, queued: set) -> list[str]:
-  """Submits `rows`: a branch sweep's trunks first, then its branches in arrays that depend on
-  the array tasks training their trunks (afterok), so no branch holds a slot while its trunk
-  trains; every other run in one array. Returns the job ids, trunks' first."""
-  trunks = [row for row in rows if row.get("kind") == TRUNK]
-  trains_trunk = _tasks_training(record, {row["trunk"] for row in rows if row.get("trunk")},
-                                 queued)
-  job_ids = []
-  if trunks:
-    job_ids.append(submit_rows(script, trunks, record))
-    for task, task_rows in array_tasks(trunks).items():
-      trains_trunk.update({row["run_id"]: f"{job_ids[0]}_{task}" for row in task_rows})
-  stages = {}
-  for job in jobs_of([row for row in rows if row.get("kind") != TRUNK]):
-    after = tuple(sorted({trains_trunk[row["trunk"]] for row in job
-                          if row.get("trunk") in trains_trunk}))
-    stages.setdefault(after, []).extend(job)
-  for after, stage_rows in stages.items():
-    job_ids.append(submit_rows(script, stage_rows, record, after))
+  """Submits `rows` in the order of their edges: an array of the jobs that wait for nothing still
+  to submit (a branch sweep's trunks), then arrays of their dependents, each after (afterok) the
+  array tasks that train their dependencies, so no branch holds a slot while its trunk trains; a
+  sweep without edges is one array. Returns the job ids, in submission order."""
+  to_submit = {row.run_id for row in rows}
+  trains = _tasks_training(record, {dep.run_id for row in rows for dep in row.after}, queued)
+  jobs, job_ids = jobs_of(rows), []
+  while jobs:
+    wave = [job for job in jobs if all(dep.run_id in trains or dep.run_id not in to_submit
+                                       for row in job for dep in row.after)] or jobs
+    stages = {}
+    for job in wave:
+      after = tuple(sorted({trains[dep.run_id] for row in job for dep in row.after
+                            if dep.run_id in trains}))
+      stages.setdefault(after, []).extend(job)
+      jobs.remove(job)
+    for after, stage_rows in stages.items():
+      job_ids.append(submit_rows(script, stage_rows, record, after))
+      for task, task_rows in array_tasks(stage_rows).items():
+        trains.update({row.run_id: f"{job_ids[-1]}_{task}" for row in task_rows})
   return job_ids
 
 
-def _tasks_training(record: dict, trunk_ids: set, queued: set) -> dict:
-  """{trunk id: JOB_TASK of the queued array task training it} from the sweep's record."""
+def _tasks_training(record: dict, run_ids: set, queued: set) -> dict:
+  """{run id: JOB_TASK of the queued array task training it} from the sweep's record."""
   tasks = {}
   for job in record["jobs"]:
-    for task, run_ids in job["tasks"].items():
-      tasks.update({run_id: f"{job['job_id']}_{task}" for run_id in run_ids
-                    if run_id in trunk_ids and run_id in queued})
+    for task, job_run_ids in job["tasks"].items():
+      tasks.update({run_id: f"{job['job_id']}_{task}" for run_id in job_run_ids
+                    if run_id in run_ids and run_id in queued})
   return tasks
 
 
@@ -210,9 +213,9 @@ def report(sweep_dir: str, rows, record: dict, queued: set) -> dict:
     for task, run_ids in job["tasks"].items():
       for run_id in run_ids:
         last[run_id] = (job, task)
-  ended, planned = {}, {row["run_id"]: row for row in rows}
+  ended, planned = {}, {row.run_id: row for row in rows}
   for run_id, (job, task) in last.items():
-    run_dir = run_dir_of(sweep_dir, planned.get(run_id, {"run_id": run_id}))
+    run_dir = run_dir_of(sweep_dir, planned.get(run_id, PlanRow(run_id)))
     status = rundir.read_status(run_dir) or rundir.INTERRUPTED
     if run_id in queued or status in rundir.FINISHED:
       continue

@@ -1,42 +1,15 @@
-"""The sweep's CSV tables (plan.csv, results.csv): their columns, writing, reading and printing."""
-import csv
+"""The sweep's results tables (results.csv, results_best_lr.csv) and the printed plan; plan.csv is
+sweeps/rows.py's."""
 import json
 import os
 
 from core import files
-from core.config import ConfigError
 
-PLAN = "plan.csv"
 RESULTS = "results.csv"
 RESULTS_BEST_LR = "results_best_lr.csv"  # an lr sweep: each (N, D, seed)'s best lr only
-PLAN_COLUMNS = ("row", "run_id", "group", "budget", "n_target", "n_params", "n_params_total",
-                "tokens", "tokens_per_param", "batch_size", "steps", "seed", "lr", "flops",
-                "flops_6nd", "kind", "trunk", "branch_step", "overrides")
 RESULT_COLUMNS = ("run_id", "status", "budget", "n_planned", "tokens_planned", "n_params",
                   "n_params_total", "tokens", "flops", "flops_6nd", "final_train_loss",
                   "final_eval_loss")
-
-
-def write_plan(sweep_dir: str, rows: list[dict]) -> str:
-  """DIR/plan.csv, written before anything trains; returns its path."""
-  path = os.path.join(sweep_dir, PLAN)
-  files.write_csv_atomic(path, rows, PLAN_COLUMNS)
-  return path
-
-
-def read_plan(sweep_dir: str) -> list[dict]:
-  path = os.path.join(sweep_dir, PLAN)
-  if not os.path.exists(path):
-    raise ConfigError(f"{sweep_dir} has no plan.csv; run sweep.py with --executor slurm or wandb "
-                      "(or --dry-run) on this --workdir first")
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
-  for row in rows:
-    row["budget"] = float(row["budget"]) if row["budget"] else None
-    for key in ("n_params", "n_params_total", "tokens", "steps"):
-      row[key] = int(row[key])
-    row["branch_step"] = int(row["branch_step"]) if row.get("branch_step") else ""
-  return rows
 
 
 def write_results(sweep_dir: str, name: str, results: list[dict]) -> str:
@@ -62,13 +35,12 @@ def flatten(result: dict, prefix: str = "") -> dict:
   return flat
 
 
-def print_plan(rows: list[dict], estimates=None) -> None:
+def print_plan(rows, estimates=None) -> None:
   print(f"{'row':>4} {'budget C':>9} {'N':>9} {'N_total':>9} {'D':>9} {'D/N':>7} {'batch':>5} "
         f"{'steps':>6} {'C counted':>9} {'6ND':>9}{' est. s':>8}  run_id")
   for i, row in enumerate(rows):
-    budget = f"{row['budget']:.2e}" if row["budget"] else "-"
+    budget = f"{row.budget:.2e}" if row.budget else "-"
     estimate = f"{estimates[i]:8.0f}" if estimates else ""
-    print(f"{row['row']:>4} {budget:>9} {row['n_params']:>9.3g} {row['n_params_total']:>9.3g} "
-          f"{row['tokens']:>9.3g} {float(row['tokens_per_param']):>7.1f} {row['batch_size']:>5} "
-          f"{row['steps']:>6} {float(row['flops']):>9.2e} {float(row['flops_6nd']):>9.2e}"
-          f"{estimate}  {row['run_id']}")
+    print(f"{row.row:>4} {budget:>9} {row.n_params:>9.3g} {row.n_params_total:>9.3g} "
+          f"{row.tokens:>9.3g} {row.tokens_per_param:>7.1f} {row.batch_size:>5} "
+          f"{row.steps:>6} {row.flops:>9.2e} {row.flops_6nd:>9.2e}{estimate}  {row.run_id}")

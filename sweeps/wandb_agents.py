@@ -35,7 +35,7 @@ def write_wandb_sweep(sweep_dir: str, config_path: str, config, rows) -> str:
       "name": config.name, "project": config.wandb.project, "program": "sweep.py",
       # final_eval_loss: a scalar summary (the history's eval_loss summary holds its min and last).
       "method": "grid", "metric": {"name": "final_eval_loss", "goal": "minimize"},
-      "parameters": {"row": {"values": [int(row["row"]) for row in rows]}},
+      "parameters": {"row": {"values": [row.row for row in rows]}},
       "command": ["${env}", "${interpreter}", "${program}", "--config", portable(config_path),
                   "--workdir", portable(sweep_dir), "${args}"]}
   if config.wandb.entity:
@@ -84,7 +84,7 @@ def hand_off(run_dir: str, agents_row: bool = True) -> tuple[list[str], dict]:
   return mode, {"WANDB_RUN_ID": rundir.read_wandb_run_id(run_dir)}
 
 
-def report_to_agent(run_dir: str, row: dict, status: str) -> None:
+def report_to_agent(run_dir: str, row, status: str) -> None:
   """Under an agent whose run did not train the row (it was finished or locked when the agent came,
   or was resumed under the run it started as), the agent's run records the row, its status, the
   W&B run holding its history and its final eval loss: every agent run accounts for its row."""
@@ -93,6 +93,6 @@ def report_to_agent(run_dir: str, row: dict, status: str) -> None:
     return
   result = rundir.read_result(run_dir) or {}
   wandb_run.record(run_dir, agent_run, agent_mode(), job_type="agent",
-                   config={"row": int(row["row"]), "run_id": row["run_id"]},
+                   config={"row": row.row, "run_id": row.run_id},
                    summary={"status": status, "wandb_run": row_run,
                             "final_eval_loss": result.get("final_eval_loss")})

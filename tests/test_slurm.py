@@ -11,7 +11,6 @@ short run is surely interrupted and a task waiting for its time limit costs no C
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import time
@@ -23,8 +22,8 @@ import train
 from conftest import ROOT
 from core import files, rundir
 from core.config import load_config
-from sweeps import locks, slurm, slurm_queue, tables
-from sweeps import plan as sweep_plan
+from sweeps import kinds, locks, slurm, slurm_queue
+from sweeps.rows import write_plan
 from sweeps.processes import run_dir_of
 
 pytestmark = pytest.mark.slow  # a real scheduler running real train.py processes
@@ -93,7 +92,7 @@ def note(capsys, message):
 
 def planned_rows(*overrides):
   config_overrides = MICRO + list(overrides)
-  return sweep_plan.plan_sweep(load_config(DEFAULT, config_overrides), config_overrides)
+  return kinds.plan_sweep(load_config(DEFAULT, config_overrides), config_overrides)
 
 
 def rows_of(run_dir, keys=KEYS):
@@ -128,7 +127,7 @@ def uninterrupted(tmp_path_factory, cache):
   (row,) = planned_rows(LONG)
   workdir = tmp_path_factory.mktemp("uninterrupted")
   assert train.main(["--config", DEFAULT, "--workdir", str(workdir), cache,
-                     *shlex.split(row["overrides"])]) == 0
+                     *row.overrides]) == 0
   return str(workdir)
 
 
@@ -251,14 +250,14 @@ def test_a_failing_task_is_reported_failed_with_its_logs(cluster, cache, tmp_pat
   code, out, summary = run_sweep(capsys, *sweep_args(tmp_path, cache, short), "--executor", "slurm",
                                  "--wait")
   assert code == 1
-  failed = summary["slurm_unfinished"][row["run_id"]]
+  failed = summary["slurm_unfinished"][row.run_id]
   assert failed["status"] == "failed" and failed["slurm_state"] == "FAILED"
   assert failed["log"] == os.path.join(run_dir, "train.log")
   assert failed["slurm_log"] == str(tmp_path / "slurm" / f"{summary['slurm_job']}_0.out")
-  assert (f"failed {row['run_id']} (Slurm job {summary['slurm_job']}_0: FAILED); log: "
+  assert (f"failed {row.run_id} (Slurm job {summary['slurm_job']}_0: FAILED); log: "
           f"{run_dir}/train.log (Slurm output: {failed['slurm_log']})") in out, out
   assert "holds a run of a different config" in result(run_dir)["error"]
-  assert summary["failed"] == [row["run_id"]]
+  assert summary["failed"] == [row.run_id]
 
 
 def test_rows_submitted_after_others_wait_for_them(cluster, cache, tmp_path):
@@ -267,8 +266,8 @@ def test_rows_submitted_after_others_wait_for_them(cluster, cache, tmp_path):
   short = "--config.sweep.tokens=(1280, 2560)"
   config_overrides = MICRO + [short, cache]
   config = load_config(DEFAULT, config_overrides)
-  rows = sweep_plan.plan_sweep(config, config_overrides, str(tmp_path))
-  tables.write_plan(str(tmp_path), rows)
+  rows = kinds.plan_sweep(config, config_overrides, str(tmp_path))
+  write_plan(str(tmp_path), rows)
   script = slurm.write_sbatch(str(tmp_path), DEFAULT, config, rows)
   record = {"jobs": []}
   first = slurm.submit_rows(script, rows[:1], record)
@@ -308,7 +307,7 @@ def test_a_task_cut_by_its_time_limit_is_recorded_and_resumed_on_the_next_submis
   _, out, summary = run_sweep(capsys, *sweep_args(sweep_dir, cache, LONG), "--executor", "slurm",
                               "--wait")
   note(capsys, f"time-limited run resumed and completed in {time.time() - resumed:.1f} s")
-  assert (f"interrupted {row['run_id']} (Slurm job {job['job_id']}_0: TIMEOUT); log: "
+  assert (f"interrupted {row.run_id} (Slurm job {job['job_id']}_0: TIMEOUT); log: "
           f"{run_dir}/train.log (Slurm output: {sweep_dir}/slurm/{job['job_id']}_0.out)\n"
           "0 of 1 runs finished, 0 in queued or running Slurm jobs, 1 to submit") in out, out
   assert summary["slurm_unfinished"] == {}

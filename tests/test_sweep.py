@@ -19,8 +19,10 @@ import train
 from conftest import ROOT, with_fault
 from core import files, rundir
 from core.config import ConfigError, load_config
-from sweeps import collect, estimate, locks, processes, slurm, tables, wandb_agents
-from sweeps import branches, plan as sweep_plan
+from sweeps import collect, estimate, kinds, locks, processes, slurm, tables, wandb_agents
+from sweeps import branches, plan as sweep_plan, rows as plan_rows
+from sweeps.kinds import isoflop
+from sweeps.rows import PlanRow
 from training import plan as plan_lib
 
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
@@ -56,13 +58,13 @@ def write_result(run_dir, **fields):
 # ------------------------------------------------------------------------------------ plan math
 
 def test_isoflop_sizes_are_log_spaced_around_the_chinchilla_optimum():
-  sizes = sweep_plan.isoflop_sizes(1.2e12, 5, 16.0)
+  sizes = isoflop.isoflop_sizes(1.2e12, 5, 16.0)
   centre = math.sqrt(1.2e12 / 120)  # 20 tokens per parameter with C = 6ND
   assert math.prod(sizes) ** (1 / 5) == pytest.approx(centre)
   assert sizes[-1] / sizes[0] == pytest.approx(16.0)
   ratios = [b / a for a, b in zip(sizes, sizes[1:])]
   assert ratios == pytest.approx([2.0] * 4)
-  assert sweep_plan.isoflop_sizes(6e10, 1, 4.0, tokens_per_param=5) == pytest.approx([math.sqrt(2e9)])
+  assert isoflop.isoflop_sizes(6e10, 1, 4.0, tokens_per_param=5) == pytest.approx([math.sqrt(2e9)])
 
 
 def test_isoflop_plan_spends_each_budget_in_whole_batches():
@@ -70,31 +72,31 @@ def test_isoflop_plan_spends_each_budget_in_whole_batches():
   config, overrides = micro_config("--config.sweep.kind=isoflop", "--config.sweep.span=8.0",
                                    f"--config.sweep.budgets={budgets}",
                                    "--config.sweep.sizes_per_budget=4", "--config.sweep.flops=6nd")
-  rows = sweep_plan.plan_sweep(config, overrides)
-  assert [row["row"] for row in rows] == list(range(len(rows)))
+  rows = kinds.plan_sweep(config, overrides)
+  assert [row.row for row in rows] == list(range(len(rows)))
   for budget in budgets:
-    curve = [row for row in rows if row["budget"] == budget]
+    curve = [row for row in rows if row.budget == budget]
     assert len(curve) == 4
     for row in curve:
-      tokens_per_step = row["tokens"] // row["steps"]
-      assert row["tokens"] % tokens_per_step == 0 and tokens_per_step == 4 * 16
+      tokens_per_step = row.tokens // row.steps
+      assert row.tokens % tokens_per_step == 0 and tokens_per_step == 4 * 16
       # D = C / 6N rounded to whole batches: 6ND is within half a batch of the budget.
-      assert abs(row["flops_6nd"] - budget) <= 3 * row["n_params"] * tokens_per_step
-      assert row["flops_6nd"] == 6 * row["n_params"] * row["tokens"]
-      assert row["flops"] > row["flops_6nd"]  # counted FLOPs add attention and the logits
-      assert row["run_id"].startswith(f"n{sweep_plan.short(row['n_params'])}_d{sweep_plan.short(row['tokens'])}_")
+      assert abs(row.flops_6nd - budget) <= 3 * row.n_params * tokens_per_step
+      assert row.flops_6nd == 6 * row.n_params * row.tokens
+      assert row.flops > row.flops_6nd  # counted FLOPs add attention and the logits
+      assert row.run_id.startswith(f"n{sweep_plan.short(row.n_params)}_d{sweep_plan.short(row.tokens)}_")
     # Spread around sqrt(C/120) (within the sizing rule's rounding of small shapes).
-    n = [row["n_params"] for row in curve]
+    n = [row.n_params for row in curve]
     assert math.prod(n) ** (1 / 4) == pytest.approx(math.sqrt(budget / 120), rel=0.35)
     assert n == sorted(n) and n[-1] / n[0] > 4
   # The overrides give train.py exactly the planned run: its hash is the run id's suffix.
   row = rows[0]
-  run_config = load_config(DEFAULT, shlex.split(row["overrides"]))
+  run_config = load_config(DEFAULT, list(row.overrides))
   resolved, _, _, plan = plan_lib.resolve(run_config, 1)
-  assert row["run_id"].endswith(plan_lib.config_hash(resolved))
-  assert (plan.n_params, plan.tokens) == (row["n_params"], row["tokens"])
-  assert "--config.wandb.group=default_sweep" in row["overrides"]
-  assert "--config.sweep." not in row["overrides"]
+  assert row.run_id.endswith(plan_lib.config_hash(resolved))
+  assert (plan.n_params, plan.tokens) == (row.n_params, row.tokens)
+  assert "--config.wandb.group=default_sweep" in row.overrides
+  assert not any(o.startswith("--config.sweep.") for o in row.overrides)
 
 
 def test_counted_budgets_equal_the_counted_flops_of_every_run_within_one_batch():
@@ -103,21 +105,21 @@ def test_counted_budgets_equal_the_counted_flops_of_every_run_within_one_batch()
                                    f"--config.sweep.budgets={budgets}",
                                    "--config.sweep.sizes_per_budget=4")
   assert config.sweep.flops == "counted"  # the default
-  rows = sweep_plan.plan_sweep(config, overrides)
+  rows = kinds.plan_sweep(config, overrides)
   for row in rows:
-    tokens_per_step = row["tokens"] // row["steps"]
-    flops_per_token = row["flops"] / row["tokens"]
-    assert abs(row["flops"] - row["budget"]) <= flops_per_token * tokens_per_step / 2
-    assert row["flops"] > row["flops_6nd"]
+    tokens_per_step = row.tokens // row.steps
+    flops_per_token = row.flops / row.tokens
+    assert abs(row.flops - row.budget) <= flops_per_token * tokens_per_step / 2
+    assert row.flops > row.flops_6nd
   # The result a run writes counts the same FLOPs: D x the model's counted FLOPs per token.
-  run_config = load_config(DEFAULT, shlex.split(rows[0]["overrides"]))
+  run_config = load_config(DEFAULT, list(rows[0].overrides))
   _, _, _, plan = plan_lib.resolve(run_config, 1)
-  assert plan.flops_per_token * plan.tokens == pytest.approx(rows[0]["flops"])
+  assert plan.flops_per_token * plan.tokens == pytest.approx(rows[0].flops)
 
 
 def test_ladder_sizes_are_shared_rungs_around_each_budgets_centre():
-  low = sweep_plan.ladder_sizes(4e10, 5, 16.0, tokens_per_param=30)
-  high = sweep_plan.ladder_sizes(6e11, 5, 16.0, tokens_per_param=30)
+  low = isoflop.ladder_sizes(4e10, 5, 16.0, tokens_per_param=30)
+  high = isoflop.ladder_sizes(6e11, 5, 16.0, tokens_per_param=30)
   for sizes, budget in ((low, 4e10), (high, 6e11)):
     assert [b / a for a, b in zip(sizes, sizes[1:])] == pytest.approx([2.0] * 4)
     assert all(math.log2(n) == pytest.approx(round(math.log2(n))) for n in sizes)  # rungs 2^j
@@ -130,63 +132,63 @@ def test_branch_plan_has_one_trunk_per_size_and_a_cooldown_branch_per_budget():
   config, overrides = micro_config("--config.sweep.n_params=(3e3, 2e4)",
                                    "--config.sweep.tokens=(1280, 2560, 5120)",
                                    "--config.sweep.branches=True", "--config.train.schedule=wsd")
-  rows = sweep_plan.plan_sweep(config, overrides)
-  trunks = [row for row in rows if row["kind"] == "trunk"]
-  runs = [row for row in rows if row["kind"] != "trunk"]
+  rows = kinds.plan_sweep(config, overrides)
+  trunks = [row for row in rows if row.kind == "trunk"]
+  runs = [row for row in rows if row.kind != "trunk"]
   assert len(trunks) == 2 and len(runs) == 6
   for trunk in trunks:
-    branches_ = [row for row in runs if row["trunk"] == trunk["run_id"]]
-    assert sorted(row["tokens"] for row in branches_) == [1280, 2560, 5120]
+    branches_ = [row for row in runs if row.trunk == trunk.run_id]
+    assert sorted(row.tokens for row in branches_) == [1280, 2560, 5120]
     # The trunk runs to its longest branch's cooldown and keeps a checkpoint at every branch step.
-    assert trunk["steps"] == max(row["branch_step"] for row in branches_)
-    assert f"checkpoint_steps={tuple(sorted(row['branch_step'] for row in branches_))}" in (
-        trunk["overrides"].replace("'", ""))
+    assert trunk.steps == max(row.branch_step for row in branches_)
+    assert f"checkpoint_steps={tuple(sorted(row.branch_step for row in branches_))}" in (
+        shlex.join(trunk.overrides).replace("'", ""))
     for row in branches_:  # 20% cooldowns: branch at 80% of each budget's steps
-      assert row["branch_step"] == row["steps"] - round(0.2 * row["steps"])
+      assert row.branch_step == row.steps - round(0.2 * row.steps)
       # A branch and its trunk share the warmup and batch of the shortest branch.
-      warmup = [o for o in shlex.split(row["overrides"]) if "warmup_tokens" in o]
-      assert warmup and warmup[0] in trunk["overrides"]
+      warmup = [o for o in row.overrides if "warmup_tokens" in o]
+      assert warmup and warmup[0] in trunk.overrides
   cost = branches.cost(rows)
-  independent = sum(row["flops"] for row in runs)
+  independent = sum(row.flops for row in runs)
   assert cost["flops_independent"] == pytest.approx(independent)
   # Per size: a trunk of 0.8 x 5120 tokens + cooldowns of 0.2 x (1280 + 2560 + 5120) = 0.6 x 8960.
   assert cost["ratio"] == pytest.approx((0.8 * 5120 + 0.2 * 8960) / 8960, rel=0.02)
   with pytest.raises(ConfigError, match="schedule=wsd"):
-    sweep_plan.plan_sweep(*micro_config(f"--config.sweep.tokens=({SHORT},)",
+    kinds.plan_sweep(*micro_config(f"--config.sweep.tokens=({SHORT},)",
                                         "--config.sweep.branches=True"))
 
 
 def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path):
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
-  (row,) = sweep_plan.plan_sweep(config, overrides, str(tmp_path))
-  assert f"--config.train.compilation_cache={tmp_path / 'compilation_cache'}" in row["overrides"]
+  (row,) = kinds.plan_sweep(config, overrides, str(tmp_path))
+  assert f"--config.train.compilation_cache={tmp_path / 'compilation_cache'}" in row.overrides
   elsewhere, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)",
                                       "--config.train.compilation_cache=/cache")
-  (row_elsewhere,) = sweep_plan.plan_sweep(elsewhere, overrides, str(tmp_path))
-  assert "compilation_cache=/cache" in row_elsewhere["overrides"]
-  assert str(tmp_path) not in row_elsewhere["overrides"]
-  assert row_elsewhere["run_id"] == row["run_id"]  # where programs are cached is not the run's
+  (row_elsewhere,) = kinds.plan_sweep(elsewhere, overrides, str(tmp_path))
+  assert "--config.train.compilation_cache=/cache" in row_elsewhere.overrides
+  assert str(tmp_path) not in " ".join(row_elsewhere.overrides)
+  assert row_elsewhere.run_id == row.run_id  # where programs are cached is not the run's
 
 
 def test_grid_plan_is_the_product_and_duplicate_shapes_are_dropped():
   config, overrides = micro_config("--config.sweep.n_params=(3e3, 2e4)",
                                    "--config.sweep.tokens=(1280, 2560, 5120)")
-  rows = sweep_plan.plan_sweep(config, overrides)
-  assert [(r["n_target"], r["tokens"]) for r in rows] == [
+  rows = kinds.plan_sweep(config, overrides)
+  assert [(r.n_target, r.tokens) for r in rows] == [
       (n, d) for n in (3e3, 2e4) for d in (1280, 2560, 5120)]
-  assert all(r["budget"] is None for r in rows)
+  assert all(r.budget is None for r in rows)
   # Sizes that round to one shape are one run.
   config, overrides = micro_config("--config.sweep.n_params=(3.1e3, 3.2e3)",
                                    "--config.sweep.tokens=(1280,)")
-  assert len(sweep_plan.plan_sweep(config, overrides)) == 1
+  assert len(kinds.plan_sweep(config, overrides)) == 1
 
 
 def test_wall_time_estimate_interpolates_the_probes_in_log_flops_per_token():
   probes = [{"flops_per_token": 1e5, "flops_per_sec": 1e9, "overhead_s": 4.0},
             {"flops_per_token": 1e7, "flops_per_sec": 1e11, "overhead_s": 8.0}]
-  rows = [{"flops": 1e5 * 1e6, "tokens": 1e6, "steps": 100},   # the small probe's shape
-          {"flops": 1e6 * 1e6, "tokens": 1e6, "steps": 5},     # halfway in log: 1e10 FLOP/s
-          {"flops": 1e8 * 1e6, "tokens": 1e6, "steps": 100}]   # beyond the large one: clamped
+  rows = [PlanRow("a", flops=1e5 * 1e6, tokens=10**6, steps=100),  # the small probe's shape
+          PlanRow("b", flops=1e6 * 1e6, tokens=10**6, steps=5),    # halfway in log: 1e10 FLOP/s
+          PlanRow("c", flops=1e8 * 1e6, tokens=10**6, steps=100)]  # beyond the large one: clamped
   evals = 10 * 1000 / 3  # 10 evaluations of 1,000 tokens, each a third of a training token
   small, middle, large = estimate.estimate_seconds(rows, probes, eval_tokens=1000)
   assert small == pytest.approx(4.0 + (1e11 + evals * 1e5) / 1e9)
@@ -211,11 +213,11 @@ def test_dry_run_writes_the_plan_and_estimates_from_a_real_probe(tmp_path, capsy
 
 def test_bad_sweep_sections_are_config_errors(capsys):
   config, overrides = micro_config("--config.sweep.kind=spiral")
-  with pytest.raises(ConfigError, match="isoflop or grid"):
-    sweep_plan.plan_sweep(config, overrides)
+  with pytest.raises(ConfigError, match="sweep.kind must be one of finetune, grid, isoflop"):
+    kinds.plan_sweep(config, overrides)
   config, overrides = micro_config("--config.sweep.tokens=(10,)")  # below one batch
   with pytest.raises(ConfigError, match="below one batch"):
-    sweep_plan.plan_sweep(config, overrides)
+    kinds.plan_sweep(config, overrides)
   assert sweep.main(["--config", os.path.join(ROOT, "experiments", "tiny.py"), "--dry-run"]) == 2
   assert "no sweep section" in capsys.readouterr().err
 
@@ -266,18 +268,18 @@ def test_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
 def test_a_run_locked_by_a_live_process_is_skipped(tmp_path, capsys):
   """A second sweep on the same directory never trains a run another live process holds."""
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
-  rows = sweep_plan.plan_sweep(config, overrides)
+  rows = kinds.plan_sweep(config, overrides)
   holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
   try:
     run_dir = processes.run_dir_of(str(tmp_path), rows[0])
     write_lock(run_dir, **locks.lock_record(holder.pid))
     assert sweep.main(sweep_command(tmp_path, f"--config.sweep.tokens=({SHORT},)", "--json")[2:]) == 0
     out = capsys.readouterr().out
-    assert f"skip {rows[0]['run_id']}: locked by host {socket.gethostname()} pid {holder.pid}" in out
+    assert f"skip {rows[0].run_id}: locked by host {socket.gethostname()} pid {holder.pid}" in out
     assert not os.path.exists(os.path.join(run_dir, "config.json"))  # train.py never started
     assert json.load(open(os.path.join(run_dir, locks.LOCK_NAME)))["pid"] == holder.pid
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["locked"] == [rows[0]["run_id"]] and summary["not_finished"] == 1
+    assert summary["locked"] == [rows[0].run_id] and summary["not_finished"] == 1
   finally:
     holder.kill()
     holder.wait()
@@ -298,7 +300,7 @@ def test_a_sweep_killed_mid_way_and_rerun_loses_and_repeats_nothing(tmp_path, ca
   (not retrained), resumes the second, and a third invocation trains nothing."""
   tokens = f"--config.sweep.tokens=({SHORT}, {LONG})"
   config, overrides = micro_config(tokens)
-  first, second = [processes.run_dir_of(str(tmp_path), row) for row in sweep_plan.plan_sweep(config, overrides)]
+  first, second = [processes.run_dir_of(str(tmp_path), row) for row in kinds.plan_sweep(config, overrides)]
   # One worker: the short run completes, then the long one kills the sweep (SIGKILL: no handler
   # runs in it) right after its step 100; only the long run reaches step 100.
   with open(tmp_path / "killed_sweep.log", "w") as log:
@@ -370,17 +372,17 @@ def branch_sweep(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_branch_equals_the_independent_wsd_run_of_its_row(branch_sweep, tmp_path):
-  rows = tables.read_plan(str(branch_sweep))
-  longest = max((row for row in rows if row["kind"] != "trunk"), key=lambda row: row["tokens"])
+  rows = plan_rows.read_plan(str(branch_sweep))
+  longest = max((row for row in rows if row.kind != "trunk"), key=lambda row: row.tokens)
   assert train.main(["--config", DEFAULT, "--workdir", str(tmp_path / "alone"),
-                     *shlex.split(longest["overrides"])]) == 0
+                     *longest.overrides]) == 0
   alone = json.load(open(tmp_path / "alone" / "result.json"))
-  assert alone["final_eval_loss"] == float(final_losses(branch_sweep)[longest["run_id"]])
+  assert alone["final_eval_loss"] == float(final_losses(branch_sweep)[longest.run_id])
   cost = json.load(open(branch_sweep / "cost.json"))
   assert cost["ratio"] == pytest.approx((0.8 * 5120 + 0.2 * (1280 + 2560 + 5120)) / 8960, rel=0.02)
   branch = json.load(open(os.path.join(processes.run_dir_of(str(branch_sweep), longest),
                                        "result.json")))
-  assert (branch["trunk"], branch["branch_step"]) == (longest["trunk"], longest["branch_step"])
+  assert (branch["trunk"], branch["branch_step"]) == (longest.trunk, longest.branch_step)
   assert "trunk" not in alone
   for row in rows:  # every step logged once: trunk rows, then the branch's own
     steps = logged_steps(processes.run_dir_of(str(branch_sweep), row))
@@ -394,9 +396,9 @@ def test_a_branch_equals_the_independent_wsd_run_of_its_row(branch_sweep, tmp_pa
 @pytest.mark.parametrize("kill_at", [16, 70], ids=["trunk at 16", "last branch at 70"])
 def test_a_branch_sweep_killed_anywhere_and_rerun_loses_and_repeats_nothing(
     branch_sweep, tmp_path, kill_at):
-  rows = tables.read_plan(str(branch_sweep))
-  trunk_dir = processes.run_dir_of(str(tmp_path), next(r for r in rows if r["kind"] == "trunk"))
-  runs = sorted((r for r in rows if r["kind"] != "trunk"), key=lambda r: r["tokens"])
+  rows = plan_rows.read_plan(str(branch_sweep))
+  trunk_dir = processes.run_dir_of(str(tmp_path), next(r for r in rows if r.kind == "trunk"))
+  runs = sorted((r for r in rows if r.kind != "trunk"), key=lambda r: r.tokens)
   run_dirs = [processes.run_dir_of(str(tmp_path), row) for row in runs]
   with open(tmp_path / "killed.log", "w") as log:
     killed = subprocess.run(sweep_command(tmp_path, BUDGETS, *BRANCHES), cwd=ROOT,
@@ -451,11 +453,11 @@ def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, 
   variants = (f"--config.sweep.tokens=({SHORT},)", "--config.sweep.seeds=(0, 1)",
               "--config.sweep.lrs=(0.001, 0.003)")
   config, overrides = micro_config(*variants)
-  rows = sweep_plan.plan_sweep(config, overrides)
-  assert [(row["seed"], row["lr"]) for row in rows] == [(0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
-  assert len({row["group"] for row in rows}) == 1 and rows[0]["group"].startswith("g4_")
+  rows = kinds.plan_sweep(config, overrides)
+  assert [(row.seed, row.lr) for row in rows] == [(0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
+  assert len({row.group for row in rows}) == 1 and rows[0].group.startswith("g4_")
   capped, _ = micro_config(*variants, "--config.sweep.max_replicas=3")
-  assert [row["group"][:3] for row in sweep_plan.plan_sweep(capped, overrides)] == ["g3_"] * 3 + [""]
+  assert [row.group[:3] for row in kinds.plan_sweep(capped, overrides)] == ["g3_"] * 3 + [""]
 
   sweep.main(sweep_command(tmp_path, *variants)[2:] + ["--workers", "1"])
   out = capsys.readouterr().out
@@ -465,12 +467,12 @@ def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, 
   assert json.load(open(group_dir / "group.json"))["status"] == "completed"
   for row in rows:
     result = json.load(open(os.path.join(processes.run_dir_of(str(tmp_path), row), "result.json")))
-    assert result["status"] == "completed" and row["run_id"].endswith(result["config_hash"])
-    assert (result["seed"], result["lr"]) == (row["seed"], row["lr"])
+    assert result["status"] == "completed" and row.run_id.endswith(result["config_hash"])
+    assert (result["seed"], result["lr"]) == (row.seed, row.lr)
   # The last run trained alone from its plan row equals its replica.
   alone = tmp_path / "alone"
   assert train.main(["--config", DEFAULT, "--workdir", str(alone),
-                     *shlex.split(rows[-1]["overrides"])]) == 0
+                     *rows[-1].overrides]) == 0
   replica = json.load(open(os.path.join(processes.run_dir_of(str(tmp_path), rows[-1]), "result.json")))
   assert json.load(open(alone / "result.json"))["final_eval_loss"] == pytest.approx(
       replica["final_eval_loss"], abs=1e-5)
@@ -505,8 +507,7 @@ def test_a_failing_run_is_recorded_as_failed_with_its_error(tmp_path):
 
 
 def test_results_are_rebuilt_from_the_run_directories(tmp_path, capsys):
-  rows = [{"run_id": f"run{i}", "budget": 1e11, "n_params": 1000 * (i + 1), "tokens": 5000}
-          for i in range(4)]
+  rows = [PlanRow(f"run{i}", budget=1e11, n_params=1000 * (i + 1), tokens=5000) for i in range(4)]
   write_result(processes.run_dir_of(str(tmp_path), rows[0]), status="completed", n_params=1000,
                tokens=5000, final_eval_loss=3.0, data={"source": "synthetic"})
   write_result(processes.run_dir_of(str(tmp_path), rows[1]), status="diverged", n_params=2000,
@@ -523,7 +524,7 @@ def test_results_are_rebuilt_from_the_run_directories(tmp_path, capsys):
   assert table[0]["budget"] == "100000000000.0" and table[0]["n_planned"] == "1000"
   assert table[0]["data.source"] == "synthetic" and table[2]["final_eval_loss"] == ""
   assert set(tables.RESULT_COLUMNS) <= set(table[0])
-  summary, _ = collect.finish(str(tmp_path), rows[1:], "disabled")  # no completed run: no fit
+  summary, _ = collect.finish(str(tmp_path), rows[1:], None)  # no completed run: no analysis
   out = capsys.readouterr().out
   assert "1 diverged (listed, not fitted)" in out and "1 failed (listed, not fitted)" in out
   assert "run2: Traceback: boom" in out and summary["not_finished"] == 1
@@ -537,17 +538,17 @@ def test_the_sweep_ends_with_the_fitted_frontier_of_its_completed_runs(tmp_path,
   E, A, B, alpha, beta = 1.8, 400.0, 2000.0, 0.34, 0.37
   rows = []
   for budget in (1e15, 1e16, 1e17):
-    for n in sweep_plan.isoflop_sizes(budget, 5, 16.0):
+    for n in isoflop.isoflop_sizes(budget, 5, 16.0):
       n, d = round(n), round(budget / (6 * n))
-      rows.append({"run_id": f"n{n}_d{d}", "budget": budget, "n_params": n, "tokens": d,
-                   "flops_6nd": 6 * n * d})
+      rows.append(PlanRow(f"n{n}_d{d}", budget=budget, n_params=n, tokens=d, flops_6nd=6 * n * d))
       write_result(processes.run_dir_of(str(tmp_path), rows[-1]), status="completed", n_params=n,
                    n_params_total=n, tokens=d, flops=6 * n * d, loss_floor=E,
                    final_eval_loss=E + A / n ** alpha + B / d ** beta)
-  rows.append({"run_id": "blew_up", "budget": 1e15, "n_params": 10**5, "tokens": 10**6})
+  rows.append(PlanRow("blew_up", budget=1e15, n_params=10**5, tokens=10**6))
   write_result(processes.run_dir_of(str(tmp_path), rows[-1]), status="diverged", n_params=10**5,
                n_params_total=10**5, tokens=10**6, flops=6e11, final_eval_loss=float("nan"))
-  summary, analysed = collect.finish(str(tmp_path), rows, "disabled")
+  summary, analysed = collect.finish(str(tmp_path), rows, lambda rows, results: collect.fit_laws(
+      str(tmp_path), rows, results, "disabled"))
   out = capsys.readouterr().out
   assert analysed and "1 diverged (listed, not fitted)" in out
   fit = json.load(open(tmp_path / "analysis" / "fit.json"))
@@ -567,7 +568,7 @@ def test_the_sweep_ends_with_the_fitted_frontier_of_its_completed_runs(tmp_path,
 def planned(tmp_path):
   config, overrides = micro_config("--config.sweep.tokens=(1280, 2560, 5120)",
                                    "--config.sweep.sbatch=('--gpus-per-node=1', '--time=1:00:00')")
-  return config, sweep_plan.plan_sweep(config, overrides), tmp_path
+  return config, kinds.plan_sweep(config, overrides), tmp_path
 
 
 def test_sbatch_script_runs_one_plan_row_per_array_task(planned, capsys):
@@ -610,9 +611,9 @@ def test_runs_that_cannot_fit_the_device_are_refused_before_planning(monkeypatch
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
   monkeypatch.setattr(sweep_plan.memory, "device_memory_limit", lambda: 2**10)
   with pytest.raises(ConfigError, match=r"needs ~.* GiB per device .* but the device has 0\.00 GiB"):
-    sweep_plan.plan_sweep(config, overrides)
+    kinds.plan_sweep(config, overrides)
   monkeypatch.setattr(sweep_plan.memory, "device_memory_limit", lambda: 2**40)
-  assert sweep_plan.plan_sweep(config, overrides)
+  assert kinds.plan_sweep(config, overrides)
 
 
 def test_an_agent_hands_its_run_to_its_row_and_a_trunk_on_the_way_leaves_the_sweep(tmp_path,
@@ -647,8 +648,8 @@ def test_wandb_agent_rows_keep_one_run_per_row_and_every_agent_run_reports(tmp_p
   from wandb import wandb_agent
   import wandb_records
   config, overrides = micro_config("--config.sweep.tokens=(25600,)")  # 400 steps, rows every 10
-  rows = sweep_plan.plan_sweep(config, overrides)
-  tables.write_plan(str(tmp_path), rows)
+  rows = kinds.plan_sweep(config, overrides)
+  plan_rows.write_plan(str(tmp_path), rows)
   monkeypatch.setenv("WANDB_MODE", "offline")  # the agent's environment: rows stay offline
   spec = yaml.safe_load(open(wandb_agents.write_wandb_sweep(str(tmp_path), DEFAULT, config, rows)))
   monkeypatch.chdir(ROOT)  # agents run from the repository (the YAML's paths are relative to it)

@@ -8,6 +8,7 @@ import pytest
 from core import files
 from sweeps import collect
 from sweeps import processes
+from sweeps.rows import PlanRow
 from test_analysis_cli import law_rows
 
 BUDGETS = (4e10, 1e11, 2.4e11, 6e11)
@@ -44,13 +45,15 @@ def test_the_sweep_hands_inference_tokens_to_the_analysis(tmp_path, capsys):
   frontier, and the sweep's last lines give it and the verdict."""
   rows = []
   for result in law_rows((1e15, 1e16, 1e17), sizes=5, span=16.0):
-    rows.append({k: result[k] for k in ("run_id", "budget", "n_params", "tokens", "flops_6nd")})
+    rows.append(PlanRow(**{k: result[k] for k in ("run_id", "budget", "n_params", "tokens",
+                                                  "flops_6nd")}))
     run_dir = processes.run_dir_of(str(tmp_path), rows[-1])
     os.makedirs(run_dir)
     files.write_json_atomic(os.path.join(run_dir, "result.json"), {
         k: result[k] for k in ("status", "n_params", "n_params_total", "tokens", "flops",
                                "final_eval_loss")})
-  summary, analysed = collect.finish(str(tmp_path), rows, "disabled", inference_tokens=1e11)
+  summary, analysed = collect.finish(str(tmp_path), rows, lambda rows, results: collect.fit_laws(
+      str(tmp_path), rows, results, "disabled", inference_tokens=1e11))
   out = capsys.readouterr().out
   assert analysed
   fit = json.load(open(tmp_path / "analysis" / "fit.json"))

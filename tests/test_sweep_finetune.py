@@ -10,7 +10,7 @@ import pytest
 import sweep
 from conftest import ROOT
 from core import rundir
-from sweeps import tables
+from sweeps.rows import read_plan
 
 FT_CONFIG = os.path.join(ROOT, "experiments", "finetune_sweep.py")
 # Two base sizes pre-trained on 40 steps of 8 x 64 tokens.
@@ -42,16 +42,16 @@ def test_the_finetune_sweep_trains_its_bases_then_every_method_and_fits_each(tmp
   assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
   summary = json.loads(completed.stdout.strip().splitlines()[-1])
   assert summary["completed"] == summary["runs"] == 2 * 3 * 2
-  base_rows = tables.read_plan(str(workdir / "base"))
+  base_rows = read_plan(str(workdir / "base"))
   assert len(base_rows) == 2 and all(
-      rundir.read_status(str(workdir / "base" / "runs" / row["run_id"])) == "completed"
+      rundir.read_status(str(workdir / "base" / "runs" / row.run_id)) == "completed"
       for row in base_rows)
-  rows = tables.read_plan(str(workdir))
-  assert {row["run_id"].split("_")[0] for row in rows} == {"full", "lora2"}
+  rows = read_plan(str(workdir))
+  assert {row.run_id.split("_")[0] for row in rows} == {"full", "lora2"}
   for row in rows:
-    result = rundir.read_result(str(workdir / "runs" / row["run_id"]))
+    result = rundir.read_result(str(workdir / "runs" / row.run_id))
     assert os.path.dirname(result["init_from"]) == str(workdir / "base" / "runs")
-    assert result["finetune"]["method"] == ("full" if row["run_id"].startswith("full") else "lora")
+    assert result["finetune"]["method"] == ("full" if row.run_id.startswith("full") else "lora")
   with open(workdir / "analysis" / "finetune.json") as f:
     fit = json.load(f)
   assert set(fit["laws"]) == {"full", "lora r2"}

@@ -1,4 +1,4 @@
-"""A fine-tuning sweep (sweep.kind = finetune): base models x fine-tuning budgets D_f x methods.
+"""sweep.kind = finetune: base models x fine-tuning budgets D_f x methods, fitted by analysis.finetune.
 
 The base models are the completed decoder runs of a pre-training sweep, one per model size N (the
 one trained on the most tokens): the sweep directory `sweep.base_sweep` names, or by default
@@ -9,37 +9,46 @@ for every budget in `sweep.tokens`, once in full and once per LoRA rank in `swee
 run a `train.py --config.init_from=BASE` of exactly the base's shape, with the peak lr its method's
 scale times the base run's. The runs share the sweep's compilation cache with the base sweep.
 
-`--config.*` overrides given to the fine-tuning sweep reach its runs, not the base sweep.
-`finish_finetune` collects results.csv and runs `python -m analysis.finetune` (the law
-L(N, D_f) = A N^-alpha D_f^-beta + E per method, the cost and forgetting tables, the plots).
+`--config.*` overrides given to the fine-tuning sweep reach its runs, not the base sweep. The
+analysis, `python -m analysis.finetune`, fits L(N, D_f) = A N^-alpha D_f^-beta + E per method and
+writes the cost and forgetting tables and the plots.
+
+Its sweep keys, beside sweeps.kinds.COMMON_KEYS:
+  base_sweep     a pre-training sweep directory whose completed decoder runs are the base models,
+                 one per size N (the one with the most tokens); "": DIR/base, trained first from
+                 base_config when it is not complete
+  base_config    the pre-training sweep that makes DIR/base (a path from the repository root)
+  tokens         fine-tuning token budgets D_f
+  methods        full (every weight trains) and/or lora (adapters only, at each of lora_ranks)
+  lora_ranks     LoRA ranks r; finetune.lora_alpha and finetune.lora_targets apply to each
+  full_lr_scale  a full fine-tuning run's peak lr: this times its base run's peak lr
+  lora_lr_scale  a LoRA run's peak lr: this times its base run's peak lr
 """
+import dataclasses
 import os
 import shlex
 import subprocess
 import sys
 
-from core import defaults, rundir
-from core.config import ConfigError, apply_override, load_config
-from sweeps import ROOT, tables
-from sweeps.collect import collect, list_unfitted
+from core import rundir
+from core.config import ConfigError, load_config
+from sweeps import ROOT, kinds
+from sweeps.collect import collect
 from sweeps.local import execute_local
-from sweeps.plan import compilation_cache_override, plan_sweep, short
+from sweeps.plan import only_legacy_dir, plan_run, run_overrides_of
 from sweeps.processes import run_dir_of
+from sweeps.rows import PLAN, read_plan, write_plan
+from sweeps.tables import print_plan
 from training import memory
-from training import plan as plan_lib
 
 # The base run's model keys a fine-tuning run copies, so the weights load into the same shape.
 SHAPE_KEYS = ("family", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos", "tie_embeddings")
-FINETUNE_KEYS = tuple(defaults.finetune_sweep_section().keys())
+KEYS = dict(base_sweep="", base_config="experiments/finetune_base_sweep.py", tokens=(),
+            methods=("full", "lora"), lora_ranks=(2, 8), full_lr_scale=1.0, lora_lr_scale=3.0)
 
 
-def checked_section(config):
-  """config.sweep of a fine-tuning sweep, checked against core.defaults' keys and ranges."""
+def check(config) -> None:
   sweep = config.sweep
-  missing = [key for key in FINETUNE_KEYS if key not in sweep]
-  if missing:
-    raise ConfigError(f"the finetune sweep section lacks {', '.join(missing)}; start from "
-                      "experiments/finetune_sweep.py")
   if not sweep.tokens or min(sweep.tokens) <= 0:
     raise ConfigError(f"sweep.tokens must be positive fine-tuning budgets, got {sweep.tokens}")
   if not sweep.methods or set(sweep.methods) - {"full", "lora"}:
@@ -48,9 +57,6 @@ def checked_section(config):
     raise ConfigError(f"sweep.lora_ranks must be positive ranks, got {sweep.lora_ranks}")
   if min(sweep.full_lr_scale, sweep.lora_lr_scale) <= 0:
     raise ConfigError("sweep.full_lr_scale and sweep.lora_lr_scale must be positive")
-  if sweep.workers < 1 or sweep.devices < 1:
-    raise ConfigError("sweep.workers and sweep.devices must be at least 1")
-  return sweep
 
 
 def base_sweep_dir(sweep, sweep_dir: str) -> str:
@@ -63,13 +69,13 @@ def train_base_sweep(sweep, sweep_dir: str, workers: int) -> None:
   path = os.path.join(ROOT, sweep.base_config)
   cache = [f"--config.train.compilation_cache={os.path.join(sweep_dir, 'compilation_cache')}"]
   config = load_config(path, cache)
-  rows = plan_sweep(config, cache, base_dir)
+  rows = kinds.plan_sweep(config, cache, base_dir)
   if all(rundir.read_status(run_dir_of(base_dir, row)) in rundir.FINISHED for row in rows):
     return
   print(f"base models: the pre-training sweep {sweep.base_config} into {base_dir}", flush=True)
   os.makedirs(base_dir, exist_ok=True)
-  tables.write_plan(base_dir, rows)
-  tables.print_plan(rows)
+  write_plan(base_dir, rows)
+  print_plan(rows)
   outcome = execute_local(rows, base_dir, path, workers)
   if outcome["signal"]:
     raise KeyboardInterrupt  # the runs saved checkpoints; rerunning the sweep resumes them
@@ -79,11 +85,11 @@ def train_base_sweep(sweep, sweep_dir: str, workers: int) -> None:
 def base_runs(base_dir: str) -> list[dict]:
   """One completed decoder run per model size of a pre-training sweep (the most tokens wins),
   smallest first: [{"run_dir", "config", "result"}]."""
-  if not os.path.isfile(os.path.join(base_dir, tables.PLAN)):
+  if not os.path.isfile(os.path.join(base_dir, PLAN)):
     raise ConfigError(f"sweep.base_sweep={base_dir!r} is not a sweep directory (no plan.csv); "
                       "name a pre-training sweep's --workdir, or leave it empty to train one")
   by_size = {}
-  for row in tables.read_plan(base_dir):
+  for row in read_plan(base_dir):
     run_dir = run_dir_of(base_dir, row)
     result = rundir.read_result(run_dir)
     if not result or result.get("status") != rundir.COMPLETED or result.get("family") != "decoder":
@@ -109,22 +115,20 @@ def method_variants(sweep) -> list[tuple[str, list[str]]]:
 
 
 def plan_finetune(config, overrides: list[str], sweep_dir: str, workers: int,
-                  train_bases: bool) -> list[dict]:
-  """The plan rows: every base x budget x method (see the module docstring). With train_bases,
+                  may_train: bool) -> list:
+  """The plan rows: every base x budget x method (see the module docstring). With may_train,
   the default base sweep is trained first when it is not complete."""
-  sweep = checked_section(config)
+  sweep = config.sweep
   base_dir = base_sweep_dir(sweep, sweep_dir)
   if not sweep.base_sweep:
-    if train_bases:
+    if may_train:
       train_base_sweep(sweep, sweep_dir, workers)
-    elif not os.path.isfile(os.path.join(base_dir, tables.PLAN)):
+    elif not os.path.isfile(os.path.join(base_dir, PLAN)):
       raise ConfigError(f"the base models are not trained yet ({base_dir} is empty); run this "
                         "sweep with --executor local and without --dry-run to train them first, "
                         "or set sweep.base_sweep to a pre-training sweep directory")
   bases = base_runs(base_dir)
-  group = [] if config.wandb.group else [f"--config.wandb.group={config.name}"]
-  run_overrides = ([o for o in overrides if not o.startswith("--config.sweep.")] + group
-                   + compilation_cache_override(config, sweep_dir))
+  run_overrides = run_overrides_of(config, overrides, sweep_dir)
   device_memory = memory.device_memory_limit()
   rows = []
   for base in bases:
@@ -136,62 +140,31 @@ def plan_finetune(config, overrides: list[str], sweep_dir: str, workers: int,
       for label, method in method_variants(sweep):
         scale = sweep.full_lr_scale if label == "full" else sweep.lora_lr_scale
         lr = [f"--config.train.lr={scale * base_lr!r}"]
-        try:
-          row = plan_row(config, sweep.devices, run_overrides + shape + method + lr, tokens,
-                         device_memory)
+        try:  # the base's shape comes with the overrides: no sizing rule, D_f in whole batches
+          planned = plan_run(config, sweep.devices, run_overrides + shape + method + lr,
+                             tokens=tokens, device_memory=device_memory)
         except ConfigError as error:
           raise ConfigError(f"plan point ({label}, base {base['run_dir']}, D_f {tokens:.3g}): "
                             f"{error}") from None
-        row["run_id"] = f"{label}_{row['run_id']}"
-        rows.append({"row": len(rows), **row, "n_target": base["result"]["n_params"]})
+        row = dataclasses.replace(planned.row, row=len(rows), run_id=f"{label}_{planned.row.run_id}",
+                                  n_target=float(base["result"]["n_params"]))
+        legacy_id = f"{label}_{planned.legacy_run_id}"  # a run written before config_hash's rule
+        rows.append(dataclasses.replace(row, run_id=legacy_id)
+                    if only_legacy_dir(sweep_dir, row, legacy_id) else row)
   return rows
 
 
-def plan_row(config, n_devices: int, run_overrides: list[str], tokens: float,
-             device_memory) -> dict:
-  """One fine-tuning run: its overrides, id and N, D_f and FLOPs (D_f in whole batches)."""
-  def resolved(*extra):
-    run_config = config.copy_and_resolve_references()
-    for override in run_overrides + list(extra):
-      apply_override(run_config, override)
-    return plan_lib.resolve(run_config, n_devices)
-
-  _, _, _, plan = resolved(f"--config.train.tokens={max(1, round(tokens))}")
-  steps = max(1, round(tokens / plan.tokens_per_step))
-  row_overrides = [f"--config.train.tokens={steps * plan.tokens_per_step}",
-                   f"--config.train.batch_size={plan.batch_size}"]
-  run_config, _, _, plan = resolved(*row_overrides)
-  memory.check_fits(run_config, device_memory, n_devices)
-  return {
-      "run_id": f"n{short(plan.n_params)}_d{short(plan.tokens)}_{plan_lib.config_hash(run_config)}",
-      "group": "", "budget": None, "seed": run_config.seed, "lr": plan.lr,
-      "n_params": plan.n_params, "n_params_total": plan.n_params_total, "tokens": plan.tokens,
-      "tokens_per_param": plan.tokens / plan.n_params, "batch_size": plan.batch_size,
-      "steps": plan.steps, "flops": plan.flops_per_token * plan.tokens,
-      "flops_6nd": 6 * plan.n_params * plan.tokens,
-      "overrides": shlex.join(run_overrides + row_overrides)}
-
-
-def finish_finetune(sweep_dir: str, rows) -> tuple[dict, bool]:
-  """Collects results.csv and runs `python -m analysis.finetune` into DIR/analysis; returns
-  (summary, analysis ok)."""
-  results = collect(sweep_dir, rows)
-  by_status = {}
-  for result in results:
-    by_status.setdefault(result.get("status"), []).append(result)
-  completed = len(by_status.get(rundir.COMPLETED, []))
-  summary = {"results": os.path.join(sweep_dir, tables.RESULTS), "runs": len(rows),
-             rundir.COMPLETED: completed, "not_finished": len(rows) - len(results)}
-  print(f"results: {summary['results']} ({completed} completed of {len(rows)} runs)")
-  list_unfitted(by_status, summary)
-  if not completed:
-    return summary, True
-  out = os.path.join(sweep_dir, "analysis")
-  command = [sys.executable, "-m", "analysis.finetune", "--results", summary["results"],
-             "--out", out]
+def analyse(sweep_dir: str, rows, results, config) -> dict | None:
+  """`python -m analysis.finetune` on DIR/results.csv into DIR/analysis; returns the summary's
+  part of it (the report), or None when it failed."""
+  del rows, results, config  # it reads results.csv and the runs' directories
+  results_path, out = os.path.join(sweep_dir, "results.csv"), os.path.join(sweep_dir, "analysis")
+  command = [sys.executable, "-m", "analysis.finetune", "--results", results_path, "--out", out]
   print(f"analysis: {shlex.join(command)}", flush=True)
   if subprocess.run(command, cwd=ROOT).returncode != 0:
-    print(f"analysis failed; results are in {summary['results']}", file=sys.stderr)
-    return summary, False
-  summary["report"] = os.path.join(out, "finetune.md")  # the analysis printed its path
-  return summary, True
+    print(f"analysis failed; results are in {results_path}", file=sys.stderr)
+    return None
+  return {"report": os.path.join(out, "finetune.md")}  # the analysis printed its path
+
+
+kinds.register(kinds.SweepKind("finetune", KEYS, check, plan_finetune, analyse))
