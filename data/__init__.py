@@ -1,15 +1,17 @@
 """Data sources and tokenizers: `make_source(config)` for training, `load_tokenizer(workdir)` for generation.
 
-Every source (synthetic.py, text.py, tfds_source.py) has the same small interface, `Source` below, and
+Every source (synthetic.py, text.py, tfds.py: one module each, loaded by name) has the same small interface, `Source` below, and
 serves sequences by index: sequence i of a split is a pure function of (config.seed, split, i); eval
 sequences do not even depend on the seed (`sequence_stream`). A batch is therefore a pure function of
 (seed, step), resuming needs no iterator state and each host of a multi-host run can compute just its
 own rows. The randomness behind that is one counter-based hash, `random_bits`, shared by all sources:
 SplitMix64 (Steele et al. 2014) seeded per sequence, so a row costs a few vector operations and never
 depends on the rows before it.
-
-Sources are imported lazily so that a synthetic run never pays for importing tensorflow_datasets.
 """
+import importlib
+import os
+import pathlib
+import pkgutil
 from typing import Protocol
 
 import numpy as np
@@ -83,26 +85,41 @@ def random_bits(stream: tuple[int, ...], start: int, count: int, width: int) -> 
 def make_source(config, workdir: str | None = None) -> Source:
   """The source `config.data.source` names, for sequences of config.train.seq_len + 1 tokens.
 
+  A source is a module with `make_source(config, workdir)`: `data.source=NAME` loads data/NAME.py
+  (synthetic, text, tfds), and a dotted name (`mypkg.my_source`) loads that module, so adding a
+  source is adding one module. Modules load lazily: a synthetic run never imports tensorflow_datasets.
   With a workdir, the source's tokenizer is saved there (a trained SentencePiece model included) so
   that `load_tokenizer(workdir)` finds it; a run that resumes reuses the tokenizer already there.
   """
   if config.train.seq_len < 1:
     raise ConfigError(f"train.seq_len must be >= 1, got {config.train.seq_len}")
-  kind = config.data.source
-  if kind == "synthetic":
-    from data import synthetic
-    source = synthetic.SyntheticSource(config.data.synthetic, config.train.seq_len, config.seed)
-  elif kind == "text":
-    from data import text
-    source = text.make_text_source(config, workdir)
-  elif kind == "tfds":
-    from data import tfds_source
-    source = tfds_source.make_tfds_source(config, workdir)
-  else:
-    raise ConfigError(f"data.source must be synthetic, text or tfds, got {kind!r}")
+  source = source_module(config.data.source).make_source(config, workdir)
   if workdir:
     source.tokenizer.save(workdir)
   return source
+
+
+def source_names() -> list[str]:
+  """The sources in this package: its modules that define make_source."""
+  here = os.path.dirname(__file__)
+  return sorted(info.name for info in pkgutil.iter_modules([here]) if "\ndef make_source(" in
+                pathlib.Path(here, f"{info.name}.py").read_text())
+
+
+def source_module(name: str):
+  """The module implementing data source `name` (data/NAME.py, or a dotted module path)."""
+  module_name = name if "." in name else f"data.{name}"
+  module = None
+  if all(part.isidentifier() and not part.startswith("_") for part in module_name.split(".")):
+    try:
+      module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+      if not module_name.startswith(error.name or ""):  # the source exists; a module it needs does not
+        raise
+  if module is None or not callable(getattr(module, "make_source", None)):
+    raise ConfigError(f"data.source must be one of {', '.join(source_names())} (or a module path "
+                      f"with make_source(config, workdir)), got {name!r}")
+  return module
 
 
 def load_tokenizer(workdir: str) -> Tokenizer:

@@ -191,3 +191,9 @@ class SyntheticSource:
             **({"new_topics": self.params.new_topics,
                 "new_topic_weight": self.params.new_topic_weight}
                if self.params.get("new_topics", 0) else {})}
+
+
+def make_source(config, workdir: str | None = None) -> SyntheticSource:
+  """The data.Source of config.data.synthetic (the language), in the order of config.seed."""
+  del workdir  # nothing to cache: the language is rebuilt from its seed
+  return SyntheticSource(config.data.synthetic, config.train.seq_len, config.seed)

@@ -228,7 +228,7 @@ def read_documents(files: list[str], text_field: str):
           yield row[text_field]
 
 
-def make_text_source(config, workdir: str | None = None) -> TokenSource:
+def make_source(config, workdir: str | None = None) -> TokenSource:
   """The data.Source of config.data.path, tokenised with config.data.tokenizer."""
   files = text_files(config.data.path)
 

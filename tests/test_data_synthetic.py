@@ -132,7 +132,7 @@ def test_bad_config_is_one_line_error():
     make(branching=100)
   config = base.get_config()
   config.data.source = "nope"
-  with pytest.raises(ConfigError, match="synthetic, text or tfds"):
+  with pytest.raises(ConfigError, match="one of synthetic, text, tfds"):
     data.make_source(config)
 
 

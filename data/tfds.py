@@ -17,7 +17,7 @@ from data import text
 from core.config import ConfigError
 
 
-def make_tfds_source(config, workdir: str | None = None) -> text.TokenSource:
+def make_source(config, workdir: str | None = None) -> text.TokenSource:
   """The data.Source of the tfds data set config.data.tfds_name."""
   name = config.data.tfds_name
   if not name:
