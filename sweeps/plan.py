@@ -62,8 +62,10 @@ def short(x: float) -> str:
   return f"{mantissa}e{int(exponent)}"
 
 
-def run_id_of(plan, run_config, hash_of=plan_lib.config_hash) -> str:
-  """A run's directory name: its N and D to read, its config's hash for identity."""
+def run_id_of(plan, run_config, legacy: bool = False) -> str:
+  """A run's directory name: its N and D to read, its config's hash for identity (the legacy
+  hash: its name before the hash hashed the difference from the defaults)."""
+  hash_of = plan_lib.legacy_config_hash if legacy else plan_lib.config_hash
   return f"n{short(plan.n_params)}_d{short(plan.tokens)}_{hash_of(run_config)}"
 
 
@@ -130,7 +132,7 @@ def plan_run(config, n_devices: int, run_overrides, n_target: float | None = Non
   return Planned(row, tuple(run_overrides), plan_lib.config_hash(shape_config),
                  plan_lib.config_hash(family_config),
                  int(device_memory // needed) if device_memory else 1 << 30, plan.branch_step,
-                 run_id_of(plan, run_config, plan_lib.legacy_config_hash),
+                 run_id_of(plan, run_config, legacy=True),
                  plan_lib.legacy_config_hash(family_config))
 
 

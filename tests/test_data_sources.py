@@ -9,9 +9,7 @@ import pytest
 import data
 import train
 from core.config import ConfigError, load_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "experiments", "tiny.py")
+from conftest import TINY
 
 COUNTING = '''
 """A test-only source: x_i = (x_0 + i) mod V from a random x_0, so every token after the first is

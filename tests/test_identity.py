@@ -11,7 +11,7 @@ import train
 from conftest import ROOT
 from core import defaults, rundir
 from core.config import load_config
-from sweeps import plan as sweep_plan
+from sweeps import kinds
 from sweeps.processes import run_dir_of
 from test_sweep import SHORT, micro_config, sweep_command
 from training import plan as plan_lib
@@ -71,20 +71,20 @@ def test_a_sweep_finds_its_runs_trunks_and_groups_under_their_legacy_ids(tmp_pat
   config, overrides = micro_config("--config.sweep.n_params=(3e3, 2e4)",
                                    "--config.sweep.tokens=(1280, 2560)", "--config.sweep.seeds=(0, 1)",
                                    "--config.sweep.branches=True", "--config.train.schedule=wsd")
-  new = sweep_plan.plan_sweep(config, overrides, str(tmp_path))
+  new = kinds.plan_sweep(config, overrides, str(tmp_path))
   with monkeypatch.context() as patch:  # the plan as it was made before config_hash
     patch.setattr(plan_lib, "config_hash", plan_lib.legacy_config_hash)
-    legacy = sweep_plan.plan_sweep(config, overrides, str(tmp_path))
-  ids = lambda rows: [(row["run_id"], row.get("trunk"), row["group"]) for row in rows]
-  assert {row["kind"] for row in new} == {"", "trunk"} and any(row["group"] for row in new)
+    legacy = kinds.plan_sweep(config, overrides, str(tmp_path))
+  ids = lambda rows: [(row.run_id, row.trunk, row.group, row.after) for row in rows]
+  assert {row.kind for row in new} == {"", "trunk"} and any(row.group for row in new)
   assert not set(ids(new)) & set(ids(legacy))
   for row in legacy:
     os.makedirs(run_dir_of(str(tmp_path), row))
-  assert ids(sweep_plan.plan_sweep(config, overrides, str(tmp_path))) == ids(legacy)
+  assert ids(kinds.plan_sweep(config, overrides, str(tmp_path))) == ids(legacy)
   # Where the new directory exists too, it is the one used.
   for row in new:
     os.makedirs(run_dir_of(str(tmp_path), row))
-  assert ids(sweep_plan.plan_sweep(config, overrides, str(tmp_path))) == ids(new)
+  assert ids(kinds.plan_sweep(config, overrides, str(tmp_path))) == ids(new)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import exponential_schedule
 from core import rundir
 from core.config import ConfigError
-from sweeps import plan as sweep_plan
+from sweeps import kinds
 from test_sweep import micro_config
 from test_train import read_result, read_rows, run
 
@@ -37,21 +37,21 @@ def test_a_schedule_added_in_one_test_module_trains_end_to_end(tmp_path):
 def test_branch_plans_ask_the_schedule_for_the_trunk_and_the_branch_step(schedule, first_cooldown):
   config, overrides = micro_config("--config.sweep.tokens=(1280, 2560, 5120)",
                                    "--config.sweep.branches=True", *schedule)
-  rows = sweep_plan.plan_sweep(config, overrides)
-  trunks = [row for row in rows if row["kind"] == "trunk"]
-  runs = [row for row in rows if row["kind"] != "trunk"]
+  rows = kinds.plan_sweep(config, overrides)
+  trunks = [row for row in rows if row.kind == "trunk"]
+  runs = [row for row in rows if row.kind != "trunk"]
   assert len(trunks) == 1 and len(runs) == 3
-  assert "--config.train.cooldown_fraction=0.0" in trunks[0]["overrides"]
+  assert "--config.train.cooldown_fraction=0.0" in trunks[0].overrides
   for row in runs:
-    assert row["trunk"] == trunks[0]["run_id"]
-    assert row["branch_step"] == first_cooldown(row["steps"])
-  assert trunks[0]["steps"] == max(row["branch_step"] for row in runs)
+    assert row.trunk == trunks[0].run_id
+    assert row.branch_step == first_cooldown(row.steps)
+  assert trunks[0].steps == max(row.branch_step for row in runs)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear", exponential_schedule.NAME])
 def test_branches_refuse_a_schedule_without_a_constant_phase_in_one_line(schedule):
   with pytest.raises(ConfigError, match=f"constant phase, not train.schedule={schedule}") as error:
-    sweep_plan.plan_sweep(*micro_config("--config.sweep.tokens=(1280,)",
+    kinds.plan_sweep(*micro_config("--config.sweep.tokens=(1280,)",
                                         "--config.sweep.branches=True",
                                         f"--config.train.schedule={schedule}"))
   assert "\n" not in str(error.value)
