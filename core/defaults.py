@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.vocab_size = 0               # 0: the data source's vocabulary (filled in by train.py)
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "synthetic"          # synthetic | text | tfds
+  c.data.source = "synthetic"          # synthetic | text | tfds: data/NAME.py; or a module path (pkg.mod)
   c.data.path = ""                     # text: a file, directory or glob of .txt / .jsonl
   c.data.tfds_name = ""                # tfds: a registered builder name, e.g. "lm1b"
   c.data.tfds_dir = ""                 # tfds: data_dir ("" = tfds default)

@@ -12,7 +12,8 @@ ones), except where `as_run` says otherwise:
 - DIR (`python -m analysis --results DIR/results.csv`) is a directory holding a small IsoFLOP
   table of the Chinchilla law.
 The quickstart's `python sweep.py` is run for real once, by the second test, whose output must
-hold the README's sample ending line by line ("..." and ".." match anything).
+hold the README's sample ending line by line ("..." and ".." match anything). Both are marked
+`readme` and run only when asked (`python -m pytest -q -m readme`; pytest.ini leaves them out).
 """
 import os
 import re
@@ -25,7 +26,6 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow  # minutes: real runs, the sweeps' dry runs and the default sweep
 
 SKIPPED = {"pip install -U": "installs accelerator wheels over the environment (network)",
            "python -m pytest": "the test suite this test is part of"}
@@ -114,6 +114,8 @@ def test_the_readme_commands_not_run_are_only_those_the_docstring_names():
       assert any(part.strip().startswith(tuple(SKIPPED)) for part in command.split("&&")), command
 
 
+@pytest.mark.slow
+@pytest.mark.readme  # ~15 minutes: real runs, the sweeps' dry runs, the fine-tuning sweep
 def test_every_readme_command_runs_as_written(tmp_path):
   repo = copy_of_repository(tmp_path / "repo")
   table_dir = str(tmp_path / "table")
@@ -157,6 +159,8 @@ def test_the_sample_matcher():
       "tokens: ... at C = 8e+10"]
 
 
+@pytest.mark.slow
+@pytest.mark.readme  # the default sweep itself: ~4 minutes on 2 idle cores
 def test_the_quickstart_sweep_prints_the_readme_sample(tmp_path):
   quickstart = [c for c in commands(readme()) if re.search(r"&& python sweep.py\s+#", c)]
   assert quickstart, "the quickstart runs `python sweep.py`"
