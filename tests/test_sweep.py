@@ -556,7 +556,7 @@ def test_the_sweep_ends_with_the_fitted_frontier_of_its_completed_runs(tmp_path,
   assert summary["a"] == pytest.approx(beta / (alpha + beta), abs=0.02)
   assert summary["b"] == pytest.approx(alpha / (alpha + beta), abs=0.02)
   assert [p["flops"] for p in summary["frontier"]] == [1e15, 1e16, 1e17]
-  assert f"N_opt ∝ C^{summary['a']:.3f}" in out and "tokens per parameter: " in out
+  assert f"N_opt ∝ C^{summary['a']:.3f}" in out and " tokens per parameter" in out
   assert "the data's exact floor is 1.800 nats" in out
   assert out.strip().endswith(f"report: {tmp_path / 'analysis' / 'report.md'}")
   assert os.path.exists(tmp_path / "analysis" / "report.md")

@@ -235,7 +235,7 @@ def required_bytes(memory_plan: dict) -> float:
 
 def device_memory_limit(device=None) -> int | None:
   """What JAX's allocator may use on the device (bytes_limit), or None where unknown (CPU)."""
-  stats = (device or jax.devices()[0]).memory_stats()
+  stats = (device or jax.local_devices()[0]).memory_stats()
   return stats.get("bytes_limit") if stats else None
 
 
