@@ -3,12 +3,11 @@ nothing written, before anything is traced."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 import train
-from conftest import ROOT
+from conftest import HANG_S, ROOT
 from core.config import ConfigError, load_config
 from model import sizing
 from training import limits, memory
@@ -38,10 +37,9 @@ def test_a_seed_past_int32_is_refused(tmp_path, capsys):
 
 
 def test_a_model_far_past_the_host_memory_is_refused_without_tracing_it(tmp_path, capsys):
-  start = time.time()
   err = refused(tmp_path, capsys, "--config.model.n_layer=2000", "--config.model.d_model=20000")
+  # The weights-alone check speaks before the planner's traced estimate would (minutes here).
   assert "parameters alone need" in err and "available" in err
-  assert time.time() - start < 60  # tracing it would take many minutes
 
 
 def test_a_run_past_the_host_memory_is_refused_with_the_planners_figures(tmp_path, capsys,
@@ -72,10 +70,9 @@ def test_the_upper_bound_holds_the_planners_estimate(monkeypatch):
 def test_sizing_refuses_a_size_past_what_it_counts_at_once():
   with pytest.raises(ConfigError, match="past the 1e\\+15"):
     sizing.shape_for_params(1e30)
-  start = time.time()
   completed = subprocess.run([sys.executable, "-m", "model.sizing", "--n", "1e30"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-  assert completed.returncode == 2 and time.time() - start < 120
+                             capture_output=True, text=True, timeout=HANG_S)
+  assert completed.returncode == 2
   assert completed.stderr.strip().splitlines() == [
       "error: target_params=1e+30 is past the 1e+15 parameters this code sizes and counts"]
   assert completed.stdout == ""
