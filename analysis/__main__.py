@@ -13,8 +13,8 @@ import sys
 
 from analysis import isoflop
 from analysis import runs as runs_lib
+from core.config import WANDB_MODES
 
-WANDB_MODES = ("offline", "online", "disabled")
 COMPILATION_CACHE = "~/.cache/scaling/jax"  # the runs' default too (train.compilation_cache)
 EXAMPLES = """examples:
   python -m analysis --results sweeps/default/results.csv --out sweeps/default/analysis

@@ -13,13 +13,12 @@ from flax import traverse_util
 
 import data
 from core import defaults, rundir
-from core.config import ConfigError
+from core.config import WANDB_MODES, ConfigError
 from model import lora, sizing
 from model import recipe as recipe_lib
 from training import limits, schedules
 from training.sharding import mesh_shape
 
-WANDB_MODES = ("offline", "online", "disabled")
 # Keys that change how a run is watched, not what it computes: they may differ on resume. The
 # recipe only fills in explicit values (train.lr, batch_size, ...), which are hashed instead.
 UNHASHED_KEYS = ("name", "wandb", "sweep", "recipe", "train.log_every", "train.eval_every",
