@@ -1,7 +1,7 @@
 """Many runs: plan (an N x D grid or IsoFLOP curves) -> execute (local, slurm, wandb) -> collect -> analyse.
 
   python sweep.py                                  # the embedded default: experiments/default_sweep.py
-  python sweep.py --config experiments/NAME.py --workdir DIR [--workers K] [--executor local|slurm|wandb]
+  python sweep.py --config experiments/NAME.py --workdir DIR [--workers K] [--executor local|slurm|wandb|MODULE]
   python sweep.py --config ... --dry-run [--json]  # the plan, its FLOPs and a measured wall-time estimate
   python sweep.py --config ... --workdir DIR --row K   # one plan row (Slurm array tasks, W&B agents)
   python sweep.py --config ... --workdir DIR --executor slurm [--wait]   # submit, or collect what finished
@@ -23,10 +23,9 @@ import jax
 
 from core import rundir
 from core.config import ConfigError, load_config
-from sweeps import ROOT, branches, kinds, rows as plan_rows
+from sweeps import ROOT, branches, executors, kinds, rows as plan_rows
 from sweeps.collect import finish
 from sweeps.estimate import dry_run
-from sweeps.executors import EXECUTORS
 from sweeps.task import run_row, run_row_with_group
 
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
@@ -37,7 +36,9 @@ def parse_args(argv):
   parser.add_argument("--config", default=DEFAULT_CONFIG,
                       help="experiments/NAME.py with a sweep section (default: the embedded default)")
   parser.add_argument("--workdir", help="the sweep directory (default: ./sweeps/<config name>)")
-  parser.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
+  parser.add_argument("--executor", default="local",
+                      help="local, slurm, wandb, or a module defining execute(...) "
+                           "(sweeps/executors.py)")
   parser.add_argument("--workers", type=int,
                       help="runs trained at once (local; default: the config's sweep.workers)")
   parser.add_argument("--dry-run", action="store_true",
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     if args.row is not None:
       return (run_row_with_group if args.with_group else run_row)(sweep_dir, config_path, args.row)
     kind = kinds.checked(config)
+    execute = executors.get(args.executor)
     workers = args.workers or config.sweep.workers
     rows = kind.plan(config, overrides, sweep_dir, workers,
                      may_train=args.executor == "local" and not args.dry_run)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     summary.update(dry_run(rows, config_path, config, workers))
   else:
     try:
-      outcome = EXECUTORS[args.executor](rows, sweep_dir, config_path, config, workers, args.wait)
+      outcome = execute(rows, sweep_dir, config_path, config, workers, args.wait)
     except ConfigError as error:  # a scheduler refused the jobs (e.g. sweep.sbatch's options)
       print(f"error: {error}", file=sys.stderr)
       return rundir.EXIT_BAD_INPUT

@@ -1,8 +1,13 @@
-"""The executor interface and EXECUTORS, the lookup from `--executor NAME` to one."""
+"""The executor interface and `get`, the lookup from `--executor NAME` to one: a built-in name
+(EXECUTORS) or the dotted name of any importable module that defines
+`execute(rows, sweep_dir, config_path, config, workers, wait) -> Outcome` (one module, no
+registration; tests/executor_example.py is one)."""
 import dataclasses
+import importlib
 from typing import Protocol
 
 from core import rundir
+from core.config import ConfigError
 from sweeps import tables
 from sweeps.local import execute_local
 from sweeps.rows import PlanRow
@@ -48,3 +53,18 @@ def wandb(rows, sweep_dir, config_path, config, workers, wait=False) -> Outcome:
 
 
 EXECUTORS: dict[str, Executor] = {"local": local, "slurm": slurm, "wandb": wandb}
+
+
+def get(name: str) -> Executor:
+  """The executor `--executor NAME` names; a ConfigError (one line) before anything is planned."""
+  if name in EXECUTORS:
+    return EXECUTORS[name]
+  try:
+    module = importlib.import_module(name)
+  except ImportError as error:
+    raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)} or an importable module "
+                      f"defining execute(...); {name!r} does not import ({error})") from None
+  if not callable(getattr(module, "execute", None)):
+    raise ConfigError(f"--executor {name}: the module defines no execute(rows, sweep_dir, "
+                      "config_path, config, workers, wait) function")
+  return module.execute
