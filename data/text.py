@@ -94,6 +94,11 @@ class TokenSource:
     starts = (bits % np.uint64(len(tokens) - self.seq_len)).astype(np.int64)
     return tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int32)
 
+  @property
+  def train_tokens(self) -> int:
+    """The train split's tokens: the most a finite pool (data/pool.py) may hold."""
+    return self.meta["train"]["tokens"]
+
   def loss_floor(self, n_sequences: int) -> None:
     return None  # unknown for real text
 

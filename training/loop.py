@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import data
+import data.pool
 from core import rundir
 from core.config import ConfigError
 from training import checkpoint, finetune, results, tracking
@@ -220,6 +221,8 @@ class StepLoop:
              "flops": done * self.plan.tokens_per_step * self.plan.flops_per_token,
              "train_loss": member.loss_sum / member.loss_count, "lr": float(metrics["lr"][i]),
              "grad_norm": float(metrics["grad_norm"][i]), **speed}
+      if getattr(member.source, "pool_tokens", None):  # a finite pool: how often it was read
+        row.update(data.pool.figures(member.source, row["tokens"]))
       if eval_losses is not None:
         row["eval_loss"] = float(eval_losses[i])
       member.log.write(row)

@@ -12,6 +12,7 @@ import math
 from flax import traverse_util
 
 import data
+from data import pool as data_pool
 from core import defaults, rundir
 from core.config import WANDB_MODES, ConfigError
 from model import lora, sizing
@@ -170,6 +171,7 @@ def resolve(config, n_devices: int):
   if train.batch_size % multiple_of:
     raise ConfigError(f"train.batch_size={train.batch_size} must be a multiple of devices x "
                       f"grad_accum = {multiple_of}")
+  check_pool(config)
   tokens_per_step = train.batch_size * train.seq_len
   steps = round(train.tokens / tokens_per_step)
   if steps < 1:
@@ -209,6 +211,15 @@ def resolve(config, n_devices: int):
       replica_seeds=replica_seeds, replica_lrs=replica_lrs)
   limits.check(config, model_cfg, plan)
   return config, source, model_cfg, plan
+
+
+def check_pool(config) -> None:
+  """A finite pool (data.unique_tokens, data/pool.py) holds at least one batch of sequences."""
+  pool = data_pool.pool_sequences(config)
+  if config.data.get("unique_tokens", 0) and pool < config.train.batch_size:
+    raise ConfigError(f"data.unique_tokens={config.data.unique_tokens} holds {pool} sequences of "
+                      f"{config.train.seq_len} tokens, fewer than one batch of "
+                      f"{config.train.batch_size}; raise it or lower train.batch_size")
 
 
 def check_schedule(train) -> schedules.Schedule:

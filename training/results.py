@@ -3,6 +3,7 @@
 import os
 
 from core import rundir
+from data import pool
 from model.families import OBJECTIVES
 from training.plan import config_hash
 
@@ -37,6 +38,7 @@ def make_result(config, plan, source, last_row, status, wall_seconds) -> dict:
       "d_ff": config.model.d_ff,
       "seed": config.seed,
       "data": source.describe(),
+      **pool.figures(source, tokens),  # unique_tokens and epochs (data/pool.py)
   }
 
 
