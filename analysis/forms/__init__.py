@@ -66,4 +66,4 @@ def registered(study: str = PRETRAINING) -> list[Form]:
 
 
 # The built-in forms register themselves (after `register` exists).
-from analysis.forms import chinchilla, kaplan, finetune  # noqa: E402,F401  pylint: disable=all
+from analysis.forms import chinchilla, kaplan, finetune, data_constrained  # noqa: E402,F401  pylint: disable=all
