@@ -88,14 +88,16 @@ def make_source(config, workdir: str | None = None) -> Source:
   A source is a module with `make_source(config, workdir)`: `data.source=NAME` loads data/NAME.py
   (synthetic, text, tfds), and a dotted name (`mypkg.my_source`) loads that module, so adding a
   source is adding one module. With data.unique_tokens > 0 the source's train sequences come from a
-  finite pool read in epochs (data/pool.py), whatever the source. Modules load lazily: a synthetic run never imports tensorflow_datasets.
+  finite pool read in epochs (data/pool.py), whatever the source; `source.eval_sets` holds the
+  data.eval_sets to score beside its eval split (data/eval_sets.py). Modules load lazily: a synthetic run never imports tensorflow_datasets.
   With a workdir, the source's tokenizer is saved there (a trained SentencePiece model included) so
   that `load_tokenizer(workdir)` finds it; a run that resumes reuses the tokenizer already there.
   """
   if config.train.seq_len < 1:
     raise ConfigError(f"train.seq_len must be >= 1, got {config.train.seq_len}")
-  from data import pool  # pylint: disable=g-import-not-at-top (pool imports random_bits from here)
+  from data import eval_sets, pool  # pylint: disable=g-import-not-at-top (they import this module)
   source = pool.wrap(config, source_module(config.data.source).make_source(config, workdir))
+  source.eval_sets = eval_sets.load(config, source)  # {name: Source}: data.eval_sets
   if workdir:
     source.tokenizer.save(workdir)
   return source

@@ -65,22 +65,26 @@ def eval_mask(n_documents: int, eval_fraction: float, what: str) -> np.ndarray:
 class TokenSource:
   """The data.Source interface over a pre-tokenised, memory-mapped corpus with a train and an eval split."""
 
-  def __init__(self, config, workdir, corpus: dict, documents):
+  def __init__(self, config, workdir, corpus: dict, documents, tokenizer=None,
+               splits=("train", "eval")):
     """corpus: JSON-able identity of the documents and their split (it keys the cache);
-    documents(split): a fresh iterator over that split's documents (str), always in the same order."""
+    documents(split): a fresh iterator over that split's documents (str), always in the same order;
+    tokenizer: another source's (an eval set scored by a run's model), else this corpus's own;
+    splits: the splits it serves (an eval set has only "eval")."""
     self.seq_len = config.train.seq_len
     self.seed = config.seed
     self.corpus = corpus
-    self.tokenizer = _tokenizer(config, workdir, corpus, documents)
+    self.tokenizer = tokenizer or _tokenizer(config, workdir, corpus, documents)
     self.vocab_size = self.tokenizer.vocab_size
     key = hashlib.sha256(json.dumps([_FORMAT, corpus, self.tokenizer.fingerprint], sort_keys=True).encode())
     self.cache = os.path.join(cache_root(config), key.hexdigest()[:24])
     if not os.path.isfile(os.path.join(self.cache, "meta.json")):
-      _build(self.cache, self.tokenizer, documents)
+      _build(self.cache, self.tokenizer, documents, splits)
     with open(os.path.join(self.cache, "meta.json")) as f:
       self.meta = json.load(f)
+    self._documents = documents
     self._tokens = {}
-    for split in ("train", "eval"):
+    for split in splits:
       n_tokens = self.meta[split]["tokens"]
       if n_tokens < self.seq_len + 1:
         raise ConfigError(f"the {split} split of {corpus['name']} has {n_tokens} tokens, fewer than one "
@@ -93,6 +97,15 @@ class TokenSource:
     tokens = self._tokens[split]
     starts = (bits % np.uint64(len(tokens) - self.seq_len)).astype(np.int64)
     return tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int32)
+
+  @functools.cached_property
+  def tokens_per_byte(self) -> float:
+    """Eval tokens per byte of the eval text (each document's UTF-8 bytes and one for its end,
+    which the end-of-document token stands for): bits per byte = nats per token / ln 2 x this."""
+    n_bytes = self.meta["eval"].get("bytes")
+    if n_bytes is None:  # a cache built before bytes were counted
+      n_bytes = sum(len(doc.encode("utf-8", errors="replace")) + 1 for doc in self._documents("eval"))
+    return self.meta["eval"]["tokens"] / n_bytes
 
   @property
   def train_tokens(self) -> int:
@@ -138,27 +151,28 @@ def _tokenizer(config, workdir, corpus, documents):
     return tokenizers.SentencePieceTokenizer(f.read())
 
 
-def _build(cache: str, tokenizer, documents) -> None:
-  """Tokenises both splits into a temporary directory, then renames it to `cache`."""
+def _build(cache: str, tokenizer, documents, splits=("train", "eval")) -> None:
+  """Tokenises the splits into a temporary directory, then renames it to `cache`."""
   dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
   os.makedirs(os.path.dirname(cache), exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=os.path.basename(cache) + ".tmp", dir=os.path.dirname(cache))
   meta = {"dtype": np.dtype(dtype).name}
-  for split in ("train", "eval"):
-    n_tokens = n_documents = 0
+  for split in splits:
+    n_tokens = n_documents = n_bytes = 0
     with open(os.path.join(tmp, f"{split}.bin"), "wb") as f:
       buffer = []
       for doc in documents(split):
         buffer.extend(tokenizer.encode(doc))
         buffer.append(tokenizer.eos_id)
         n_documents += 1
+        n_bytes += len(doc.encode("utf-8", errors="replace")) + 1  # its end counts one byte
         if len(buffer) >= 1 << 20:
           np.asarray(buffer, dtype).tofile(f)
           n_tokens += len(buffer)
           buffer = []
       np.asarray(buffer, dtype).tofile(f)
       n_tokens += len(buffer)
-    meta[split] = {"tokens": n_tokens, "documents": n_documents}
+    meta[split] = {"tokens": n_tokens, "documents": n_documents, "bytes": n_bytes}
   with open(os.path.join(tmp, "meta.json"), "w") as f:
     json.dump(meta, f)
   try:

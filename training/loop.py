@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import data
+import data.eval_sets
 import data.pool
 from core import rundir
 from core.config import ConfigError
@@ -125,6 +126,9 @@ class StepLoop:
       signal.signal(stop, lambda signum, frame: self.stop_signal.append(signum))
     sources = [member.source for member in self.members]
     eval_batches = self.batches.eval(sources, plan.eval_sequences)
+    set_batches = {name: self.batches.eval([source.eval_sets[name] for source in sources],
+                                           plan.eval_sequences)
+                   for name in getattr(sources[0], "eval_sets", {})}  # data.eval_sets
     self.throughput = Throughput(plan.tokens_per_step, plan.flops_per_token, plan.n_params_total,
                                  peak_flops_per_second(), plan.replicas)
     progress = tracking.progress_bar(plan.steps, first_step)
@@ -138,7 +142,8 @@ class StepLoop:
         self.state, metrics = self.trainer.train_step(self.state, batch)
       done = step + 1
       is_eval = done % plan.eval_every == 0 or done == plan.steps
-      eval_loss = self._evaluate(eval_batches) if is_eval else None
+      eval_loss = ((self._evaluate(eval_batches), {name: self._evaluate(batches) for name, batches
+                                                   in set_batches.items()}) if is_eval else None)
       if pending is not None:
         self._host_side(*pending, progress)
         if pending[0] == self.next_fault:
@@ -201,7 +206,9 @@ class StepLoop:
   def _host_side(self, done: int, metrics, eval_loss, progress) -> None:
     """Divergence checks and metrics rows of step `done`, read while the next step runs."""
     metrics = {k: np.atleast_1d(v) for k, v in jax.device_get(metrics).items()}
+    eval_loss, set_losses = eval_loss or (None, {})  # the eval split's, and each eval set's
     eval_losses = None if eval_loss is None else np.atleast_1d(jax.device_get(eval_loss))
+    set_losses = {name: np.atleast_1d(jax.device_get(v)) for name, v in set_losses.items()}
     self.throughput.step()
     log_row = (done % self.config.train.log_every == 0 or eval_loss is not None
                or done == self.plan.steps)
@@ -225,6 +232,8 @@ class StepLoop:
         row.update(data.pool.figures(member.source, row["tokens"]))
       if eval_losses is not None:
         row["eval_loss"] = float(eval_losses[i])
+        row.update(data.eval_sets.figures(member.source, row["eval_loss"], {
+            name: float(values[i]) for name, values in set_losses.items()}))
       member.log.write(row)
       member.loss_sum, member.loss_count = 0.0, 0
     if log_row and self.training():

@@ -21,6 +21,8 @@ def make_result(config, plan, source, last_row, status, wall_seconds) -> dict:
       "flops_per_token": plan.flops_per_token,
       "final_train_loss": last_row.get("train_loss"),
       "final_eval_loss": last_row.get("eval_loss"),
+      "final_eval_bpb": last_row.get("eval_bpb"),  # text sources: bits per byte of the eval text
+      **({"eval_sets": last_row["eval_sets"]} if "eval_sets" in last_row else {}),
       # The source's floor is for next-token prediction: it bounds the decoder's loss only.
       "loss_floor": (source.loss_floor(plan.eval_sequences) if config.model.family == "decoder"
                      else None),
