@@ -81,21 +81,22 @@ FORM = forms.register(forms.Form(
     objective="huber", study=STUDY))
 
 
-def fit(n, unique_tokens, tokens, loss):
+def fit(n, unique_tokens, tokens, loss, floor=None):
   """The law (a fitter.LawFit) fitted to runs of N parameters, `unique_tokens` distinct tokens and
-  `tokens` seen."""
+  `tokens` seen; with `floor` (a known best loss, the synthetic source's), E is held there."""
   from analysis import fitter  # pylint: disable=g-import-not-at-top (fitter imports the forms)
   n, unique, d, loss = (np.asarray(v, np.float64) for v in (n, unique_tokens, tokens, loss))
   fresh = d <= unique * FRESH
   if fresh.sum() < 5:
     raise DataError(f"{FORM.title}: needs at least 5 single-epoch runs to fit "
                                     f"its Chinchilla part, got {int(fresh.sum())}")
-  base = fitter.fit(chinchilla.FORM, (n[fresh], d[fresh]), loss[fresh])
+  at_floor = {} if floor is None else {"e": float(np.log(floor))}
+  base = fitter.fit(chinchilla.FORM, (n[fresh], d[fresh]), loss[fresh], fixed=at_floor)
   held = dict(zip(RAW[:5], base.raw))
   starts = np.array([[*base.raw, r_d, r_n] for r_d, r_n in itertools.product(R_GRID, R_GRID)])
   inputs = (n, unique, d)
   stage = fitter.fit(FORM, inputs, loss, starts, fixed=held)
-  return fitter.fit(FORM, inputs, loss, stage.alternates)
+  return fitter.fit(FORM, inputs, loss, stage.alternates, fixed=at_floor)
 
 
 def bootstrap(law_fit, n, unique_tokens, tokens, loss, samples: int = 200,
