@@ -10,8 +10,9 @@ row at step t logs lr(t - 1)). At step t:
   / (1 - lambda); the multi-power law's loss drop is B sum_u d_u G(lr(u)^-gamma S_u(t)) with
   S_u(t) = sum_{u <= v < t} lr(v). Both are sums over the drops of a kernel of the law's own
   parameters, so a point carries its drop history: NODES quadrature nodes, each a segment of
-  consecutive drops of one sign holding an equal share of the run's total |drop| (a midpoint rule
-  in the drop measure; with at most NODES drops before t, every drop is its own node, exactly).
+  consecutive drops of one sign holding an equal share of a measure that is half the run's total
+  |drop| and half its number of drops (a midpoint rule in the drop measure whose nodes never
+  span a long stretch of steps; with at most NODES drops, every drop is its own node, exactly).
   A node's drop is lr(first - 1) - lr(last) (exact over the segment), its lr, area S_u(t) and lag
   t - u are those of the update where the segment's cumulative drop reaches half.
 Every feature is positive (the fitter works on logs): a node past t is padded with zero drop, and
@@ -52,13 +53,14 @@ def history(lr, nodes: int = NODES) -> History:
 
 
 def _segments(drops, nodes: int) -> tuple:
-  """Runs of consecutive non-zero drops of one sign, cut where the cumulative |drop| crosses a
-  multiple of total / nodes (so each segment holds about an equal share)."""
+  """Runs of consecutive non-zero drops of one sign, cut where the cumulative measure (half
+  |drop|, half count) crosses a multiple of 1 / nodes (so each segment holds an equal share)."""
   where = np.flatnonzero(drops)
   if not len(where):
     return ()
-  size = np.abs(drops).sum() / nodes
-  share = np.floor(np.cumsum(np.abs(drops[where])) / size * (1 - 1e-12)).astype(int)
+  # Each drop's share: half by its size, half by its one step, so no node spans a long stretch.
+  measure = 0.5 * np.abs(drops[where]) / np.abs(drops).sum() + 0.5 / len(where)
+  share = np.floor(np.cumsum(measure) * nodes * (1 - 1e-12)).astype(int)
   segments, first = [], where[0]
   for k in range(1, len(where)):
     u, prev = where[k], where[k - 1]

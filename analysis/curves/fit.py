@@ -18,6 +18,9 @@ from analysis.runs import DataError
 
 MAX_POINTS = 400
 NEEDS_SIZES = {"tissue_n": 2}  # a joint form across sizes needs curves of this many sizes
+# ... and predicts other sizes from this many: L0 + B N^-beta has 3 parameters, so 2 sizes fix it
+# only at those 2 (a fit of 2 sizes still shares the curve parameters between them).
+IDENTIFIED_SIZES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +122,13 @@ def best_form(predictions: list[Prediction]) -> tuple[str | None, dict]:
 
 def _not_predicted(form, curve, fitted) -> str | None:
   if "n" in form.inputs:
-    return f"{form.name}: run {curve.run!r} has no n" if curve.n is None else None
+    if curve.n is None:
+      return f"{form.name}: run {curve.run!r} has no n"
+    sizes = {c.n for c in fitted}
+    if len(sizes) < IDENTIFIED_SIZES and curve.n not in sizes:
+      return (f"{form.name}: run {curve.run!r} has n = {curve.n:.4g}, not a fitted size; with "
+              f"{len(sizes)} fitted sizes the size term is known only at those sizes")
+    return None
   n = fitted[0].n
   if curve.n is not None and n is not None and curve.n != n:
     return (f"{form.name}: run {curve.run!r} has n = {curve.n:.4g}, the fitted runs {n:.4g} "
