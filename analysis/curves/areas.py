@@ -136,7 +136,10 @@ def lr_of_config(config) -> np.ndarray:
   steps = round(train.tokens / tokens_per_step)
   schedule = schedules.check(train)
   run = {**schedule.numbers(train, steps, tokens_per_step), "peak_lr": float(train.lr)}
-  return np.asarray(schedule.lr(np.arange(steps), run, train), np.float64)
+  # Evaluated on a power-of-two number of steps (sliced to the run's): one shape for JAX's eager
+  # ops to compile for every run up to that length.
+  padded = max(1024, 1 << (steps - 1).bit_length())
+  return np.asarray(schedule.lr(np.arange(padded), run, train), np.float64)[:steps]
 
 
 def lr_of_points(steps, lr, total: int) -> np.ndarray:
