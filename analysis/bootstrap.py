@@ -18,7 +18,7 @@ dropped and counted, never fatal. Intervals are 95% percentile intervals.
 """
 import numpy as np
 
-from analysis import curves
+from analysis import envelope
 from analysis import isoflop
 from analysis import kaplan
 
@@ -98,8 +98,8 @@ def approach1_samples(n, loss, tokens, flops_grid, counts) -> dict:
   """Per resample of the runs with curves: a, b, n_coef, d_coef of the envelope power laws."""
   samples = {k: np.full(len(counts), np.nan) for k in ("a", "b", "n_coef", "d_coef")}
   for i, weights in enumerate(counts):
-    fit = _guarded(lambda: curves.fit_envelope(
-        curves.envelope(n, loss, tokens, flops_grid, weights > 0)))
+    fit = _guarded(lambda: envelope.fit_envelope(
+        envelope.envelope(n, loss, tokens, flops_grid, weights > 0)))
     for k in samples:
       samples[k][i] = fit[k] if isinstance(fit, dict) else np.nan
   return samples
@@ -117,11 +117,11 @@ def one_variable_samples(x, loss, counts) -> dict:
 
 def compute_samples(runs, grid, counts, with_curves) -> dict:
   """Per resample: alpha_C and C_c of L(C) through the envelope of the training curves (`grid` from
-  curves.loss_grid, for the runs in with_curves) or, without curves, of the final points."""
+  envelope.loss_grid, for the runs in with_curves) or, without curves, of the final points."""
   samples = {"alpha_C": np.full(len(counts), np.nan), "C_c": np.full(len(counts), np.nan)}
   for i, weights in enumerate(counts):
     if grid is not None:
-      env = curves.envelope(*grid, weights[with_curves] > 0)
+      env = envelope.envelope(*grid, weights[with_curves] > 0)
       fit = _guarded(lambda: kaplan.fit_compute(env["flops"], env["loss"]))
     else:
       chosen = weights > 0

@@ -133,12 +133,13 @@ def _minimize(value_and_grad, starts, weights, data, *, pool, memory, max_iter, 
 
 
 def pad_points(points, weights, multiple: int = POINTS_MULTIPLE):
-  """Pads the point axis to a multiple of `multiple` with copies of the first point at weight 0,
-  so fits of slightly different tables (a holdout refit, another test) reuse one compiled loop."""
+  """Pads the point axis (the first) to a multiple of `multiple` with copies of the first point at
+  weight 0, so fits of slightly different tables (a holdout refit, another test) reuse one compiled
+  loop. A point's input may be a row (a curve law's schedule history: [n, M])."""
   weights = np.asarray(weights, np.float64)
   n = weights.shape[1]
   extra = -n % multiple
-  points = tuple(np.concatenate([v, np.full(extra, v[0])]) for v in points)
+  points = tuple(np.concatenate([v, np.repeat(v[:1], extra, axis=0)]) for v in points)
   return points, np.pad(weights, ((0, 0), (0, extra)))
 
 

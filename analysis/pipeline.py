@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from analysis import bootstrap
-from analysis import curves as curves_lib
+from analysis import envelope as curves_lib
 from analysis import diagnostics
 from analysis import fitter
 from analysis import forms

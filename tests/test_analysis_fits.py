@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analysis import bootstrap
-from analysis import curves
+from analysis import envelope
 from analysis import fitter
 from analysis import forms
 from analysis import frontier
@@ -72,9 +72,9 @@ def test_metrics_reader_skips_garbled_lines(tmp_path):
   path.write_text("\n".join(json.dumps(r) for r in rows) + '\n[1, 2]\n{"step": 8, "tok')
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    read = curves.read_metrics(str(tmp_path))
+    read = envelope.read_metrics(str(tmp_path))
   assert len(read) == 7 and len(caught) == 2
-  flops, tokens, loss = curves.curve_of(read)
+  flops, tokens, loss = envelope.curve_of(read)
   assert flops.tolist() == [1e6 * s for s in range(1, 8)] and tokens[-1] == 700
   assert loss[3] == pytest.approx(2.6)  # the moving average keeps a straight line
 
@@ -87,13 +87,13 @@ def test_envelope_follows_the_best_run_and_fits_its_optimum():
   for n in sizes:
     tokens = np.geomspace(1e5, 1e10, 200)
     runs_curves.append((6 * n * tokens, tokens, laws.chinchilla_loss(n, tokens, **law)))
-  grid_flops = curves.flops_grid_of(runs_curves)
-  loss, tokens = curves.loss_grid(runs_curves, grid_flops)
-  env = curves.envelope(sizes, loss, tokens, grid_flops)
+  grid_flops = envelope.flops_grid_of(runs_curves)
+  loss, tokens = envelope.loss_grid(runs_curves, grid_flops)
+  env = envelope.envelope(sizes, loss, tokens, grid_flops)
   assert np.all(np.diff(env["loss"]) <= 1e-12)  # the envelope never rises with compute
-  fit = curves.fit_envelope(env)
+  fit = envelope.fit_envelope(env)
   assert fit["a"] == pytest.approx(0.30 / 0.65, abs=0.05)
-  assert curves.fit_envelope(curves.envelope(sizes[:2], loss[:2], tokens[:2], grid_flops)) == (
+  assert envelope.fit_envelope(envelope.envelope(sizes[:2], loss[:2], tokens[:2], grid_flops)) == (
       "approach 1: the loss envelope passes through 0 model sizes other than the smallest and "
       "largest; it needs at least 2")
 

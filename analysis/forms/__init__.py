@@ -20,6 +20,7 @@ import numpy as np
 PRIMARY = "approach3"  # the form whose optimum is the frontier's top level and the verdict's law
 PRETRAINING = "pretraining"  # forms of L(N, D) the pipeline fits on a table of pre-training runs
 FINETUNING = "finetuning"
+CURVES = "curves"  # laws of a whole loss curve L(step | lr schedule): python -m analysis.curves
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # identity hash: a form is a static argument of jit
@@ -67,3 +68,4 @@ def registered(study: str = PRETRAINING) -> list[Form]:
 
 # The built-in forms register themselves (after `register` exists).
 from analysis.forms import chinchilla, kaplan, finetune, data_constrained  # noqa: E402,F401  pylint: disable=all
+from analysis.forms import tissue, multipower, tissue_n  # noqa: E402,F401  pylint: disable=all (CURVES)
