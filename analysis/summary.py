@@ -83,8 +83,9 @@ def verify_rows(record: dict) -> list[list[str]]:
       ["predicted loss [95% interval]", f"{_num(record['predicted_loss'], '.4f')} "
        + (f"[{_num(interval[0], '.4f')}, {_num(interval[1], '.4f')}]" if interval else
           "[no interval]")],
-      ["measured loss", "not yet (the run has no result; rerun the sweep)" if measured is None
-       else _num(measured, ".4f")],
+      ["measured loss", _num(measured, ".4f") if measured is not None else
+       f"none (the run is {record['status']})" if record.get("status") in ("diverged", "failed")
+       else "not yet (the run has no result; rerun the sweep)"],
       ["relative error (predicted - measured) / measured",
        _percent(record.get("relative_error")) + ("" if inside is None else
                                                  " (inside the interval)" if inside else

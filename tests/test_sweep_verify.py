@@ -85,10 +85,10 @@ def test_the_verification_run_is_a_plan_row_sized_as_the_sweeps_runs(tmp_path):
 # A micro IsoFLOP sweep: 16-token sequences, batches of 4, 3 budgets x 3 sizes, independent runs.
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled",
-         "--config.sweep.budgets=(1e9, 2e9, 4e9)", "--config.sweep.sizes_per_budget=3",
-         "--config.sweep.span=4.0", "--config.sweep.ladder=True", "--config.sweep.tokens_per_param=5.0",
+         "--config.sweep.budgets=(2.5e8, 5e8, 1e9)", "--config.sweep.sizes_per_budget=3",
+         "--config.sweep.span=4.0", "--config.sweep.ladder=True", "--config.sweep.tokens_per_param=1.25",
          "--config.train.schedule=cosine", "--config.sweep.branches=False",
-         "--config.sweep.seeds=()", "--config.train.checkpoint_every=5"]
+         "--config.sweep.seeds=()", "--config.train.checkpoint_every=10"]
 
 
 def run_sweep(workdir, *extra, env=None):
@@ -103,14 +103,14 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   off = run_sweep(tmp_path, "--config.sweep.verify_factor=0")
   assert off.returncode == 0, off.stderr[-2000:]
   assert not os.path.exists(tmp_path / "analysis" / verify.VERIFY)  # off: none written
-  # The verification run alone trains now (the sweep's runs are finished): killed at its step 5.
-  killed = run_sweep(tmp_path, env=with_fault("SIGKILL@5"))
+  # The verification run alone trains now (the sweep's runs are finished): killed at its step 10.
+  killed = run_sweep(tmp_path, env=with_fault("SIGKILL@10"))
   path = tmp_path / "analysis" / verify.VERIFY
   record = json.loads(path.read_text())
   assert {"budget", "n", "d", "predicted_loss", "predicted_interval", "measured_loss",
           "run_id"} <= set(record)
   assert record["measured_loss"] is None and record["predicted_loss"] > 0
-  assert record["budget"] == 4 * 6e8 and len(record["predicted_interval"]) == 2
+  assert record["budget"] == 4 * 1e9 and len(record["predicted_interval"]) == 2
   run_dir = tmp_path / "runs" / record["run_id"]
   assert os.path.isdir(run_dir / "checkpoints") and rundir.read_result(str(run_dir)) is None
   assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
@@ -126,6 +126,7 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   steps = [row["step"] for row in rundir.read_metrics(str(run_dir))]
   assert steps == sorted(set(steps))  # resumed, no step twice
   assert "verification run (held out of the fit):" in resumed.stdout
+  assert resumed.stdout.count("How far to trust this fit") == 1  # the verdict, printed once
   assert "Verification run: predicted, then trained" in (tmp_path / "analysis" / "report.md").read_text()
   # Held out: not in results.csv, so in no fit; in plan.csv and cost.json.
   fit = json.loads((tmp_path / "analysis" / "fit.json").read_text())
