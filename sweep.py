@@ -12,7 +12,8 @@ A sweep is an experiment file with a `sweep` section whose `kind` names a module
 own directory DIR/runs/RUN_ID, so a rerun skips finished runs and resumes interrupted ones. An
 isoflop sweep then predicts and trains a held-out verification run (sweep.verify_factor,
 sweeps/verify.py). The machinery lives in sweeps/ (docs/design.md, "Sweeps"); this file parses
-flags, plans through the kind, hands the rows to an executor, collects and maps errors to exit codes.
+flags, plans through the kind, hands the rows to an executor, collects and maps errors to exit
+codes.
 """
 import argparse
 import json

@@ -75,7 +75,7 @@ def _verdict_block(fit: dict) -> list:
 
 
 def _exponents_in(fit: dict) -> str:
-  """The frontier exponents in the table's own C (fit.json's flops_convention), when they differ."""
+  """The frontier exponents in the table's C (fit.json's flops_convention), when not 6ND's."""
   exponents, convention = fit["chinchilla_approach3"].get("frontier_exponents"), fit.get(
       "flops_convention") or {"gamma": 1.0}
   return ("" if not exponents or convention["gamma"] == 1.0 else f"; in the table's C "
@@ -86,8 +86,7 @@ def _tokens_at(fit: dict, flops: float) -> str:
   """Tokens per parameter at a published budget, only where the data's budgets reach it."""
   row = next((r for r in fit["frontier"] if r["flops"] == flops), {})
   far = row.get("decades_beyond_data")
-  return (f"– ({far:.1f} decades beyond the data)" if far else
-          fmt(row["tokens_per_param"]) if row else "–")
+  return f"– ({far:.1f} decades beyond the data)" if far else fmt(row.get("tokens_per_param"))
 
 
 def _fit_blocks(fit: dict) -> list:
@@ -154,7 +153,8 @@ def _fit_blocks(fit: dict) -> list:
 
 def _held_out_error(check: dict, name: str) -> str:
   errors = (check or {}).get(name)
-  return (f"{fmt(errors['mean_abs_error'])} ({fmt(100 * errors['mean_abs_rel_error'])}%)"
+  rel = (errors or {}).get("mean_abs_rel_error")  # null where the refit's prediction overflowed
+  return (f"{fmt(errors['mean_abs_error'])} ({fmt(None if rel is None else 100 * rel)}%)"
           if errors else "–")
 
 
@@ -310,7 +310,7 @@ def blocks(fit: dict) -> list:
     out += [("h2", "Warnings"), ("list", fit["warnings"])]
   out += _fit_blocks(fit) + _comparison_block(fit) + _frontier_block(fit) + _inference_block(fit)
   out += _extrapolation_block(fit)
-  if fit.get("verify"):  # added by the sweep once its verification run is planned (sweeps/verify.py)
+  if fit.get("verify"):  # added by the sweep once it planned its verification run (sweeps/verify)
     out += [("h2", "Verification run: predicted, then trained"),
             ("p", "Planned from this fit at a budget past the data's, its loss predicted (95% "
                   "bootstrap interval) before it trained; held out of every fit."),

@@ -95,7 +95,8 @@ def verify_rows(record: dict) -> list[list[str]]:
 
 def verify_lines(record: dict) -> list[str]:
   """The verification run as printed lines."""
-  return ["verification run (held out of the fit):"] + [f"  {k}: {v}" for k, v in verify_rows(record)]
+  return (["verification run (held out of the fit):"]
+          + [f"  {k}: {v}" for k, v in verify_rows(record)])
 
 
 def _fit_quality(section: dict) -> str:

@@ -34,7 +34,8 @@ def test_the_verification_point_is_the_fitted_laws_optimum_at_its_budget():
   assert n_opt == pytest.approx((136 / 740) ** (1 / 0.71) * (1e20 / 6) ** (0.37 / 0.71), rel=1e-9)
   assert (n_opt, d_opt) == pytest.approx((9.568e8, 1.742e10), rel=1e-3)
   assert d_opt == pytest.approx(1e20 / (6 * n_opt), rel=1e-12)
-  # C = k N^gamma D (the table's counted FLOPs): dL/dN = 0 gives alpha A N^-alpha = gamma beta B D^-beta.
+  # C = k N^gamma D (the table's counted FLOPs): dL/dN = 0 gives
+  # alpha A N^-alpha = gamma beta B D^-beta.
   n, d = verify.optimum(law_fit(k=7.5, gamma=1.05), 1e20)
   assert 7.5 * n ** 1.05 * d == pytest.approx(1e20, rel=1e-9)
   assert LAW["alpha"] * LAW["A"] * n ** -LAW["alpha"] == pytest.approx(
@@ -83,10 +84,12 @@ def test_the_verification_run_is_a_plan_row_sized_as_the_sweeps_runs(tmp_path):
 
 
 # A micro IsoFLOP sweep: 16-token sequences, batches of 4, 3 budgets x 3 sizes, independent runs.
-MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
+MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
+         "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled",
          "--config.sweep.budgets=(2.5e8, 5e8, 1e9)", "--config.sweep.sizes_per_budget=3",
-         "--config.sweep.span=4.0", "--config.sweep.ladder=True", "--config.sweep.tokens_per_param=1.25",
+         "--config.sweep.span=4.0", "--config.sweep.ladder=True",
+         "--config.sweep.tokens_per_param=1.25",
          "--config.train.schedule=cosine", "--config.sweep.branches=False",
          "--config.sweep.seeds=()", "--config.train.checkpoint_every=10"]
 
@@ -127,11 +130,13 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert steps == sorted(set(steps))  # resumed, no step twice
   assert "verification run (held out of the fit):" in resumed.stdout
   assert resumed.stdout.count("How far to trust this fit") == 1  # the verdict, printed once
-  assert "Verification run: predicted, then trained" in (tmp_path / "analysis" / "report.md").read_text()
+  report_md = (tmp_path / "analysis" / "report.md").read_text()
+  assert "Verification run: predicted, then trained" in report_md
   # Held out: not in results.csv, so in no fit; in plan.csv and cost.json.
   fit = json.loads((tmp_path / "analysis" / "fit.json").read_text())
   assert record["run_id"] not in open(tmp_path / "results.csv").read()
-  assert fit["n_points"] == len(read_plan(str(tmp_path))) - 1 and [r for r in fit["frontier"] if r.get("verification")]
+  assert fit["n_points"] == len(read_plan(str(tmp_path))) - 1
+  assert [row for row in fit["frontier"] if row.get("verification")]
   assert record["run_id"] in {row.run_id for row in read_plan(str(tmp_path))}
   # Idempotent: a third run trains nothing and keeps the record.
   mtime = os.path.getmtime(run_dir / "result.json")
