@@ -138,11 +138,16 @@ def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
   n_opt, d_opt = optimum(fit, budget)
   n_column = fit["columns"]["n"]
   try:
+    if not 0 < n_opt < math.inf:  # a law without an optimum (an exponent <= 0)
+      raise ConfigError(f"the fitted law has no compute-optimal N (N_opt {n_opt:.3g})")
     target = shape_target(config, overrides, sweep_dir, budget, n_opt, n_column)
     more = plan_verification(config, overrides, sweep_dir, budget, target, len(rows))
   except ConfigError as error:  # N_opt outside what the sizing rule builds, or the device holds
-    print(f"verification at C = {budget:.3g} (N_opt {n_opt:.3g}): not planned: {error}")
-    return {"verify": {"budget": budget, "n_opt": n_opt, "skipped": str(error)}}, None
+    print(f"verification at C = {budget:.3g}: not planned: {error}")
+    record = {"budget": budget, "n_opt": n_opt if math.isfinite(n_opt) else None,
+              "skipped": str(error)}
+    files.write_json_atomic(os.path.join(out, VERIFY), record)
+    return {"verify": record}, None
   write_plan(sweep_dir, list(rows) + more)
   cost = branches.write_cost(sweep_dir, list(rows) + more)
   row = next(r for r in more if r.kind != TRUNK)

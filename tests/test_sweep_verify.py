@@ -62,6 +62,22 @@ def test_verify_factor_sets_the_budget_and_a_bad_one_is_a_config_error():
     kinds.checked(load_config(DEFAULT, ["--config.sweep.verify_factor=-1.0"]))
 
 
+def test_a_law_without_an_optimum_records_why_and_trains_nothing(tmp_path, capsys):
+  os.makedirs(tmp_path / "analysis")
+  fit = law_fit()
+  fit["chinchilla_approach3"]["alpha"] = -0.01  # alpha < 0: loss falls forever with N
+  (tmp_path / "analysis" / "fit.json").write_text(json.dumps(fit))
+  config = load_config(DEFAULT, [])
+  summary, outcome = verify.verify(config, [], str(tmp_path), [], {"not_finished": 0,
+                                   rundir.COMPLETED: 40}, lambda rows: pytest.fail("trained"))
+  record = json.loads((tmp_path / "analysis" / verify.VERIFY).read_text())
+  assert outcome is None and summary["verify"] == record
+  assert record["skipped"].startswith("the fitted law has no compute-optimal N")
+  assert "not planned" in capsys.readouterr().out
+  # Unfinished runs: nothing is planned yet.
+  assert verify.verify(config, [], str(tmp_path), [], {"not_finished": 2}, None) == ({}, None)
+
+
 @pytest.mark.slow  # ~20 resolved configs: a few seconds
 def test_the_verification_run_is_a_plan_row_sized_as_the_sweeps_runs(tmp_path):
   config = load_config(DEFAULT, [])
@@ -87,9 +103,9 @@ def test_the_verification_run_is_a_plan_row_sized_as_the_sweeps_runs(tmp_path):
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
          "--config.train.eval_tokens=256",
          "--config.train.log_every=10", "--config.wandb.mode=disabled",
-         "--config.sweep.budgets=(2.5e8, 5e8, 1e9)", "--config.sweep.sizes_per_budget=3",
+         "--config.sweep.budgets=(1e9, 2e9, 4e9)", "--config.sweep.sizes_per_budget=3",
          "--config.sweep.span=4.0", "--config.sweep.ladder=True",
-         "--config.sweep.tokens_per_param=1.25",
+         "--config.sweep.tokens_per_param=5.0",
          "--config.train.schedule=cosine", "--config.sweep.branches=False",
          "--config.sweep.seeds=()", "--config.train.checkpoint_every=10"]
 
@@ -113,7 +129,7 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert {"budget", "n", "d", "predicted_loss", "predicted_interval", "measured_loss",
           "run_id"} <= set(record)
   assert record["measured_loss"] is None and record["predicted_loss"] > 0
-  assert record["budget"] == 4 * 1e9 and len(record["predicted_interval"]) == 2
+  assert record["budget"] == 4 * 4e9 and len(record["predicted_interval"]) == 2
   run_dir = tmp_path / "runs" / record["run_id"]
   assert os.path.isdir(run_dir / "checkpoints") and rundir.read_result(str(run_dir)) is None
   assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
