@@ -51,7 +51,8 @@ def optimum(fit: dict, budget: float) -> tuple[float, float]:
   convention = fit.get("flops_convention") or {"k": 6.0, "gamma": 1.0}
   form = forms.get(forms.PRIMARY)
   params = {name: fit[form.section][name] for name in form.params}
-  n, d = form.optimum(params, budget, k=convention["k"], gamma=convention["gamma"])
+  with np.errstate(invalid="ignore"):  # NaN for a law without an optimum (an exponent <= 0)
+    n, d = form.optimum(params, budget, k=convention["k"], gamma=convention["gamma"])
   return float(n), float(d)
 
 

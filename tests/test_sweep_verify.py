@@ -42,6 +42,7 @@ def test_the_verification_point_is_the_fitted_laws_optimum_at_its_budget():
       1.05 * LAW["beta"] * LAW["B"] * d ** -LAW["beta"], rel=1e-9)
 
 
+@pytest.mark.slow  # compiles the law for x64 under vmap: seconds on a loaded machine
 def test_the_prediction_is_the_law_at_the_runs_exact_n_and_d_with_the_bootstraps_interval():
   loss, interval = verify.predict(law_fit(), None, 3e5, 6e6)
   assert loss == pytest.approx(1.8 + 400 / 3e5 ** 0.34 + 2000 / 6e6 ** 0.37, rel=1e-9)
