@@ -132,7 +132,8 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert record["measured_loss"] is None and record["predicted_loss"] > 0
   assert record["budget"] == 4 * 4e9 and len(record["predicted_interval"]) == 2
   run_dir = tmp_path / "runs" / record["run_id"]
-  assert os.path.isdir(run_dir / "checkpoints") and rundir.read_result(str(run_dir)) is None
+  assert os.path.isdir(run_dir / "checkpoints" / "10")  # its step-10 checkpoint
+  assert rundir.read_result(str(run_dir))["status"] == record["status"] == rundir.FAILED
   assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
   # Rerun: the run resumes from its checkpoint and the measured loss is filled in.
   resumed = run_sweep(tmp_path)
