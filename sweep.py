@@ -9,9 +9,11 @@
 A sweep is an experiment file with a `sweep` section whose `kind` names a module of sweeps/kinds/
 (isoflop, grid, finetune), which documents its keys, plans its rows and analyses its results;
 `--config.a.b=value` overrides apply to every run. Runs get their own train.py process and their
-own directory DIR/runs/RUN_ID, so a rerun skips finished runs and resumes interrupted ones. The
-machinery lives in sweeps/ (docs/design.md, "Sweeps"); this file parses flags, plans through the
-kind, hands the rows to an executor, collects and maps errors to exit codes.
+own directory DIR/runs/RUN_ID, so a rerun skips finished runs and resumes interrupted ones. An
+isoflop sweep then predicts and trains a held-out verification run (sweep.verify_factor,
+sweeps/verify.py). The machinery lives in sweeps/ (docs/design.md, "Sweeps"); this file parses
+flags, plans through the kind, hands the rows to an executor, collects and maps errors to exit
+codes.
 """
 import argparse
 import json
@@ -103,6 +105,14 @@ def main(argv=None) -> int:
         sweep_dir, fitted, results, config))
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
+    if analysed and kind.after_fit:  # rows planned from the fit (sweeps/verify.py), trained alike
+      more, outcome = kind.after_fit(config, overrides, sweep_dir, rows, results, lambda more_rows:
+                                     execute(more_rows, sweep_dir, config_path, config, workers,
+                                             args.wait))
+      summary.update(more)
+      if outcome and outcome.signal:
+        return 128 + outcome.signal
+      returncode = 1 if outcome and outcome.failed else returncode
   if args.json:
     print(json.dumps(summary))
   return returncode

@@ -55,6 +55,9 @@ def parse_args(argv=None):
   parser.add_argument("--inference-tokens", type=float, metavar="T",
                       help="add the inference-aware frontier: the N, D minimising training 6ND "
                            "plus inference 2NT FLOPs for T inference tokens (Sardana et al. 2023)")
+  parser.add_argument("--verify-budget", type=float, metavar="C",
+                      help="a verification run's compute budget (sweep.verify_factor): its "
+                           "frontier row is added, printed and tabulated beside the data's")
   parser.add_argument("--curves", help="directory of RUN_ID/metrics.jsonl training curves "
                                        "(default: runs/ beside the CSV, when present)")
   parser.add_argument("--family", help="fit only the runs of this model family")
@@ -85,6 +88,9 @@ def _check_numbers(args):
                                                or args.isoflop_window >= 1):
     raise runs_lib.DataError(f"--isoflop-window {args.isoflop_window}: give a factor of 1 or more "
                              "(0: the whole curve)")
+  if args.verify_budget is not None and not 0 < args.verify_budget < math.inf:
+    raise runs_lib.DataError(f"--verify-budget {args.verify_budget}: give a positive, finite "
+                             "FLOP budget")
   if args.inference_tokens is not None and not 0 <= args.inference_tokens < math.inf:
     raise runs_lib.DataError(f"--inference-tokens {args.inference_tokens}: give a finite number "
                              "of tokens, 0 or more")
@@ -107,7 +113,8 @@ def main(argv=None) -> int:
         drop_top_loss=args.drop_top_loss, n_bootstrap=args.bootstrap, seed=args.seed,
         bootstrap_unit=args.bootstrap_unit, curves=args.curves, family=args.family,
         budget_tol=args.budget_tol, isoflop_window=args.isoflop_window,
-        inference_tokens=args.inference_tokens, wandb_mode=args.wandb_mode,
+        inference_tokens=args.inference_tokens, verify_budget=args.verify_budget,
+        wandb_mode=args.wandb_mode,
         wandb_project=args.wandb_project)
   except runs_lib.DataError as e:
     print(f"error: {e}", file=sys.stderr)

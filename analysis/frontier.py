@@ -3,8 +3,9 @@ and the extrapolation check.
 
 The frontier is read at the data's own budgets (the planned ones; without a budget column, every
 decade inside the runs' range of C and its two ends) plus every decade from 1e18 to 1e24 FLOPs
-(where the papers quote tokens per parameter), next to the 20-tokens-per-parameter rule; each row
-says how many decades it lies beyond the data. Every approach reads C in the table's own FLOP
+(where the papers quote tokens per parameter) and a verification run's budget, next to the
+20-tokens-per-parameter rule; each row says how many decades it lies beyond the data (the
+summary and the report show only the rows inside the data's range and the verification's). Every approach reads C in the table's own FLOP
 convention (`flops_convention`: counted FLOPs for a sweep's results.csv): Approaches 1 and 2 are
 power laws through minima in that C, and Approach 3, Kaplan's joint law and the 20x rule are
 minimised under C = k N^gamma D with k and gamma fitted on the table's (N, C / D).
@@ -123,8 +124,8 @@ def inference_table(rows: list[dict], fit3: fitter.LawFit, tokens: float) -> lis
                 "training_flops": float(6 * n * d), "inference_flops": float(2 * n * tokens),
                 "total_flops": float(total), "chinchilla_total_flops": float(chinchilla_total),
                 "saving": float(np.round(1 - total / chinchilla_total, 12)) + 0.0,  # no -0.0
-                **({"decades_beyond_data": row["decades_beyond_data"]}
-                   if "decades_beyond_data" in row else {})})
+                **{key: row[key] for key in ("decades_beyond_data", "verification")
+                   if key in row}})
   return out
 
 

@@ -29,6 +29,8 @@ from analysis import wandb_report
 from analysis.runs import AnalysisWarning
 from core import files
 
+SAMPLES = "samples.json"  # {primary form: {parameter: [one value per bootstrap resample]}}
+
 
 def _curves_dir(results: str, curves: str | None) -> str | None:
   if curves:
@@ -195,9 +197,11 @@ def bootstrap_unit(runs, unit: str | None) -> str:
 
 def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: int = 0,
             budget_tol: float = runs_lib.BUDGET_TOL, *, unit: str | None = None,
-            window: float | None = None, inference_tokens: float | None = None
-            ) -> tuple[dict, dict]:
-  """Every fit on the runs; returns (fit.json contents, the arrays the plots need)."""
+            window: float | None = None, inference_tokens: float | None = None,
+            verify_budget: float | None = None) -> tuple[dict, dict]:
+  """Every fit on the runs; returns (fit.json contents, the arrays the plots need and the
+  bootstrap samples). `verify_budget`: a verification run's C, added to the frontier as a row
+  marked `verification` (printed and tabulated beside the data's budgets)."""
   runs_lib.check_fittable(runs)
   unit = bootstrap_unit(runs, unit)
   fits = fit_forms(runs)
@@ -253,20 +257,25 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
   # The frontier at the data's budgets and the published decades; the verdict compares the
   # approaches on it, and a frontier it finds unidentified keeps the data's budgets alone.
   data = frontier.data_budgets(runs, budgets)
-  rows = _frontier_rows(frontier.budgets_for(data), data, fits, approach2, approach1, samples,
-                        convention)
+  extra = [float(verify_budget)] if verify_budget else []
+  rows = _frontier_rows(sorted(set(frontier.budgets_for(data)) | set(extra)), data, fits,
+                        approach2, approach1, samples, convention)
+  for row in rows:
+    if row["flops"] in extra:
+      row["verification"] = True
   fit["frontier"] = rows
   fit["diagnostics"] = diagnostics.diagnose(fit, runs, labels, budgets,
                                             profiles if approach2 else [], budget_tol)
   if "frontier" in fit["diagnostics"]["unidentified"]:
-    rows = fit["frontier"] = [row for row in rows if row["flops"] in data]
+    rows = fit["frontier"] = [row for row in rows if row["flops"] in data or row["flops"] in extra]
   if inference_tokens is not None:
     fit["inference_frontier"] = {"inference_tokens": float(inference_tokens),
                                  "rows": frontier.inference_table(rows, fit3, inference_tokens)}
 
   arrays = {"runs": runs, "fits": fits, "fit3": fit3, "profiles": profiles,
             "approach2": approach2, "approach1": approach1, "curves": curves,
-            "curve_n": runs.n[with_curves], "envelope": env, "l_n": l_n, "frontier": rows}
+            "curve_n": runs.n[with_curves], "envelope": env, "l_n": l_n, "frontier": rows,
+            "samples": samples}
   return fit, arrays
 
 
@@ -303,9 +312,11 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
                  kaplan_n_col=None, run_col=None, drop_top_loss: int = 0, n_bootstrap: int = 0,
                  seed: int = 0, bootstrap_unit=None, curves=None, family=None,
                  budget_tol: float = runs_lib.BUDGET_TOL, isoflop_window: float | None = None,
-                 inference_tokens: float | None = None, wandb_mode: str = "offline",
-                 wandb_project: str = "scaling") -> dict:
-  """Fits the table `results` and writes fit.json, report.md, report.html and the plots to `out`.
+                 inference_tokens: float | None = None, verify_budget: float | None = None,
+                 wandb_mode: str = "offline", wandb_project: str = "scaling") -> dict:
+  """Fits the table `results` and writes fit.json, report.md, report.html and the plots to `out`
+  (and, with a bootstrap, SAMPLES: the primary form's resampled parameters, which a verification
+  run's predicted interval is read from: sweeps/verify.py).
 
   Raises runs.DataError (one line) on input that cannot be fitted, before writing anything.
   """
@@ -316,7 +327,8 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     fit, arrays = fit_all(runs, curves_dir, n_bootstrap, seed, budget_tol, unit=bootstrap_unit,
-                          window=isoflop_window, inference_tokens=inference_tokens)
+                          window=isoflop_window, inference_tokens=inference_tokens,
+                          verify_budget=verify_budget)
   fit["warnings"] = list(dict.fromkeys(str(w.message) for w in caught
                                        if issubclass(w.category, AnalysisWarning)))
   os.makedirs(out, exist_ok=True)
@@ -325,5 +337,11 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
   fit["wandb"] = _publish(fit, out, wandb_mode, wandb_project)
   fit["summary"] = summary.lines(fit, out)
   files.write_atomic(os.path.join(out, "fit.json"), json.dumps(fit, indent=1))
+  samples_path = os.path.join(out, SAMPLES)
+  if arrays["samples"].get(forms.PRIMARY):
+    files.write_atomic(samples_path, json.dumps(
+        {forms.PRIMARY: _jsonable(arrays["samples"][forms.PRIMARY])}))
+  elif os.path.exists(samples_path):  # an earlier analysis's, with a bootstrap
+    os.remove(samples_path)
   report.write(fit, out)
   return fit

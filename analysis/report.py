@@ -74,6 +74,21 @@ def _verdict_block(fit: dict) -> list:
   return out
 
 
+def _exponents_in(fit: dict) -> str:
+  """The frontier exponents in the table's C (fit.json's flops_convention), when not 6ND's."""
+  exponents, convention = fit["chinchilla_approach3"].get("frontier_exponents"), fit.get(
+      "flops_convention") or {"gamma": 1.0}
+  return ("" if not exponents or convention["gamma"] == 1.0 else f"; in the table's C "
+          f"({convention['label']}): a = {fmt(exponents['a'])}, b = {fmt(exponents['b'])}")
+
+
+def _tokens_at(fit: dict, flops: float) -> str:
+  """Tokens per parameter at a published budget, only where the data's budgets reach it."""
+  row = next((r for r in fit["frontier"] if r["flops"] == flops), {})
+  far = row.get("decades_beyond_data")
+  return f"– ({far:.1f} decades beyond the data)" if far else fmt(row.get("tokens_per_param"))
+
+
 def _fit_blocks(fit: dict) -> list:
   blocks = []
   a3 = fit["chinchilla_approach3"]
@@ -82,7 +97,8 @@ def _fit_blocks(fit: dict) -> list:
       ("p", f"Huber (delta {a3['huber_delta']}) on log L, L-BFGS from {a3['n_starts']} starting "
             f"points in float64; {a3['n_starts_converged']} converged, {a3['n_starts_at_best']} "
             f"reached the best objective ({fmt(a3['objective'])}). Converged: "
-            f"{fmt(a3['converged'])}. N_opt = G (C/6)^a, D_opt = (C/6)^b / G."),
+            f"{fmt(a3['converged'])}. N_opt = G (C/6)^a, D_opt = (C/6)^b / G: a, b and G here "
+            "are for C = 6ND" + _exponents_in(fit) + "."),
       ("table", ["parameter", "value", "95% CI"],
        _param_rows(a3, ("E", "A", "B", "alpha", "beta", "a", "b", "G")))]
   if fit.get("loss_floor") is not None:
@@ -137,7 +153,8 @@ def _fit_blocks(fit: dict) -> list:
 
 def _held_out_error(check: dict, name: str) -> str:
   errors = (check or {}).get(name)
-  return (f"{fmt(errors['mean_abs_error'])} ({fmt(100 * errors['mean_abs_rel_error'])}%)"
+  rel = (errors or {}).get("mean_abs_rel_error")  # null where the refit's prediction overflowed
+  return (f"{fmt(errors['mean_abs_error'])} ({fmt(None if rel is None else 100 * rel)}%)"
           if errors else "–")
 
 
@@ -160,19 +177,20 @@ def _goodness_block(fit: dict) -> list:
 def _comparison_block(fit: dict) -> list:
   a3, k = fit["chinchilla_approach3"], fit["kaplan"]
   chin, epoch, kap = PUBLISHED["chinchilla"], PUBLISHED["epoch"], PUBLISHED["kaplan"]
-  tokens = {row["flops"]: row["tokens_per_param"] for row in fit["frontier"]}
+  label = (fit.get("flops_convention") or {}).get("label", "6ND FLOPs")
   rows = [[name, fmt(a3[name]), fmt(chin[name]), fmt(epoch[name]), "–"]
           for name in ("E", "A", "B", "alpha", "beta")]
   rows += [
-      ["a (N_opt ∝ C^a), Approach 3", fmt(a3["a"]), fmt(chin["approach3_a"]),
+      [f"a (N_opt ∝ C^a, C in {label}), Approach 3",
+       fmt(a3.get("frontier_exponents", a3)["a"]), fmt(chin["approach3_a"]),
        fmt(epoch["approach3_a"]), "–"],
       ["a, Approach 2", fmt(fit.get("chinchilla_approach2", {}).get("a")),
        fmt(chin["approach2_a"]), "–", "–"],
       ["a, Approach 1", fmt(fit.get("chinchilla_approach1", {}).get("a")),
        fmt(chin["approach1_a"]), "–", "–"],
-      ["tokens per parameter at 1e18", fmt(tokens.get(1e18)), fmt(chin["tokens_per_param"]),
+      ["tokens per parameter at 1e18", _tokens_at(fit, 1e18), fmt(chin["tokens_per_param"]),
        fmt(epoch["tokens_per_param_1e18"]), "–"],
-      ["tokens per parameter at 1e24", fmt(tokens.get(1e24)), fmt(chin["tokens_per_param"]),
+      ["tokens per parameter at 1e24", _tokens_at(fit, 1e24), fmt(chin["tokens_per_param"]),
        fmt(epoch["tokens_per_param_1e24"]), "–"]]
   rows += [[name, fmt(k[name]), "–", "–", fmt(kap[name])]
            for name in ("alpha_N", "alpha_D", "N_c", "D_c")]
@@ -196,16 +214,19 @@ def _frontier_block(fit: dict) -> list:
   header = [f"C ({convention['label']})", "A3 N_opt", "A3 D_opt", "A3 D/N [95% CI]"]
   header += [f"{n.replace('approach', 'A')} {q}" for n in names for q in ("N_opt", "D/N")]
   header += ["20x N", "20x D", "range"]
-  rows = []
-  for row in fit["frontier"]:
+  rows, shown = [], summary.shown_rows(fit["frontier"])
+  for row in shown:
     cells = [fmt(row["flops"]), fmt(row["n_opt"]), fmt(row["d_opt"]),
              f"{fmt(row['tokens_per_param'])} {fmt_ci(row.get('tokens_per_param_ci95'))}"]
     cells += [fmt(row[n][q]) for n in names for q in ("n_opt", "tokens_per_param")]
     cells += [fmt(row["rule_20x"]["n_opt"]), fmt(row["rule_20x"]["d_opt"]), _range(row)]
     rows.append(cells)
   return [("h2", "Compute-optimal frontier"),
-          ("p", "At the data's budgets and 1e18..1e24 FLOPs (range: how far past the data's "
-                f"budgets a row extrapolates), every C in one convention: {convention['label']}. "
+          ("p", "At the budgets inside the data's range"
+                + (" and the verification run's (range: how far past the data's budgets it "
+                   "extrapolates)" if any(r.get("verification") for r in shown) else "")
+                + f"; {len(fit['frontier']) - len(shown)} rows further out are in fit.json only. "
+                f"Every C in one convention: {convention['label']}. "
                 "A1 and A2 extend the power laws through their minima in that C; A3, Kaplan and "
                 "the 20x rule minimise under C = k N^gamma D, the FLOPs per token fitted on the "
                 f"table: {fmt(convention['k'])} N^{fmt(convention['gamma'])}."),
@@ -214,7 +235,8 @@ def _frontier_block(fit: dict) -> list:
 
 def _range(row: dict) -> str:
   far = row.get("decades_beyond_data")
-  return "–" if far is None else "data" if not far else f"extrapolated {far:.1f} decades"
+  what = "verification, " if row.get("verification") else ""
+  return "–" if far is None else "data" if not far else f"{what}extrapolated {far:.1f} decades"
 
 
 def _inference_block(fit: dict) -> list:
@@ -224,7 +246,7 @@ def _inference_block(fit: dict) -> list:
   rows = [[fmt(r["flops"]), fmt(r["target_loss"]), fmt(r["n_opt"]), fmt(r["d_opt"]),
            fmt(r["tokens_per_param"]), fmt(r["training_flops"]), fmt(r["total_flops"]),
            fmt(r["chinchilla_total_flops"]), f"{fmt(100 * r['saving'])}%" if r["saving"] is not
-           None else "–", _range(r)] for r in inference["rows"]]
+           None else "–", _range(r)] for r in summary.shown_rows(inference["rows"])]
   return [("h2", f"Inference-aware frontier (T = {fmt(inference['inference_tokens'])} inference "
                  "tokens)"),
           ("p", "Sardana et al. (2023): for each budget C, the Approach 3 model that reaches the "
@@ -288,6 +310,11 @@ def blocks(fit: dict) -> list:
     out += [("h2", "Warnings"), ("list", fit["warnings"])]
   out += _fit_blocks(fit) + _comparison_block(fit) + _frontier_block(fit) + _inference_block(fit)
   out += _extrapolation_block(fit)
+  if fit.get("verify"):  # added by the sweep once it planned its verification run (sweeps/verify)
+    out += [("h2", "Verification run: predicted, then trained"),
+            ("p", "Planned from this fit at a budget past the data's, its loss predicted (95% "
+                  "bootstrap interval) before it trained; held out of every fit."),
+            ("table", ["quantity", "value"], summary.verify_rows(fit["verify"]))]
   info = fit["bootstrap"]
   if info["n_samples"]:
     failed = ", ".join(f"{k} of {name}" for name, k in info.get("failed", {}).items() if k)

@@ -2,16 +2,18 @@
 
 `python -m analysis` prints exactly these lines and a sweep prints them again in its own
 process's stead (sweeps/collect.py), so one formatter decides what is shown: the laws, the frontier
-exponents, tokens per parameter at the data's budgets and at most PRINTED_DECADES past them
-(extrapolations labelled; fit.json and the report hold the rest), the fitted E against the data's
-floor, the warnings, the verdict with its problems and checks, and the figures' and report's paths.
+exponents, tokens per parameter only where the data support them (`shown_rows`: the budgets inside
+the data's range, plus a verification run's budget, labelled as the extrapolation it is; fit.json
+holds the rest), the fitted E against the data's floor, the warnings, the verdict with its problems
+and checks, and the figures' and report's paths. `verify_lines` and `verify_rows` show a
+verification run's predicted loss against its measured one (sweeps/verify.py), printed and in the
+report.
 """
 import math
 import os
 
 from analysis import diagnostics
 
-PRINTED_DECADES = 1.0
 # fit.json's `laws` (the forms fitted) as a fit.json written before that key had them.
 BUILT_IN_LAWS = (
     {"name": "approach3", "section": "chinchilla_approach3", "title": "Chinchilla Approach 3",
@@ -34,24 +36,25 @@ def _num(value, spec: str) -> str:
 
 def _beyond(row: dict) -> str:
   far = row.get("decades_beyond_data", 0)
-  return f"  (extrapolated, {far:.1f} decades beyond the data)" if far else ""
+  what = "verification budget, " if row.get("verification") else ""
+  return f"  ({what}extrapolated, {far:.1f} decades beyond the data)" if far else ""
 
 
-def _printed(rows: list[dict], identified: bool) -> list[dict]:
-  limit = PRINTED_DECADES if identified else 0.0
-  return [row for row in rows if row.get("decades_beyond_data", 0) <= limit]
+def shown_rows(rows: list[dict]) -> list[dict]:
+  """The frontier rows the data support: inside the data's range of budgets, and the verification
+  budget's (an extrapolation, there to be checked by its run); the printed and tabulated ones."""
+  return [row for row in rows if not row.get("decades_beyond_data") or row.get("verification")]
 
 
 def frontier_lines(fit: dict) -> list[str]:
-  """The frontier rows within PRINTED_DECADES of the data, extrapolations labelled."""
-  identified = "frontier" not in fit.get("diagnostics", {}).get("unidentified", {})
-  shown = _printed(fit["frontier"], identified)
+  """The frontier rows the data support (shown_rows), extrapolations labelled."""
+  shown = shown_rows(fit["frontier"])
   lines = [f"  C = {row['flops']:.2e}: N_opt = {_num(row['n_opt'], '.3g')}, D_opt = "
            f"{_num(row['d_opt'], '.3g')}, {_num(row['tokens_per_param'], '.1f')} tokens per "
            f"parameter{_beyond(row)}" for row in shown]
   if len(shown) < len(fit["frontier"]):
-    lines.append(f"  ({len(fit['frontier']) - len(shown)} budgets more than {PRINTED_DECADES:g} "
-                 "decade beyond the data: in fit.json and the report, not printed)")
+    lines.append(f"  ({len(fit['frontier']) - len(shown)} budgets beyond the data's range: in "
+                 "fit.json, not printed)")
   inference = fit.get("inference_frontier")
   if inference:
     lines.append(f"inference-aware (T = {inference['inference_tokens']:.3g} inference tokens; "
@@ -59,8 +62,41 @@ def frontier_lines(fit: dict) -> list[str]:
     lines += [f"  C = {row['flops']:.2e}: N = {_num(row['n_opt'], '.3g')}, D = "
               f"{_num(row['d_opt'], '.3g')}, {_num(row['tokens_per_param'], '.1f')} tokens per "
               f"parameter, {_num(100 * row['saving'], '.1f')}% less total compute{_beyond(row)}"
-              for row in _printed(inference["rows"], identified)]
+              for row in shown_rows(inference["rows"])]
   return lines
+
+
+def _percent(value) -> str:
+  return f"{100 * value:+.2f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def verify_rows(record: dict) -> list[list[str]]:
+  """verify.json as [quantity, value] rows: the planned point, predicted and measured loss."""
+  interval = record.get("predicted_interval")
+  measured = record.get("measured_loss")
+  inside = (None if measured is None or not interval else interval[0] <= measured <= interval[1])
+  return [
+      ["budget C", f"{_num(record['budget'], '.3e')} ({_num(record.get('factor'), 'g')}x the "
+                   "largest budget)"],
+      ["N (the shape chosen), D", f"{_num(record['n'], '.4g')}, {_num(record['d'], '.4g')} "
+                                  f"(N_opt {_num(record.get('n_opt'), '.4g')})"],
+      ["predicted loss [95% interval]", f"{_num(record['predicted_loss'], '.4f')} "
+       + (f"[{_num(interval[0], '.4f')}, {_num(interval[1], '.4f')}]" if interval else
+          "[no interval]")],
+      ["measured loss", _num(measured, ".4f") if measured is not None else
+       f"none (the run is {record['status']})" if record.get("status") in ("diverged", "failed")
+       else "not yet (the run has no result; rerun the sweep)"],
+      ["relative error (predicted - measured) / measured",
+       _percent(record.get("relative_error")) + ("" if inside is None else
+                                                 " (inside the interval)" if inside else
+                                                 " (outside the interval)")],
+      ["run", record["run_id"]]]
+
+
+def verify_lines(record: dict) -> list[str]:
+  """The verification run as printed lines."""
+  return (["verification run (held out of the fit):"]
+          + [f"  {k}: {v}" for k, v in verify_rows(record)])
 
 
 def _fit_quality(section: dict) -> str:

@@ -1,13 +1,13 @@
 """The sweep's end, the same for every kind: results.csv rebuilt from the run directories, the
 runs that did not complete listed, then the kind's analysis (`finish`); and the pre-training kinds'
 analysis, `python -m analysis` and its frontier and verdict (`fit_laws`)."""
-import dataclasses
 import json
 import os
 import shlex
 import subprocess
 import sys
 
+from analysis.summary import shown_rows
 from core import rundir
 from sweeps import ROOT, tables
 from sweeps.processes import run_dir_of
@@ -40,13 +40,15 @@ def best_lr_only(results) -> list[dict]:
 
 
 def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
-            inference_tokens: float = 0.0, flops: str = "counted"):
+            inference_tokens: float = 0.0, flops: str = "counted",
+            verify_budget: float | None = None, bootstrap: int = 0):
   """Runs `python -m analysis` on DIR/results_name into DIR/analysis; returns fit.json or None.
 
   The analysis reads the `budget` column for the IsoFLOP groups, C in the budgets' convention
   (`flops`: counted; `flops_6nd` for a sweep planned as 6ND), and the runs' metrics.jsonl under
   DIR/runs for Approach 1; it fits completed runs only. With
-  inference_tokens > 0 (sweep.inference_tokens) it adds the inference-aware frontier."""
+  inference_tokens > 0 (sweep.inference_tokens) it adds the inference-aware frontier; with a
+  verification budget (sweeps/verify.py) its frontier row, and `bootstrap` resamples."""
   out = os.path.join(sweep_dir, "analysis")
   command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
              "--out", out, "--wandb-mode", wandb_mode, "--quiet"]  # print_frontier prints it
@@ -54,6 +56,10 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
     command += ["--inference-tokens", repr(float(inference_tokens))]
   if flops == "6nd":  # C as the budgets were planned
     command += ["--c-col", "flops_6nd"]
+  if verify_budget:
+    command += ["--verify-budget", repr(float(verify_budget))]
+  if bootstrap:
+    command += ["--bootstrap", str(bootstrap)]
   print(f"analysis: {shlex.join(command)}", flush=True)
   returncode = subprocess.run(command, cwd=ROOT).returncode
   fit_path = os.path.join(out, "fit.json")
@@ -65,14 +71,14 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
     return json.load(f)
 
 
-def print_frontier(fit: dict, rows, report: str) -> dict:
-  """The sweep's last words: the analysis's own summary (fit.json["summary"]: the frontier at the
-  data's budgets and at most a decade past them, labelled, the verdict, the report), printed once;
-  returns the summary's part of them."""
+def print_frontier(fit: dict, report: str) -> dict:
+  """The sweep's last words: the analysis's own summary (fit.json["summary"]: the frontier where
+  the data support it, the verdict, the report), printed once; returns the summary's part of
+  them, its frontier the rows the summary shows (analysis.summary.shown_rows: inside the data's
+  range of C, in the table's own FLOP convention, and a verification budget's)."""
   approach3, approach2 = fit["chinchilla_approach3"], fit.get("chinchilla_approach2")
   diagnostics = fit.get("diagnostics", {})
-  largest = max(row["budget"] or float(row["flops_6nd"]) for row in rows)
-  frontier = [point for point in fit["frontier"] if point["flops"] <= largest * 1.001]
+  frontier = shown_rows(fit["frontier"])
   for line in fit.get("summary", []):
     print(line)
   a3 = approach3.get("frontier_exponents", approach3)
@@ -82,8 +88,7 @@ def print_frontier(fit: dict, rows, report: str) -> dict:
     summary["approach2"] = {"a": approach2["a"], "b": approach2["b"]}
   inference = fit.get("inference_frontier")
   if inference:
-    summary["inference_frontier"] = [point for point in inference["rows"]
-                                     if point["flops"] <= largest * 1.001]
+    summary["inference_frontier"] = shown_rows(inference["rows"])
   if isinstance(fit.get("loss_floor"), (int, float)):
     summary["loss_floor"] = fit["loss_floor"]
   if diagnostics:
@@ -132,9 +137,11 @@ def finish(sweep_dir: str, rows, analyse) -> tuple[dict, bool]:
 
 
 def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: float = 0.0,
-             flops: str = "counted") -> dict | None:
+             flops: str = "counted", verify_budget: float | None = None,
+             bootstrap: int = 0) -> dict | None:
   """The pre-training kinds' analysis: `python -m analysis` on the completed runs (an lr sweep's
   best lr of each point only), then the frontier and verdict; returns their summary or None."""
+  del rows  # the frontier's budgets come from the analysis, in the table's own C
   completed = [result for result in results if result.get("status") == rundir.COMPLETED]
   results_name = tables.RESULTS
   fitted = best_lr_only(results)
@@ -143,8 +150,9 @@ def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: f
     path = tables.write_results(sweep_dir, results_name, fitted)
     print(f"{len(fitted)} of {len(completed)} completed runs have the best lr of their N, D "
           f"and seed: fitting those ({path})")
-  fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens, flops)
+  fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens, flops, verify_budget,
+                bootstrap)
   if fit is None:
     return None
   report = os.path.join(sweep_dir, "analysis", "report.md")
-  return print_frontier(fit, [dataclasses.asdict(row) for row in rows], report)
+  return print_frontier(fit, report)

@@ -298,13 +298,12 @@ def test_frontier_covers_the_datas_own_range_without_a_budget_column(grouped):
   assert [row["decades_beyond_data"] == 0 for row in fit["frontier"]] == [True] * 3 + [False] * 7
 
 
-def test_printed_frontier_stops_a_decade_past_the_data_and_labels_extrapolations(grouped):
+def test_printed_frontier_stops_at_the_datas_range(grouped):
   _, _, stdout, _ = grouped
   lines = stdout.splitlines()
-  assert any(line.startswith("  C = 1.00e+18") and "(extrapolated, 0.1 decades beyond the data)"
-             in line for line in lines)
-  assert not any(line.startswith(("  C = 1.00e+19", "  C = 1.00e+24")) for line in lines)
-  assert "6 budgets more than 1 decade beyond the data" in stdout
+  assert any(line.startswith("  C = 8.80e+17") for line in lines)  # the data's largest C
+  assert not any(line.startswith(("  C = 1.00e+18", "  C = 1.00e+24")) for line in lines)
+  assert "7 budgets beyond the data's range: in fit.json, not printed" in stdout
 
 
 def test_wandb_dir_is_where_the_offline_analysis_run_goes(grouped):

@@ -30,10 +30,9 @@ def _fit(unidentified=None):
 
 
 def test_the_last_lines_are_the_analysis_summary_printed_once(capsys):
-  rows = [{"budget": b, "flops_6nd": b} for b in BUDGETS]
   fit = {**_fit(), "summary": ["frontier line", "How far to trust this fit: 1 problem makes this "
                                "fit unreliable", "report: DIR/analysis/report.md"]}
-  summary = collect.print_frontier(fit, rows, "DIR/analysis/report.md")
+  summary = collect.print_frontier(fit, "DIR/analysis/report.md")
   assert capsys.readouterr().out.splitlines() == fit["summary"]
   assert [p["flops"] for p in summary["frontier"]] == list(BUDGETS)
   assert summary["verdict"]["problems"] == ["approaches 2 and 3 disagree on the frontier exponent"]

@@ -33,6 +33,10 @@ class SweepKind:
   # (--executor local without --dry-run)
   plan: Callable
   analyse: Callable  # (sweep_dir, rows, results, config) -> summary dict, or None if it failed
+  # (config, overrides, sweep_dir, rows, results summary, train) -> (summary dict, executor
+  # Outcome or None): a phase after the analysis that plans more rows from the fit and trains them
+  # with `train(rows)` (the isoflop kind's verification run, sweeps/verify.py); None: none
+  after_fit: Callable | None = None
 
 
 KINDS: dict[str, SweepKind] = {}

@@ -1,9 +1,17 @@
 """sweep.kind = isoflop: model sizes on an IsoFLOP curve per compute budget (Chinchilla Approach 2),
-fitted by `python -m analysis`. Its keys are the pre-training ones (sweeps/plan.PRETRAINING_KEYS)."""
+fitted by `python -m analysis`, then a held-out verification run (sweeps/verify.py). Its keys are
+the pre-training ones (sweeps/plan.PRETRAINING_KEYS) and VERIFY_KEYS."""
 import math
 
 from core.config import ConfigError
-from sweeps import collect, kinds, plan
+from sweeps import collect, kinds, plan, verify
+
+# The isoflop kind's own key, beside the pre-training ones:
+#   verify_factor  after the fit, predict then train the compute-optimal run at this many times the
+#                  largest budget (DIR/analysis/verify.json: the predicted loss and its bootstrap
+#                  interval written before it trains, then the measured loss; held out of the fit;
+#                  sweeps/verify.py); 0: no verification run
+VERIFY_KEYS = dict(verify_factor=4.0)
 
 
 def isoflop_sizes(budget: float, sizes_per_budget: int, span: float,
@@ -35,6 +43,9 @@ def check(config) -> None:
     raise ConfigError(f"sweep.budgets must be positive FLOP budgets, got {sweep.budgets}")
   if sweep.sizes_per_budget < 1 or sweep.span < 1 or sweep.tokens_per_param <= 0:
     raise ConfigError("sweep needs sizes_per_budget >= 1, span >= 1 and tokens_per_param > 0")
+  factor = sweep.get("verify_factor", 0.0)
+  if not isinstance(factor, (int, float)) or not 0 <= factor < math.inf:
+    raise ConfigError(f"sweep.verify_factor must be 0 (off) or a positive factor, got {factor!r}")
   plan.check_pretraining(config, sweep)
 
 
@@ -48,8 +59,13 @@ def plan_isoflop(config, overrides, sweep_dir, workers, may_train):
 
 
 def analyse(sweep_dir, rows, results, config):
+  """The fit (shared with the grid kind); with a verification run, its budget's frontier row and
+  the bootstrap its predicted interval comes from."""
+  budget = verify.budget_of(config.sweep) if config.sweep.kind == "isoflop" else None
   return collect.fit_laws(sweep_dir, rows, results, config.wandb.mode,
-                          config.sweep.inference_tokens, config.sweep.flops)
+                          config.sweep.inference_tokens, config.sweep.flops, verify_budget=budget,
+                          bootstrap=verify.N_BOOTSTRAP if budget else 0)
 
 
-kinds.register(kinds.SweepKind("isoflop", plan.PRETRAINING_KEYS, check, plan_isoflop, analyse))
+kinds.register(kinds.SweepKind("isoflop", {**plan.PRETRAINING_KEYS, **VERIFY_KEYS}, check,
+                               plan_isoflop, analyse, after_fit=verify.verify))

@@ -1,0 +1,164 @@
+"""sweeps/verify.py: the verification run planned from the fit, predicted before it trains, held
+out of the fit, resumed when killed and never retrained (a real micro IsoFLOP sweep)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sweep
+from conftest import HANG_S, ROOT, with_fault
+from core import rundir
+from core.config import ConfigError, load_config
+from sweeps import kinds, plan, processes, tables, verify
+from sweeps.rows import read_plan
+
+DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
+LAW = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37}
+
+
+def law_fit(k=6.0, gamma=1.0):
+  return {"chinchilla_approach3": dict(LAW), "columns": {"n": "n_params_total"},
+          "flops_convention": {"k": k, "gamma": gamma, "label": "test"}}
+
+
+def test_the_verification_point_is_the_fitted_laws_optimum_at_its_budget():
+  # By hand: dL/dN = 0 on C = 6ND gives N_opt = (alpha A / (beta B))^(1/(alpha+beta)) (C/6)^a with
+  # a = beta / (alpha + beta): (0.34 x 400 / (0.37 x 2000))^(1/0.71) = (136/740)^1.40845 = 0.092005,
+  # (1e20 / 6)^(0.37/0.71) = (1.6667e19)^0.52113 = 1.03997e10; N_opt = 9.568e8, D_opt = C / 6N
+  # = 1.742e10 (18.2 tokens per parameter).
+  n_opt, d_opt = verify.optimum(law_fit(), 1e20)
+  assert n_opt == pytest.approx((136 / 740) ** (1 / 0.71) * (1e20 / 6) ** (0.37 / 0.71), rel=1e-9)
+  assert (n_opt, d_opt) == pytest.approx((9.568e8, 1.742e10), rel=1e-3)
+  assert d_opt == pytest.approx(1e20 / (6 * n_opt), rel=1e-12)
+  # C = k N^gamma D (the table's counted FLOPs): dL/dN = 0 gives
+  # alpha A N^-alpha = gamma beta B D^-beta.
+  n, d = verify.optimum(law_fit(k=7.5, gamma=1.05), 1e20)
+  assert 7.5 * n ** 1.05 * d == pytest.approx(1e20, rel=1e-9)
+  assert LAW["alpha"] * LAW["A"] * n ** -LAW["alpha"] == pytest.approx(
+      1.05 * LAW["beta"] * LAW["B"] * d ** -LAW["beta"], rel=1e-9)
+
+
+@pytest.mark.slow  # compiles the law for x64 under vmap: seconds on a loaded machine
+def test_the_prediction_is_the_law_at_the_runs_exact_n_and_d_with_the_bootstraps_interval():
+  loss, interval = verify.predict(law_fit(), None, 3e5, 6e6)
+  assert loss == pytest.approx(1.8 + 400 / 3e5 ** 0.34 + 2000 / 6e6 ** 0.37, rel=1e-9)
+  assert interval is None
+  rng = np.random.default_rng(0)
+  samples = {k: list(v * (1 + 0.01 * rng.standard_normal(40))) for k, v in LAW.items()}
+  samples["E"][3] = None  # a failed resample is left out
+  loss, (low, high) = verify.predict(law_fit(), samples, 3e5, 6e6)
+  assert low < loss < high
+
+
+def test_verify_factor_sets_the_budget_and_a_bad_one_is_a_config_error():
+  config = load_config(DEFAULT, [])
+  assert config.sweep.verify_factor == 4.0
+  assert verify.budget_of(config.sweep) == 4 * max(config.sweep.budgets)
+  assert verify.budget_of(load_config(DEFAULT, ["--config.sweep.verify_factor=0"]).sweep) is None
+  with pytest.raises(ConfigError, match="verify_factor"):
+    kinds.checked(load_config(DEFAULT, ["--config.sweep.verify_factor=-1.0"]))
+
+
+def test_a_law_without_an_optimum_records_why_and_trains_nothing(tmp_path, capsys):
+  os.makedirs(tmp_path / "analysis")
+  fit = law_fit()
+  fit["chinchilla_approach3"]["alpha"] = -0.01  # alpha < 0: loss falls forever with N
+  (tmp_path / "analysis" / "fit.json").write_text(json.dumps(fit))
+  config = load_config(DEFAULT, [])
+  summary, outcome = verify.verify(config, [], str(tmp_path), [], {"not_finished": 0,
+                                   rundir.COMPLETED: 40}, lambda rows: pytest.fail("trained"))
+  record = json.loads((tmp_path / "analysis" / verify.VERIFY).read_text())
+  assert outcome is None and summary["verify"] == record
+  assert record["skipped"].startswith("the fitted law has no compute-optimal N")
+  assert "not planned" in capsys.readouterr().out
+  # Unfinished runs: nothing is planned yet.
+  assert verify.verify(config, [], str(tmp_path), [], {"not_finished": 2}, None) == ({}, None)
+
+
+@pytest.mark.slow  # ~20 resolved configs: a few seconds
+def test_the_verification_run_is_a_plan_row_sized_as_the_sweeps_runs(tmp_path):
+  config = load_config(DEFAULT, [])
+  budget, n_opt = 4.8e12, 3.0e5
+  target = verify.shape_target(config, [], str(tmp_path), budget, n_opt, "n_params_total")
+  rows = verify.plan_verification(config, [], str(tmp_path), budget, target, first=54)
+  (run,) = [row for row in rows if row.kind != "trunk"]
+  (trunk,) = [row for row in rows if row.kind == "trunk"]  # a branch sweep: off its own WSD trunk
+  assert run.trunk == trunk.run_id and [row.row for row in rows] == [54, 55]
+  assert run.budget == budget and run.seed == config.sweep.seeds[0]
+  assert abs(run.flops - budget) <= run.flops / run.steps  # the budget, in whole batches
+  # The sizing's shapes nearest N_opt either side: the one chosen has the nearer total N.
+  overrides = plan.run_overrides_of(config, [], str(tmp_path))
+  totals = {plan.plan_run(config, 1, overrides, t, budget).row.n_params_total
+            for t in np.geomspace(0.8 * n_opt, 1.2 * n_opt, 9)}
+  assert run.n_params_total == min(totals, key=lambda n: abs(math.log(n / n_opt)))
+  # Its id is the one the sweep's own planner gives that point: a normal, resumable run.
+  again = plan.plan_points(config, config.sweep, [], str(tmp_path), [(budget, target, None)])
+  assert run.run_id in {row.run_id for row in again}
+
+
+# A micro IsoFLOP sweep: 16-token sequences, batches of 4, 3 budgets x 3 sizes, independent runs.
+MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
+         "--config.train.eval_tokens=256",
+         "--config.train.log_every=10", "--config.wandb.mode=disabled",
+         "--config.sweep.budgets=(1e9, 2e9, 4e9)", "--config.sweep.sizes_per_budget=3",
+         "--config.sweep.span=4.0", "--config.sweep.ladder=True",
+         "--config.sweep.tokens_per_param=5.0",
+         "--config.train.schedule=cosine", "--config.sweep.branches=False",
+         "--config.sweep.seeds=()", "--config.train.checkpoint_every=10"]
+
+
+def run_sweep(workdir, *extra, env=None):
+  command = [sys.executable, "sweep.py", "--config", DEFAULT, "--workdir", str(workdir), *MICRO,
+             *extra]
+  return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=HANG_S)
+
+
+@pytest.mark.slow
+def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_path):
+  off = run_sweep(tmp_path, "--config.sweep.verify_factor=0")
+  assert off.returncode == 0, off.stderr[-2000:]
+  assert not os.path.exists(tmp_path / "analysis" / verify.VERIFY)  # off: none written
+  # The verification run alone trains now (the sweep's runs are finished): killed at its step 10.
+  killed = run_sweep(tmp_path, env=with_fault("SIGKILL@10"))
+  path = tmp_path / "analysis" / verify.VERIFY
+  record = json.loads(path.read_text())
+  assert {"budget", "n", "d", "predicted_loss", "predicted_interval", "measured_loss",
+          "run_id"} <= set(record)
+  assert record["measured_loss"] is None and record["predicted_loss"] > 0
+  assert record["budget"] == 4 * 4e9 and len(record["predicted_interval"]) == 2
+  run_dir = tmp_path / "runs" / record["run_id"]
+  assert os.path.isdir(run_dir / "checkpoints" / "10")  # its step-10 checkpoint
+  assert rundir.read_result(str(run_dir))["status"] == record["status"] == rundir.FAILED
+  assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
+  # Rerun: the run resumes from its checkpoint and the measured loss is filled in.
+  resumed = run_sweep(tmp_path)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  record = json.loads(path.read_text())
+  result = rundir.read_result(str(run_dir))
+  assert result["status"] == rundir.COMPLETED
+  assert record["measured_loss"] == result["final_eval_loss"]
+  assert record["relative_error"] == pytest.approx(
+      (record["predicted_loss"] - record["measured_loss"]) / record["measured_loss"])
+  steps = [row["step"] for row in rundir.read_metrics(str(run_dir))]
+  assert steps == sorted(set(steps))  # resumed, no step twice
+  assert "verification run (held out of the fit):" in resumed.stdout
+  assert resumed.stdout.count("How far to trust this fit") == 1  # the verdict, printed once
+  report_md = (tmp_path / "analysis" / "report.md").read_text()
+  assert "Verification run: predicted, then trained" in report_md
+  # Held out: not in results.csv, so in no fit; in plan.csv and cost.json.
+  fit = json.loads((tmp_path / "analysis" / "fit.json").read_text())
+  assert record["run_id"] not in open(tmp_path / "results.csv").read()
+  assert fit["n_points"] == len(read_plan(str(tmp_path))) - 1
+  assert [row for row in fit["frontier"] if row.get("verification")]
+  assert record["run_id"] in {row.run_id for row in read_plan(str(tmp_path))}
+  # Idempotent: a third run trains nothing and keeps the record.
+  mtime = os.path.getmtime(run_dir / "result.json")
+  again = run_sweep(tmp_path)
+  assert again.returncode == 0 and os.path.getmtime(run_dir / "result.json") == mtime
+  assert json.loads(path.read_text())["measured_loss"] == record["measured_loss"]
+  assert "0 of 1 runs already finished" not in again.stdout
