@@ -1,0 +1,57 @@
+"""Issue 23's rest: bad input refused before it costs anything (sizes past the machine, dry-run
+probes past its memory), a run killed for memory named so, the local sweep's progress line, a
+sweep that ends while other processes hold runs of its plan, duplicate run ids in a results table."""
+import json
+import os
+
+import pytest
+
+import sweep
+from conftest import ROOT
+
+DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
+# One micro run: the smallest grid shape, 16-token sequences, batches of 4 (64 tokens per step).
+MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
+         "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
+         "--config.sweep.branches=False", "--config.sweep.seeds=()", "--config.sweep.tokens=(1280,)"]
+
+
+def one_line_refusal(capsys) -> str:
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+  return err
+
+
+# ------------------------------------------------------------- (c) refused before it costs anything
+
+def test_a_budget_whose_model_outgrows_the_machine_is_refused_before_tracing(tmp_path, capsys):
+  """1e30 FLOPs plan a 1.8e13-parameter model: with a batch that keeps its steps within int32,
+  the weights alone (4 B each, 65,536 GiB) are refused from the counts, before the planner's
+  traced estimate (minutes for its ~700 layers); nothing is written."""
+  workdir = tmp_path / "sweep"
+  assert sweep.main(["--workdir", str(workdir), "--config.sweep.budgets=(1e30,)",
+                     "--config.train.batch_size=4194304"]) == 2
+  err = one_line_refusal(capsys)
+  assert "parameters alone need" in err and "budget 1e+30" in err
+  assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_a_dry_run_probe_past_this_machines_memory_is_refused_before_any_probe_trains(
+    tmp_path, capsys):
+  """2^26 sequences a step: the planner's estimate (its float32 logits alone ~2 TiB) exceeds any
+  host, so train.py's memory check refuses the probe of the largest shape, which goes first, and
+  no other probe runs: the plan stands, without a wall-time estimate, in one line."""
+  workdir = tmp_path / "sweep"
+  batch = 2 ** 26
+  argv = ["--config", DEFAULT, "--workdir", str(workdir), *MICRO,
+          "--config.sweep.n_params=(3e3, 1.2e4)", f"--config.sweep.tokens=({batch * 16},)",
+          f"--config.train.batch_size={batch}", "--dry-run", "--json"]
+  assert sweep.main(argv) == 0
+  out = capsys.readouterr().out
+  summary = json.loads(out.strip().splitlines()[-1])
+  assert summary["estimated_seconds"] is None and "probes" not in summary
+  (line,) = [line for line in out.splitlines() if "no wall-time estimate" in line]
+  assert "is refused here, not probed" in line and "GiB per device" in line, line
+  assert os.path.exists(workdir / "plan.csv") and not os.path.exists(workdir / "runs")
