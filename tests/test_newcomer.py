@@ -55,3 +55,52 @@ def test_a_dry_run_probe_past_this_machines_memory_is_refused_before_any_probe_t
   (line,) = [line for line in out.splitlines() if "no wall-time estimate" in line]
   assert "is refused here, not probed" in line and "GiB per device" in line, line
   assert os.path.exists(workdir / "plan.csv") and not os.path.exists(workdir / "runs")
+
+
+# ------------------------------------------------------- (e) duplicate run ids in a results table
+
+def duplicated_table(tmp_path):
+  """A fittable table (4 budgets x 7 sizes) whose run r0 appears three times, r5 twice: the last
+  row of each is the one to keep (a rerun's), with the true loss; the earlier ones are 10x off."""
+  from test_analysis_cli import law_rows, write_csv  # pylint: disable=import-outside-toplevel
+  rows = law_rows((1e12, 4e12, 1.6e13, 6.4e13))
+  for i, row in enumerate(rows):
+    row["run_id"] = f"r{i}"
+  stale = lambda i: {**rows[i], "final_eval_loss": 10 * rows[i]["final_eval_loss"]}
+  table = [stale(0), stale(0), stale(5)] + rows
+  return write_csv(tmp_path / "results.csv", table), rows
+
+
+@pytest.mark.slow  # the analysis's imports (JAX, the pipeline): ~10 s on a loaded machine
+def test_duplicate_run_ids_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+  from analysis import __main__ as cli  # pylint: disable=import-outside-toplevel
+  results, _ = duplicated_table(tmp_path)
+  out = tmp_path / "out"
+  assert cli.main(["--results", results, "--out", str(out), "--wandb-mode", "disabled"]) == 2
+  err = one_line_refusal(capsys)
+  assert "line 3: run 'r0' is there already (line 2)" in err and "--dedupe" in err
+  assert not out.exists()
+
+
+def test_dedupe_keeps_the_last_row_of_each_run_id_in_the_files_order(tmp_path):
+  from analysis import runs as runs_lib  # pylint: disable=import-outside-toplevel
+  results, rows = duplicated_table(tmp_path)
+  deduplicated = str(tmp_path / "out" / "dedup.csv")
+  assert runs_lib.write_deduplicated(results, deduplicated) == (3, 2)
+  runs = runs_lib.load(deduplicated)
+  assert runs.run_id.tolist() == [row["run_id"] for row in rows]
+  assert runs.loss.tolist() == pytest.approx([row["final_eval_loss"] for row in rows])
+
+
+@pytest.mark.slow
+def test_the_analysis_with_dedupe_fits_the_last_rows_and_says_how_many_it_dropped(tmp_path,
+                                                                                  capsys):
+  from analysis import __main__ as cli  # pylint: disable=import-outside-toplevel
+  results, rows = duplicated_table(tmp_path)
+  out = tmp_path / "out"
+  assert cli.main(["--results", results, "--out", str(out), "--wandb-mode", "disabled",
+                   "--dedupe", "--quiet"]) == 0
+  said = capsys.readouterr().out
+  assert "--dedupe: dropped 3 duplicate rows of 2 run ids (the last row of each kept)" in said
+  fit = json.loads((out / "fit.json").read_text())
+  assert fit["chinchilla_approach3"]["E"] == pytest.approx(1.5, rel=0.1)
