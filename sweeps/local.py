@@ -5,7 +5,7 @@ import time
 from core import rundir
 from sweeps import branches, deps, locks
 from sweeps.plan import group_id_of
-from sweeps.processes import Forwarder, run_dir_of, settle, start_run
+from sweeps.processes import KILLED_CODES, Forwarder, run_dir_of, settle, start_run
 from sweeps.rows import TRUNK, PlanRow, by_id, depended_on
 
 POLL_S = 0.2
@@ -85,10 +85,13 @@ def reap(sweep_dir: str, running: dict, statuses: dict) -> None:
     del running[pid]
     for row in job:
       run_dir = run_dir_of(sweep_dir, row)
-      status = statuses[row.run_id] = settle(run_dir, proc.returncode, started, log_path)
+      status = statuses[row.run_id] = settle(run_dir, proc.returncode, started, log_path,
+                                             len(job))
       locks.release_lock(run_dir)
-      loss = (rundir.read_result(run_dir) or {}).get("final_eval_loss")
-      detail = f"eval loss {loss:.4f}" if status == rundir.COMPLETED else f"exit {proc.returncode}"
+      result = rundir.read_result(run_dir) or {}
+      detail = (f"eval loss {result.get('final_eval_loss'):.4f}" if status == rundir.COMPLETED
+                else result.get("error") if proc.returncode in KILLED_CODES
+                else f"exit {proc.returncode}")
       print(f"[{number}] {status} {row.run_id}  {detail}  {time.time() - started:.0f} s "
             f"(log: {log_path})", flush=True)
 

@@ -104,3 +104,28 @@ def test_the_analysis_with_dedupe_fits_the_last_rows_and_says_how_many_it_droppe
   assert "--dedupe: dropped 3 duplicate rows of 2 run ids (the last row of each kept)" in said
   fit = json.loads((out / "fit.json").read_text())
   assert fit["chinchilla_approach3"]["E"] == pytest.approx(1.5, rel=0.1)
+
+
+# ------------------------------------------------------------------ (b) a run killed for memory
+
+@pytest.mark.slow
+def test_a_run_killed_by_sigkill_is_reported_as_most_likely_out_of_memory(tmp_path, capsys,
+                                                                          monkeypatch):
+  """A real train.py killed by SIGKILL at step 10 (the fault hook: the kernel's OOM killer leaves
+  nothing else behind either): the sweep names it with the planner's estimate and this machine's
+  memory, in its progress, in result.json and in the runs it did not fit; it exits 1."""
+  from conftest import with_fault  # pylint: disable=import-outside-toplevel
+  from core import rundir  # pylint: disable=import-outside-toplevel
+  for key, value in with_fault("SIGKILL@10", env={}).items():
+    monkeypatch.setenv(key, value)
+  workdir = tmp_path / "sweep"
+  assert sweep.main(["--config", DEFAULT, "--workdir", str(workdir), *MICRO]) == 1
+  out = capsys.readouterr().out
+  said = [line for line in out.splitlines() if "most likely out of memory" in line]
+  assert len(said) == 2 and "final train loss" not in out, out  # the progress line, the listing
+  (run_dir,) = (workdir / "runs").iterdir()
+  result = rundir.read_result(str(run_dir))
+  assert result["status"] == rundir.FAILED and result["exit_code"] == -9
+  assert result["error"].startswith("killed (exit -9), most likely out of memory: the planner "
+                                    "estimated "), result["error"]
+  assert " GiB per device of " in result["error"] and "GiB (" in result["error"]
