@@ -23,12 +23,16 @@ import jax
 
 from core import rundir
 from core.config import ConfigError, load_config
-from sweeps import ROOT, branches, executors, kinds, rows as plan_rows
+from sweeps import ROOT, branches, executors, kinds, locks, rows as plan_rows
 from sweeps.collect import finish
 from sweeps.estimate import dry_run
+from sweeps.processes import run_dir_of
 from sweeps.task import run_row, run_row_with_group
 
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
+# The exit code of a sweep that ended while other processes still train runs of its plan: its
+# results are partial and unanalysed; rerun when they are done (EX_TEMPFAIL, "try again later").
+EXIT_PARTIAL = 75
 
 
 def parse_args(argv):
@@ -60,6 +64,14 @@ def parse_args(argv):
   if args.workers is not None and args.workers < 1:
     parser.error("--workers must be at least 1")
   return args, overrides
+
+
+def held_elsewhere(sweep_dir: str, rows) -> list[str]:
+  """The runs of the plan (trunks aside) that are not finished and whose lock a live process
+  holds: another sweep on the same directory trains them (sweeps/locks.py)."""
+  return [row.run_id for row in rows if row.kind != plan_rows.TRUNK
+          and rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED
+          and locks.held(run_dir_of(sweep_dir, row))]
 
 
 def main(argv=None) -> int:
@@ -99,10 +111,18 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    results, analysed = finish(sweep_dir, rows, lambda fitted, results: kind.analyse(
-        sweep_dir, fitted, results, config))
+    elsewhere = held_elsewhere(sweep_dir, rows) if args.executor == "local" else []
+    analyse = (lambda fitted, results: kind.analyse(sweep_dir, fitted, results, config))
+    if elsewhere:  # what finished here is not the sweep: the rerun after them analyses it
+      analyse = lambda fitted, results: {"partial": True, "held_elsewhere": elsewhere}
+    results, analysed = finish(sweep_dir, rows, analyse)
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
+    if elsewhere:
+      print(f"{len(elsewhere)} run{'s are' if len(elsewhere) > 1 else ' is'} still training in "
+            "other processes; rerun to analyse all (partial: no analysis of this sweep yet)")
+      summary.update(partial=True, held_elsewhere=elsewhere)
+      returncode = returncode or EXIT_PARTIAL
   if args.json:
     print(json.dumps(summary))
   return returncode

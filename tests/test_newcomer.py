@@ -129,3 +129,94 @@ def test_a_run_killed_by_sigkill_is_reported_as_most_likely_out_of_memory(tmp_pa
   assert result["error"].startswith("killed (exit -9), most likely out of memory: the planner "
                                     "estimated "), result["error"]
   assert " GiB per device of " in result["error"] and "GiB (" in result["error"]
+  # (a) the progress line, as plain lines (stdout is not a terminal here): before and after
+  progress_lines = [line for line in out.splitlines() if line.startswith("progress: ")]
+  assert progress_lines[0].startswith("progress: 0 of 1 runs done, 1 left;"), progress_lines
+  assert "time left unknown until a run finishes" in progress_lines[0]
+  assert progress_lines[-1].startswith("progress: 1 of 1 runs done, 0 left;"), progress_lines
+  assert "0 left; about 0 s left" in progress_lines[-1]
+
+
+# --------------------------------------------------------- (a) the local sweep's progress line
+
+def test_time_left_fits_a_fixed_cost_and_a_rate_to_the_runs_so_far():
+  from sweeps import progress  # pylint: disable=import-outside-toplevel
+  # Runs of 10 s fixed cost + 1 s per 1e9 FLOPs: the fit recovers both exactly.
+  finished = [(f, 10 + f / 1e9) for f in (1e9, 4e9, 16e9)]
+  fixed, rate = progress.fit_cost(finished)
+  assert fixed == pytest.approx(10) and rate == pytest.approx(1e-9)
+  # Two runs left on one worker: (10 + 2) + (10 + 8), less the 5 s one has spent.
+  assert progress.time_left(finished, [(2e9, 0.0), (8e9, 5.0)], 1) == pytest.approx(25)
+  # Two workers share them, but never finish before the longest one left.
+  assert progress.time_left(finished, [(2e9, 0.0), (8e9, 0.0)], 2) == pytest.approx(18)
+  assert progress.time_left(finished, [(2e9, 0.0)], 8) == pytest.approx(12)
+  # Nothing finished yet: unknown; nothing left: 0; a run past its estimate: 0, not negative.
+  assert progress.time_left([], [(1e9, 0.0)], 1) is None
+  assert progress.time_left(finished, [], 1) == 0
+  assert progress.time_left(finished, [(1e9, 100.0)], 1) == 0
+
+
+def test_time_left_from_one_run_or_runs_of_one_size_is_proportional_to_flops():
+  from sweeps import progress  # pylint: disable=import-outside-toplevel
+  assert progress.fit_cost([(2e9, 30.0)]) == (0.0, 15e-9)
+  assert progress.time_left([(2e9, 30.0), (2e9, 34.0)], [(4e9, 0.0)], 1) == pytest.approx(64)
+  # Time that falls as FLOPs grow (noise, a loaded machine): all of it is fixed cost.
+  assert progress.fit_cost([(1e9, 20.0), (2e9, 10.0)]) == (15.0, 0.0)
+
+
+def test_the_progress_line_is_rewritten_in_place_on_a_terminal_and_plain_otherwise():
+  import io  # pylint: disable=import-outside-toplevel
+  from sweeps import progress  # pylint: disable=import-outside-toplevel
+  text = progress.line(3, 7, 2, 1.5e12, 4.5e12, 300.0, 3, elsewhere=1)
+  assert text == ("progress: 3 of 11 runs done, 7 left (2 training), 1 in other processes; "
+                  "1.5e+12 of 6e+12 FLOPs done, 4.5e+12 left; about 5 min left (from 3 runs "
+                  "so far)")
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  for stream, expected in ((io.StringIO(), "a\nb\nrun ends\nc\n"),
+                           (Terminal(), "a\r\033[Kb\r\033[Krun ends\nb\r\033[Kc\n")):
+    shown = progress.Progress(stream)
+    shown.show("a")
+    shown.show("b")
+    shown.show("b")  # unchanged: not printed again
+    shown.say("run ends")
+    shown.show("c")
+    shown.close()
+    assert stream.getvalue() == expected, repr(stream.getvalue())
+
+
+# -------------------------------------- (d) a sweep that ends while others train runs of its plan
+
+@pytest.mark.slow
+def test_a_sweep_ending_while_another_process_holds_a_run_is_partial_and_unanalysed(tmp_path,
+                                                                                     capsys):
+  """Two runs; a live process (standing in for a second sweep on the directory) holds the lock of
+  one: this sweep trains the other, then says the rest trains elsewhere, analyses nothing and
+  exits EXIT_PARTIAL (its summary says partial)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from core import files  # pylint: disable=import-outside-toplevel
+  from core.config import load_config  # pylint: disable=import-outside-toplevel
+  from sweeps import kinds, locks, processes  # pylint: disable=import-outside-toplevel
+  overrides = MICRO + ["--config.sweep.tokens=(1280, 2560)"]
+  rows = kinds.plan_sweep(load_config(DEFAULT, overrides), overrides)
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+  try:
+    run_dir = processes.run_dir_of(str(tmp_path), rows[1])
+    os.makedirs(run_dir)
+    files.write_json_atomic(os.path.join(run_dir, locks.LOCK_NAME), locks.lock_record(holder.pid))
+    argv = ["--config", DEFAULT, "--workdir", str(tmp_path), *overrides, "--json"]
+    assert sweep.main(argv) == sweep.EXIT_PARTIAL
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["completed"] == 1 and summary["held_elsewhere"] == [rows[1].run_id]
+    assert summary["partial"] and "approach2" not in summary and "a" not in summary
+    assert "1 run is still training in other processes; rerun to analyse all" in out
+    assert "progress: 1 of 2 runs done, 0 left, 1 in other processes;" in out
+    assert not os.path.exists(tmp_path / "analysis")
+  finally:
+    holder.kill()
+    holder.wait()
