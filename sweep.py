@@ -21,7 +21,7 @@ import sys
 
 import jax
 
-from core import rundir
+from core import provenance, rundir
 from core.config import ConfigError, load_config
 from sweeps import ROOT, branches, executors, kinds, locks, rows as plan_rows
 from sweeps.collect import finish
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     return rundir.EXIT_BAD_INPUT
   os.makedirs(sweep_dir, exist_ok=True)
   plan_path = plan_rows.write_plan(sweep_dir, rows)
+  provenance.write_sweep(sweep_dir, config, config_path, sys.argv[1:] if argv is None else argv)
   trunks = sum(row.kind == plan_rows.TRUNK for row in rows)
   print(f"sweep {config.name}: {len(rows) - trunks} runs ({config.sweep.kind})"
         + (f" branching off {trunks} trunks" if trunks else "") + f" planned in {plan_path}")

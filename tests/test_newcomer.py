@@ -220,3 +220,41 @@ def test_a_sweep_ending_while_another_process_holds_a_run_is_partial_and_unanaly
   finally:
     holder.kill()
     holder.wait()
+
+
+# ------------------------------------------- (f) the report opens with configuration and provenance
+
+@pytest.mark.slow  # plans with JAX and imports the analysis: ~10 s on a loaded machine
+def test_the_report_opens_with_the_sweeps_configuration_and_provenance(tmp_path):
+  from analysis import report  # pylint: disable=import-outside-toplevel
+  from core import provenance  # pylint: disable=import-outside-toplevel
+  from core.config import load_config  # pylint: disable=import-outside-toplevel
+  from sweeps import kinds, rows as plan_rows  # pylint: disable=import-outside-toplevel
+  overrides = MICRO + ["--config.sweep.n_params=(3e3, 1.2e4)", "--config.sweep.seeds=(0, 1)"]
+  config = load_config(DEFAULT, overrides)
+  plan_rows.write_plan(str(tmp_path), kinds.plan_sweep(config, overrides))
+  provenance.write_sweep(str(tmp_path), config, DEFAULT, ["--workdir", "w", *overrides])
+  fit = {"source": str(tmp_path / "results.csv")}
+  (heading, _), (_, note), (_, _, rows) = report.provenance_block(fit)
+  fields = dict(rows)
+  assert heading == "h2" and "relative to the sweep directory" in note
+  assert fields["config"] == "experiments/default_sweep.py (default_sweep, grid)"
+  assert fields["command"].startswith("python sweep.py --workdir w --config.train.seq_len=16")
+  assert fields["runs planned"] == "4" and fields["budgets C"] == "none (a grid)"
+  assert fields["sizes N (non-embedding)"].startswith("2: ") and fields["seeds"] == "0, 1"
+  assert fields["recipe"] == "default" and fields["data source"] == "synthetic"
+  assert fields["results"] == "results.csv"
+  for key in ("commit (planned)", "commit (analysed)"):
+    assert fields[key] == "unknown" or len(fields[key].split("-")[0]) == 40
+  assert fields["planned"].startswith("20") and " on " in fields["planned"]
+  assert str(tmp_path) not in json.dumps(rows)  # no absolute path: the directory may move
+  # A table no sweep wrote says where it was read.
+  (heading, text), (_, note), (_, _, rows) = report.provenance_block(
+      {"source": str(tmp_path / "elsewhere" / "published.csv")})
+  assert text == "Source" and dict(rows)["results"].endswith("published.csv")
+
+
+def test_an_interval_without_a_bootstrap_says_so_instead_of_an_empty_cell():
+  from analysis import report  # pylint: disable=import-outside-toplevel
+  assert report.fmt_ci(None) == "no bootstrap run"
+  assert report.fmt_ci((0.25, 0.5)) == "[0.25, 0.5]"
