@@ -44,6 +44,11 @@ def start_run(config_path: str, run_dir: str, overrides: list[str], workers: int
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+def in_gib(n_bytes: float) -> str:
+  """Bytes as GiB with three significant figures (0.00214 GiB for a tiny run's 2.2 MiB)."""
+  return f"{n_bytes / GIB:.3g} GiB"
+
+
 def killed_error(run_dir: str, returncode: int, replicas: int = 1) -> str:
   """The error of a run killed by SIGKILL: most likely out of memory, with the memory planner's
   estimate of it (training/memory.py, from its config.json; x `replicas` for a group) against the
@@ -55,9 +60,9 @@ def killed_error(run_dir: str, returncode: int, replicas: int = 1) -> str:
     estimate = f"no planner estimate ({type(error).__name__}: {error})"[:200]
   else:
     limit, what = limits.memory_here()
-    estimate = (f"the planner estimated {needed / GIB:.2f} GiB per device"
+    estimate = (f"the planner estimated {in_gib(needed)} per device"
                 + (f" for {replicas} replicas" if replicas > 1 else "")
-                + (f" of {limit / GIB:.2f} GiB ({what})" if limit else " (the memory here is unknown)"))
+                + (f" of {in_gib(limit)} ({what})" if limit else " (the memory here is unknown)"))
   return f"killed (exit {returncode}), most likely out of memory: {estimate}"
 
 
