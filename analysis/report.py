@@ -43,7 +43,7 @@ def fmt(value) -> str:
 
 
 def fmt_ci(ci) -> str:
-  """An interval; every interval is the bootstrap's, so none means no bootstrap ran (--bootstrap B)."""
+  """An interval; every interval is the bootstrap's, so none means no bootstrap ran."""
   return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "no bootstrap run"
 
 

@@ -25,15 +25,17 @@ def provenance_block(fit: dict) -> list:
   listed = lambda values: ", ".join(fmt(v) for v in values) if values else "–"
   rows = []
   if sweep:
-    rows += [["config", f"{sweep['config']} ({sweep['name']}, {sweep['sweep'].get('kind', '–')})"],
+    kind = sweep["sweep"].get("kind", "–")
+    rows += [["config", f"{sweep['config']} ({sweep['name']}, {kind})"],
              ["command", " ".join(sweep["command"])]]
   if plan:
-    budgets, sizes = distinct("budget"), distinct("n_params")
+    budgets, sizes, lrs = distinct("budget"), distinct("n_params"), distinct("lr")
     rows += [["runs planned", str(len(plan))],
              ["budgets C", f"{len(budgets)}: {listed(budgets)}" if budgets else "none (a grid)"],
              ["sizes N (non-embedding)", f"{len(sizes)}: {fmt(sizes[0])} .. {fmt(sizes[-1])}"],
              ["seeds", listed([int(v) for v in distinct("seed")])],
-             ["peak lrs", listed(distinct("lr"))]]
+             ["peak lrs", listed(lrs) if not sweep or sweep["sweep"].get("lrs") or len(lrs) < 2
+                          else f"the recipe's lr(N): {fmt(lrs[0])} .. {fmt(lrs[-1])}"]]
   if sweep:
     rows += [["recipe", sweep["recipe"]], ["data source", sweep["data"]],
              ["planned", f"{sweep['date']} on {sweep['host']} ({sweep['machine']})"],

@@ -1,6 +1,7 @@
 """Issue 23's rest: bad input refused before it costs anything (sizes past the machine, dry-run
 probes past its memory), a run killed for memory named so, the local sweep's progress line, a
-sweep that ends while other processes hold runs of its plan, duplicate run ids in a results table."""
+sweep that ends while other processes hold runs of its plan, duplicate run ids in a results
+table, the report's opening."""
 import json
 import os
 
@@ -11,10 +12,11 @@ from conftest import ROOT
 
 DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 # One micro run: the smallest grid shape, 16-token sequences, batches of 4 (64 tokens per step).
-MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.train.eval_tokens=256",
-         "--config.train.log_every=10", "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
-         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
-         "--config.sweep.branches=False", "--config.sweep.seeds=()", "--config.sweep.tokens=(1280,)"]
+MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
+         "--config.train.eval_tokens=256", "--config.train.log_every=10",
+         "--config.wandb.mode=disabled", "--config.sweep.kind=grid", "--config.sweep.n_params=(3e3,)",
+         "--config.train.schedule=cosine", "--config.sweep.branches=False",
+         "--config.sweep.seeds=()", "--config.sweep.tokens=(1280,)"]
 
 
 def one_line_refusal(capsys) -> str:
