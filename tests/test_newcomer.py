@@ -14,8 +14,8 @@ DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 # One micro run: the smallest grid shape, 16-token sequences, batches of 4 (64 tokens per step).
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
          "--config.train.eval_tokens=256", "--config.train.log_every=10",
-         "--config.wandb.mode=disabled", "--config.sweep.kind=grid", "--config.sweep.n_params=(3e3,)",
-         "--config.train.schedule=cosine", "--config.sweep.branches=False",
+         "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine", "--config.sweep.branches=False",
          "--config.sweep.seeds=()", "--config.sweep.tokens=(1280,)"]
 
 
