@@ -15,8 +15,9 @@ DEFAULT = os.path.join(ROOT, "experiments", "default_sweep.py")
 MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
          "--config.train.eval_tokens=256", "--config.train.log_every=10",
          "--config.wandb.mode=disabled", "--config.sweep.kind=grid",
-         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine", "--config.sweep.branches=False",
-         "--config.sweep.seeds=()", "--config.sweep.tokens=(1280,)"]
+         "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
+         "--config.sweep.branches=False", "--config.sweep.seeds=()",
+         "--config.sweep.tokens=(1280,)"]
 
 
 def one_line_refusal(capsys) -> str:
