@@ -166,10 +166,11 @@ def plan_points(config, sweep, overrides: list[str], sweep_dir: str | None,
   replicas set (docs/design.md). With `sweep_dir`, the runs share DIR/compilation_cache."""
   run_overrides = run_overrides_of(config, overrides, sweep_dir)
   # Runs that cannot fit this machine's accelerator are refused before anything is launched
-  # (training/memory.py's estimate; no accelerator limit is known on a CPU), and so is a run whose
-  # weights alone exceed the memory here (the host's share on a CPU), from its counts, untraced.
+  # (training/memory.py's estimate). No accelerator limit is known on a CPU (sweep.py plans on
+  # the CPU): there a run whose weights alone exceed the host's share is refused from its counts,
+  # untraced (tracing a model of 1e13 parameters for the estimate takes minutes).
   device_memory = memory.device_memory_limit()
-  here = limits.memory_here()
+  here = limits.memory_here() if device_memory is None else (None, "")
   # Repeats of every point: one run per seed and per peak lr (the lr rule's when none are given).
   variants = [([f"--config.seed={seed}"] if seed is not None else [])
               + ([f"--config.train.lr={float(lr)!r}"] if lr is not None else [])
