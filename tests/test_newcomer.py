@@ -87,12 +87,15 @@ def test_duplicate_run_ids_are_refused_in_one_line_before_anything_is_written(tm
 
 def test_dedupe_keeps_the_last_row_of_each_run_id_in_the_files_order(tmp_path):
   from analysis import runs as runs_lib  # pylint: disable=import-outside-toplevel
-  results, rows = duplicated_table(tmp_path)
+  table = tmp_path / "results.csv"
+  table.write_text("run_id,n_params,tokens,final_eval_loss\n"
+                   "r0,1e6,1e8,9.0\nr0,1e6,1e8,8.0\nr1,2e6,1e8,3.0\nr2,1e6,2e8,2.9\n"
+                   "r1,2e6,1e8,3.1\nr0,1e6,1e8,3.2\n")
   deduplicated = str(tmp_path / "out" / "dedup.csv")
-  assert runs_lib.write_deduplicated(results, deduplicated) == (3, 2)
+  assert runs_lib.write_deduplicated(str(table), deduplicated) == (3, 2)
   runs = runs_lib.load(deduplicated)
-  assert runs.run_id.tolist() == [row["run_id"] for row in rows]
-  assert runs.loss.tolist() == pytest.approx([row["final_eval_loss"] for row in rows])
+  assert runs.run_id.tolist() == ["r2", "r1", "r0"]  # each one's last row, in the file's order
+  assert runs.loss.tolist() == [2.9, 3.1, 3.2]
 
 
 @pytest.mark.slow
@@ -255,9 +258,6 @@ def test_the_report_opens_with_the_sweeps_configuration_and_provenance(tmp_path)
   (heading, text), (_, note), (_, _, rows) = report.provenance_block(
       {"source": str(tmp_path / "elsewhere" / "published.csv")})
   assert text == "Source" and dict(rows)["results"].endswith("published.csv")
-
-
-def test_an_interval_without_a_bootstrap_says_so_instead_of_an_empty_cell():
-  from analysis import report  # pylint: disable=import-outside-toplevel
+  # Every interval is the bootstrap's: a cell without one says why it is empty.
   assert report.fmt_ci(None) == "no bootstrap run"
   assert report.fmt_ci((0.25, 0.5)) == "[0.25, 0.5]"
