@@ -23,14 +23,18 @@ import sys
 
 import jax
 
-from core import rundir
+from core import provenance, rundir
 from core.config import ConfigError, load_config
-from sweeps import ROOT, branches, executors, kinds, rows as plan_rows
+from sweeps import ROOT, branches, executors, kinds, locks, rows as plan_rows
 from sweeps.collect import finish
 from sweeps.estimate import dry_run
+from sweeps.processes import run_dir_of
 from sweeps.task import run_row, run_row_with_group
 
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "default_sweep.py")
+# The exit code of a sweep that ended while other processes still train runs of its plan: its
+# results are partial and unanalysed; rerun when they are done (EX_TEMPFAIL, "try again later").
+EXIT_PARTIAL = 75
 
 
 def parse_args(argv):
@@ -64,6 +68,14 @@ def parse_args(argv):
   return args, overrides
 
 
+def held_elsewhere(sweep_dir: str, rows) -> list[str]:
+  """The runs of the plan (trunks aside) that are not finished and whose lock a live process
+  holds: another sweep on the same directory trains them (sweeps/locks.py)."""
+  return [row.run_id for row in rows if row.kind != plan_rows.TRUNK
+          and rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED
+          and locks.held(run_dir_of(sweep_dir, row))]
+
+
 def main(argv=None) -> int:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   # The planner only resolves configs; the runs get the accelerator.
@@ -84,6 +96,7 @@ def main(argv=None) -> int:
     return rundir.EXIT_BAD_INPUT
   os.makedirs(sweep_dir, exist_ok=True)
   plan_path = plan_rows.write_plan(sweep_dir, rows)
+  provenance.write_sweep(sweep_dir, config, config_path, sys.argv[1:] if argv is None else argv)
   trunks = sum(row.kind == plan_rows.TRUNK for row in rows)
   print(f"sweep {config.name}: {len(rows) - trunks} runs ({config.sweep.kind})"
         + (f" branching off {trunks} trunks" if trunks else "") + f" planned in {plan_path}")
@@ -101,11 +114,19 @@ def main(argv=None) -> int:
     if outcome.signal:
       return 128 + outcome.signal
     summary.update(outcome.summary)
-    results, analysed = finish(sweep_dir, rows, lambda fitted, results: kind.analyse(
-        sweep_dir, fitted, results, config))
+    elsewhere = held_elsewhere(sweep_dir, rows) if args.executor == "local" else []
+    analyse = (lambda fitted, results: kind.analyse(sweep_dir, fitted, results, config))
+    if elsewhere:  # what finished here is not the sweep: the rerun after them analyses it
+      analyse = lambda fitted, results: {"partial": True, "held_elsewhere": elsewhere}
+    results, analysed = finish(sweep_dir, rows, analyse)
     summary.update(results)
     returncode = 1 if outcome.failed or not analysed else 0
-    if analysed and kind.after_fit:  # rows planned from the fit (sweeps/verify.py), trained alike
+    if elsewhere:
+      print(f"{len(elsewhere)} run{'s are' if len(elsewhere) > 1 else ' is'} still training in "
+            "other processes; rerun to analyse all (partial: no analysis of this sweep yet)")
+      summary.update(partial=True, held_elsewhere=elsewhere)
+      returncode = returncode or EXIT_PARTIAL
+    if analysed and kind.after_fit and not elsewhere:  # rows planned from the fit (sweeps/verify.py), trained alike
       more, outcome = kind.after_fit(config, overrides, sweep_dir, rows, results, lambda more_rows:
                                      execute(more_rows, sweep_dir, config_path, config, workers,
                                              args.wait))

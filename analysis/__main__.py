@@ -72,6 +72,9 @@ def parse_args(argv=None):
   parser.add_argument("--compilation-cache", default=COMPILATION_CACHE, metavar="DIR",
                       help="persistent JAX compilation cache: a later analysis of tables of "
                            "similar size skips XLA compilation (default %(default)s; '' off)")
+  parser.add_argument("--dedupe", action="store_true",
+                      help="keep the last row of each run id (a table holding a run twice is "
+                           "refused without it); fits OUT/results_deduplicated.csv")
   parser.add_argument("--json", action="store_true", help="print fit.json as the last line")
   parser.add_argument("--quiet", action="store_true",
                       help="print no summary (a sweep prints fit.json's summary itself)")
@@ -96,6 +99,17 @@ def _check_numbers(args):
                              "of tokens, 0 or more")
 
 
+def _deduplicated(args, pipeline) -> tuple[str, str | None]:
+  """--dedupe: (the table written with the last row of each run id, the curves directory of the
+  original table); says how many rows were dropped."""
+  curves = pipeline._curves_dir(args.results, args.curves)  # pylint: disable=protected-access
+  path = os.path.join(args.out, "results_deduplicated.csv")
+  dropped, runs = runs_lib.write_deduplicated(args.results, path)
+  print(f"--dedupe: dropped {dropped} duplicate row{'s' * (dropped != 1)} of {runs} run "
+        f"id{'s' * (runs != 1)} (the last row of each kept); fitting {path}")
+  return path, curves
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   # jax and matplotlib load only now, so --help and argument errors are instant.
@@ -107,11 +121,14 @@ def main(argv=None) -> int:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   try:
     _check_numbers(args)
+    results, curves = args.results, args.curves
+    if args.dedupe:
+      results, curves = _deduplicated(args, pipeline)
     fit = pipeline.run_analysis(
-        args.results, args.out, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
+        results, args.out, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
         loss_col=args.loss_col, kaplan_n_col=args.kaplan_n_col, run_col=args.run_col,
         drop_top_loss=args.drop_top_loss, n_bootstrap=args.bootstrap, seed=args.seed,
-        bootstrap_unit=args.bootstrap_unit, curves=args.curves, family=args.family,
+        bootstrap_unit=args.bootstrap_unit, curves=curves, family=args.family,
         budget_tol=args.budget_tol, isoflop_window=args.isoflop_window,
         inference_tokens=args.inference_tokens, verify_budget=args.verify_budget,
         wandb_mode=args.wandb_mode,

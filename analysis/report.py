@@ -2,8 +2,9 @@
 
 The report is built once as a list of blocks (heading, paragraph, table, list, figure) and rendered
 twice, to Markdown (figures linked) and to HTML (figures embedded as base64 PNG, so the one file
-can be mailed or attached). It opens with the verdict (fit.json["diagnostics"]), so a reader meets
-what is unreliable before any number. PUBLISHED holds the numbers the comparison table quotes.
+can be mailed or attached). It opens with what the runs are (the sweep's configuration and
+provenance, analysis/report_provenance.py), then the verdict (fit.json["diagnostics"]), so a reader
+meets what is unreliable before any number. PUBLISHED holds the numbers the comparison table quotes.
 """
 import base64
 import json
@@ -11,6 +12,7 @@ import html
 import os
 
 from analysis import plots
+from analysis.report_provenance import provenance_block
 from analysis import summary
 from core import files
 
@@ -41,7 +43,8 @@ def fmt(value) -> str:
 
 
 def fmt_ci(ci) -> str:
-  return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+  """An interval; every interval is the bootstrap's, so none means no bootstrap ran."""
+  return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "no bootstrap run"
 
 
 BESPOKE = ("chinchilla_approach3", "kaplan")  # forms whose sections have their own blocks below
@@ -295,9 +298,9 @@ def _extrapolation_block(fit: dict) -> list:
 def blocks(fit: dict) -> list:
   """The report as blocks: (h1|h2|p, text), (table, header, rows), (list, items),
   (figure, file, caption)."""
-  out = [("h1", "Scaling-law analysis")] + _verdict_block(fit) + [
+  out = [("h1", "Scaling-law analysis")] + provenance_block(fit) + _verdict_block(fit) + [
          ("h2", "Data"),
-         ("p", f"{fit['n_points']} runs from {fit['source']}."),
+         ("p", f"{fit['n_points']} runs from {os.path.basename(fit['source'])}."),
          ("table", ["role", "column"], [[k, v] for k, v in fit["columns"].items()])]
   if fit["excluded"]:
     out += [("p", f"{len(fit['excluded'])} runs not completed, excluded from every fit:"),

@@ -207,18 +207,38 @@ def _select(table: _Table, columns: list, path: str, family) -> tuple[_Table, li
   return table, excluded
 
 
+def _ids(rows, lines) -> list[str]:
+  return [row.get("run_id") or f"line {line}" for row, line in zip(rows, lines)]
+
+
+def write_deduplicated(path: str, out_path: str) -> tuple[int, int]:
+  """Writes the table at `path` to `out_path` with one row per run id, the last of each kept
+  (a rerun's row replaces the earlier one) in the file's order; returns (rows dropped, run ids
+  they belonged to). Raises DataError, writing nothing, when the table cannot be read."""
+  columns, rows, lines = read_table(path)
+  ids = _ids(rows, lines)
+  last = {run_id: i for i, run_id in enumerate(ids)}
+  kept = sorted(last.values())
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+  with open(out_path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows[i] for i in kept)
+  return len(rows) - len(kept), sum(ids.count(run_id) > 1 for run_id in last)
+
+
 def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_col=None,
          drop_top_loss: int = 0, family=None, run_col=None) -> Runs:
   """Reads and checks a table of runs; see the module docstring for the conventions."""
   columns, rows, lines = read_table(path)
   if not rows:
     raise DataError(f"{path} has no rows")
-  ids = [row.get("run_id") or f"line {line}" for row, line in zip(rows, lines)]
+  ids = _ids(rows, lines)
   first = {}
   for run_id, line in zip(ids, lines):  # a run counted twice would weigh twice in every fit
     if first.setdefault(run_id, line) != line:
       raise DataError(f"{path}, line {line}: run {run_id!r} is there already (line "
-                      f"{first[run_id]}); keep one row per run")
+                      f"{first[run_id]}); keep one row per run (--dedupe keeps the last)")
   table, excluded = _select(_Table(path, rows, lines, ids), columns, path, family)
 
   n_name = _pick(columns, n_col, N_COLUMNS, "--n-col", path)

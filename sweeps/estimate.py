@@ -32,8 +32,12 @@ def probe(config_path: str, row: dict) -> dict:
                          "here; run --dry-run on the machine the sweep is for") from None
     if returncode != 0:
       error = open(rundir.path(workdir, rundir.TRAIN_LOG), errors="replace").read().strip()
-      raise RuntimeError(f"the probe of {row.run_id} failed: "
-                         f"{error.splitlines()[-1] if error else f'exit {returncode}'}")
+      last = error.splitlines()[-1] if error else f"exit {returncode}"
+      if returncode == rundir.EXIT_BAD_INPUT:  # train.py's own refusal, before it compiled
+        raise RuntimeError(f"{row.run_id} is refused here, not probed "
+                           f"({last.removeprefix('error: ')}); run --dry-run on the machine "
+                           "the sweep is for") from None
+      raise RuntimeError(f"the probe of {row.run_id} failed: {last}")
     wall = time.time() - started
     metrics = rundir.read_metrics(workdir)
   steady = sorted(m["tokens_per_sec"] for m in metrics[2:]) or [metrics[-1]["tokens_per_sec"]]
@@ -75,8 +79,11 @@ def estimate_seconds(rows, probes, eval_tokens: int) -> list[float]:
 
 def dry_run(rows, config_path: str, config, workers: int) -> dict:
   """Probes the smallest and largest shapes and prints the plan with its estimated wall time."""
+  # The largest shape first: train.py checks its memory planner estimate against this machine's
+  # memory (limits.check_memory, with its margin) before compiling, and a shape refused there
+  # ends the probing in one line before any other probe spends its minutes.
   by_cost = sorted(rows, key=lambda r: r.flops / r.tokens)
-  shapes = [by_cost[0]] + ([by_cost[-1]] if len(by_cost) > 1 else [])
+  shapes = [by_cost[-1]] + ([by_cost[0]] if len(by_cost) > 1 else [])
   print(f"probing throughput: {PROBE_STEPS} train steps of {len(shapes)} shape(s) ...", flush=True)
   total_flops = sum(r.flops for r in rows)
   total_6nd = sum(r.flops_6nd for r in rows)

@@ -3,9 +3,9 @@ import os
 import time
 
 from core import rundir
-from sweeps import branches, deps, locks
+from sweeps import branches, deps, locks, progress
 from sweeps.plan import group_id_of
-from sweeps.processes import Forwarder, run_dir_of, settle, start_run
+from sweeps.processes import KILLED_CODES, Forwarder, run_dir_of, settle, start_run
 from sweeps.rows import TRUNK, PlanRow, by_id, depended_on
 
 POLL_S = 0.2
@@ -48,7 +48,7 @@ def start_job(sweep_dir: str, config_path: str, rows, workers: int):
           rundir.path(group_dir, rundir.TRAIN_LOG))
 
 
-def claim(sweep_dir: str, job, locked: list) -> list[dict]:
+def claim(sweep_dir: str, job, locked: list, say=print) -> list[dict]:
   """The rows of `job` this process now holds the lock of and that are still to train; rows locked
   by a live process are appended to `locked` as (run_id, holder)."""
   claimed = []
@@ -57,7 +57,7 @@ def claim(sweep_dir: str, job, locked: list) -> list[dict]:
     holder = locks.acquire_lock(run_dir)
     if holder is not None:
       locked.append((row.run_id, holder))
-      print(f"skip {row.run_id}: locked by host {holder.get('host')} pid {holder.get('pid')}")
+      say(f"skip {row.run_id}: locked by host {holder.get('host')} pid {holder.get('pid')}")
     elif (row.kind != TRUNK  # a finished trunk may be extended
           and rundir.read_status(run_dir) in rundir.FINISHED):  # finished by another sweep meanwhile
       locks.release_lock(run_dir)
@@ -77,20 +77,27 @@ def describe(job) -> str:
           f"{', '.join(row.run_id for row in job)}")
 
 
-def reap(sweep_dir: str, running: dict, statuses: dict) -> None:
-  """Settles the processes of `running` that have ended: each run's status, its lock released."""
+def reap(sweep_dir: str, running: dict, statuses: dict, say=print) -> list:
+  """Settles the processes of `running` that have ended: each run's status, its lock released;
+  returns the (job, wall seconds) of those."""
+  ended = []
   for pid, (proc, job, started, number, log_path) in list(running.items()):
     if proc.poll() is None:
       continue
     del running[pid]
+    ended.append((job, time.time() - started))
     for row in job:
       run_dir = run_dir_of(sweep_dir, row)
-      status = statuses[row.run_id] = settle(run_dir, proc.returncode, started, log_path)
+      status = statuses[row.run_id] = settle(run_dir, proc.returncode, started, log_path,
+                                             len(job))
       locks.release_lock(run_dir)
-      loss = (rundir.read_result(run_dir) or {}).get("final_eval_loss")
-      detail = f"eval loss {loss:.4f}" if status == rundir.COMPLETED else f"exit {proc.returncode}"
-      print(f"[{number}] {status} {row.run_id}  {detail}  {time.time() - started:.0f} s "
-            f"(log: {log_path})", flush=True)
+      result = rundir.read_result(run_dir) or {}
+      detail = (f"eval loss {result.get('final_eval_loss'):.4f}" if status == rundir.COMPLETED
+                else result.get("error") if proc.returncode in KILLED_CODES
+                else f"exit {proc.returncode}")
+      say(f"[{number}] {status} {row.run_id}  {detail}  {time.time() - started:.0f} s "
+          f"(log: {log_path})")
+  return ended
 
 
 def to_train(sweep_dir: str, rows, row) -> bool:
@@ -125,6 +132,28 @@ def prepare(sweep_dir: str, rows, job) -> None:
     branches.prepare_trunk(group_dir_of(sweep_dir, job), job[0].tokens)
 
 
+class Tracker:
+  """The sweep's progress line (sweeps/progress.py) from the executor's state."""
+
+  def __init__(self, rows, unfinished, workers: int):
+    self.total, self.workers, self.finished = len(rows), workers, []
+    self.rows_by_id, self.flops_total = by_id(rows), progress.job_flops(rows)
+    self.progress = progress.Progress()
+
+  def show(self, todo, running, locked) -> None:
+    now = time.time()
+    left = [(progress.job_flops(job), 0.0) for job in todo]
+    left += [(progress.job_flops(job), now - started) for _, job, started, *_ in running.values()]
+    runs_left = sum(len(job) for job in todo) + sum(len(job) for _, job, *_ in running.values())
+    flops_left = sum(flops for flops, _ in left)
+    flops_elsewhere = progress.job_flops([self.rows_by_id[run_id] for run_id, _ in locked])
+    self.progress.show(progress.line(
+        self.total - runs_left - len(locked), runs_left, len(running),
+        self.flops_total - flops_left - flops_elsewhere, flops_left,
+        progress.time_left(self.finished, left, self.workers), len(self.finished),
+        elsewhere=len(locked)))
+
+
 def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
   """Trains the rows that are not finished, `workers` processes at a time, the rows of a plan
   group as one process (what is left of it: finished and locked runs are left out).
@@ -138,14 +167,16 @@ def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
   print(f"{len(rows) - len(unfinished)} of {len(rows)} runs already finished; {len(unfinished)} to "
         f"train in {len(todo)} processes with {workers} worker{'s' * (workers > 1)}")
   running, locked, statuses, count = {}, [], {}, 0
+  tracker = Tracker(rows, unfinished, workers)
   with Forwarder() as forwarder:
+    tracker.show(todo, running, locked)
     while (todo and not forwarder.received) or running:
       while todo and len(running) < workers and not forwarder.received:
         job = next_ready(sweep_dir, rows, todo, running)
         if job is None:
           break
         todo.remove(job)
-        job = claim(sweep_dir, job, locked)
+        job = claim(sweep_dir, job, locked, tracker.progress.say)
         if not job:
           continue
         prepare(sweep_dir, rows, job)
@@ -156,8 +187,13 @@ def execute_local(rows, sweep_dir: str, config_path: str, workers: int) -> dict:
           locks.hand_lock_to(run_dir_of(sweep_dir, row), proc.pid)
         forwarder.add(proc)
         running[proc.pid] = (proc, job, started, count, log_path)
-        print(f"[{count}/{len(todo) + count}] start {describe(job)}", flush=True)
+        tracker.progress.say(f"[{count}/{len(todo) + count}] start {describe(job)}")
+        tracker.show(todo, running, locked)
       time.sleep(POLL_S)
-      reap(sweep_dir, running, statuses)
+      ended = reap(sweep_dir, running, statuses, tracker.progress.say)
+      if ended:  # the line changes when a job starts or ends (a log gets no line per poll)
+        tracker.finished += [(progress.job_flops(job), seconds) for job, seconds in ended]
+        tracker.show(todo, running, locked)
+  tracker.progress.close()
   return {"signal": forwarder.received[0] if forwarder.received else 0, "locked": locked,
           "statuses": statuses}

@@ -9,7 +9,7 @@ from core.config import ConfigError, apply_override
 from sweeps import branches
 from sweeps.processes import run_dir_of
 from sweeps.rows import Dependency, PlanRow
-from training import memory, schedules
+from training import limits, memory, schedules
 from training import plan as plan_lib
 
 DEFAULT_COMPILATION_CACHE = defaults.get_config().train.compilation_cache
@@ -88,11 +88,12 @@ def compilation_cache_override(config, sweep_dir: str | None) -> list[str]:
 
 def plan_run(config, n_devices: int, run_overrides, n_target: float | None = None,
              budget: float | None = None, tokens: float | None = None, device_memory=None,
-             flops: str = "counted") -> Planned:
+             flops: str = "counted", memory_here=(None, "")) -> Planned:
   """One run: the overrides that make train.py train it, its id and its N, D and FLOPs. With
   `n_target` the sizing rule derives its shape (else the overrides give one); with a budget,
   D = budget / counted FLOPs per token (flops="counted") or budget / 6N ("6nd"), else `tokens`;
-  D is rounded to whole batches."""
+  D is rounded to whole batches. `memory_here`: (bytes, what) of training.limits.memory_here: a
+  run whose weights alone exceed them is refused before its shapes are traced."""
   def resolved(*extra):
     run_config = config.copy_and_resolve_references()
     for override in list(run_overrides) + list(extra):
@@ -110,6 +111,7 @@ def plan_run(config, n_devices: int, run_overrides, n_target: float | None = Non
   row_overrides = size + [f"--config.train.tokens={steps * plan.tokens_per_step}",
                           f"--config.train.batch_size={plan.batch_size}"]
   run_config, _, _, plan = resolved(*row_overrides)
+  limits.check_weights(run_config, plan, *memory_here)
   # The budget is a W&B label (config `budget`, unhashed): the Report's IsoFLOP panels filter on it.
   budget_label = [f"--config.wandb.budget={float(budget)!r}"] if budget else []
   needed = memory.required_bytes(memory.check_fits(run_config, device_memory, n_devices))
@@ -164,8 +166,11 @@ def plan_points(config, sweep, overrides: list[str], sweep_dir: str | None,
   replicas set (docs/design.md). With `sweep_dir`, the runs share DIR/compilation_cache."""
   run_overrides = run_overrides_of(config, overrides, sweep_dir)
   # Runs that cannot fit this machine's accelerator are refused before anything is launched
-  # (training/memory.py's estimate; no limit is known on a CPU, so nothing is refused there).
+  # (training/memory.py's estimate). No accelerator limit is known on a CPU (sweep.py plans on
+  # the CPU): there a run whose weights alone exceed the host's share is refused from its counts,
+  # untraced (tracing a model of 1e13 parameters for the estimate takes minutes).
   device_memory = memory.device_memory_limit()
+  here = limits.memory_here() if device_memory is None else (None, "")
   # Repeats of every point: one run per seed and per peak lr (the lr rule's when none are given).
   variants = [([f"--config.seed={seed}"] if seed is not None else [])
               + ([f"--config.train.lr={float(lr)!r}"] if lr is not None else [])
@@ -174,7 +179,7 @@ def plan_points(config, sweep, overrides: list[str], sweep_dir: str | None,
   def plan(overrides, n_target, budget, tokens) -> Planned:
     try:
       return plan_run(config, sweep.devices, overrides, n_target, budget, tokens, device_memory,
-                      sweep.flops)
+                      sweep.flops, here)
     except ConfigError as error:
       where = f"budget {budget:.3g}, " if budget else ""
       raise ConfigError(f"plan point ({where}N {n_target:.3g}): {error}") from None

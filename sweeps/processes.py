@@ -17,6 +17,10 @@ LAUNCHER = ("import ctypes, os, signal, sys\n"
             "os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
 # How a run stopped on request ends (SIGTERM or Ctrl-C, caught or not): the rerun resumes it.
 STOPPED_CODES = (rundir.EXIT_PREEMPTED, -signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGINT)
+# How a run the kernel killed ends (SIGKILL, as Popen or as a shell and srun report it): on Linux
+# most often the out-of-memory killer, which leaves no line in the run's log.
+KILLED_CODES = (-signal.SIGKILL, 128 + signal.SIGKILL)
+GIB = 2 ** 30
 
 
 def run_dir_of(sweep_dir: str, row) -> str:
@@ -40,9 +44,33 @@ def start_run(config_path: str, run_dir: str, overrides: list[str], workers: int
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def settle(run_dir: str, returncode: int, started: float, log_path: str = "") -> str:
+def in_gib(n_bytes: float) -> str:
+  """Bytes as GiB with three significant figures (0.00214 GiB for a tiny run's 2.2 MiB)."""
+  return f"{n_bytes / GIB:.3g} GiB"
+
+
+def killed_error(run_dir: str, returncode: int, replicas: int = 1) -> str:
+  """The error of a run killed by SIGKILL: most likely out of memory, with the memory planner's
+  estimate of it (training/memory.py, from its config.json; x `replicas` for a group) against the
+  memory here (training.limits.memory_here: the accelerator's limit, or the host's share)."""
+  from training import limits, memory  # pylint: disable=g-import-not-at-top (they import JAX)
+  try:
+    needed = replicas * memory.required_bytes(memory.plan(rundir.read_config(run_dir)))
+  except Exception as error:  # pylint: disable=broad-except (a message: never a second failure)
+    estimate = f"no planner estimate ({type(error).__name__}: {error})"[:200]
+  else:
+    limit, what = limits.memory_here()
+    estimate = (f"the planner estimated {in_gib(needed)} per device"
+                + (f" for {replicas} replicas" if replicas > 1 else "")
+                + (f" of {in_gib(limit)} ({what})" if limit else " (the memory here is unknown)"))
+  return f"killed (exit {returncode}), most likely out of memory: {estimate}"
+
+
+def settle(run_dir: str, returncode: int, started: float, log_path: str = "",
+           replicas: int = 1) -> str:
   """What became of a finished train.py process: its status, recording failures in result.json.
-  `log_path`: the process's output (default RUN_DIR/train.log; a group's is in its own directory)."""
+  `log_path`: the process's output (default RUN_DIR/train.log; a group's is in its own directory);
+  `replicas`: the runs that process trained (a killed group's memory is theirs together)."""
   if returncode in STOPPED_CODES:
     return rundir.INTERRUPTED
   result_path = rundir.path(run_dir, rundir.RESULT)
@@ -52,6 +80,8 @@ def settle(run_dir: str, returncode: int, started: float, log_path: str = "") ->
   log_path = log_path or rundir.path(run_dir, rundir.TRAIN_LOG)
   lines = [line.strip() for line in open(log_path, errors="replace")] if os.path.exists(log_path) else []
   error = next((line for line in reversed(lines) if line), "")
+  if returncode in KILLED_CODES:
+    error = killed_error(run_dir, returncode, replicas)
   rundir.write_result(run_dir, {
       "status": rundir.FAILED, "exit_code": returncode, "error": error[-500:],
       "config_hash": os.path.basename(run_dir).rsplit("_", 1)[-1]})

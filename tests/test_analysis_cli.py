@@ -339,7 +339,10 @@ def test_report_and_cli_open_and_end_with_the_verdict(analysed):
   out, stdout = analysed
   fit = json.loads(stdout.strip().splitlines()[-1])
   markdown = (pathlib.Path(out) / "report.md").read_text()
-  assert markdown.startswith("# Scaling-law analysis\n\n## How far to trust this fit\n\nVerdict: ")
+  # The source first (a table no sweep wrote: where it was read), then the verdict, then numbers.
+  assert markdown.startswith("# Scaling-law analysis\n\n## Source\n\n")
+  assert "## Source" in markdown.split("## How far to trust this fit\n\nVerdict: ")[0]
+  assert "## Data" not in markdown.split("## How far to trust this fit")[0]
   d = fit["diagnostics"]
   assert d["n_budgets"] == 5 and [b["sizes"] for b in d["budgets"]] == [7, 7, 7, 7, 2]
   assert [b["interior"] for b in d["budgets"]] == [True] * 4 + [None]

@@ -65,6 +65,7 @@ def test_a_run_twice_in_a_table_is_refused_in_one_line(tmp_path):
   header = "run_id,status," + HEADER
   rows = [f"r{i},completed,{row}" for i, row in enumerate(ROWS)]
   with pytest.raises(runs_lib.DataError, match=r"table.csv, line 8: run 'r2' is there already "
-                                               r"\(line 4\); keep one row per run$"):
+                                               r"\(line 4\); keep one row per run \(--dedupe "
+                                               r"keeps the last\)$"):
     _load(tmp_path, "\n".join([header] + rows + [rows[2]]) + "\n")
   assert len(_load(tmp_path, "\n".join([header] + rows) + "\n")) == len(ROWS)

@@ -316,3 +316,25 @@ def test_a_task_cut_by_its_time_limit_is_recorded_and_resumed_on_the_next_submis
       {"0": "TIMEOUT"}, {"0": "COMPLETED"}]
   assert result(run_dir)["final_eval_loss"] == result(uninterrupted)["final_eval_loss"]
   assert rows_of(run_dir) == rows_of(uninterrupted)
+
+
+def test_a_two_task_job_trains_one_run_data_parallel_equal_to_one_process(cluster, cache,
+                                                                         tmp_path, capsys):
+  """--ntasks-per-node=2 on one node, a CPU device per task: srun starts the row in both tasks,
+  train.py joins them with jax.distributed (SLURM_NTASKS > 1) and trains the one run
+  data-parallel over the two processes, to the losses of the same run in one process."""
+  variant = "--config.sweep.tokens=(1280,)"
+  two_tasks = "--config.sweep.sbatch=('--ntasks-per-node=2',)"
+  _, out, summary = run_sweep(capsys, *sweep_args(tmp_path / "two", cache, variant, two_tasks),
+                              "--executor", "slurm", "--wait")
+  assert summary["completed"] == 1, out  # (code 1: one run is too few for the analysis)
+  (row,) = planned_rows(variant)
+  run_dir = run_dir_of(str(tmp_path / "two"), row)
+  assert os.path.exists(os.path.join(run_dir, "train.1.log"))  # the second task's process
+  one = str(tmp_path / "one")
+  assert train.main(["--config", DEFAULT, "--workdir", one, cache, *row.overrides]) == 0
+  assert result(run_dir)["final_eval_loss"] == pytest.approx(result(one)["final_eval_loss"],
+                                                             abs=1e-5)
+  for ours, theirs in zip(rows_of(run_dir), rows_of(one), strict=True):
+    assert ours["step"] == theirs["step"]
+    assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)

@@ -275,13 +275,19 @@ def test_a_run_locked_by_a_live_process_is_skipped(tmp_path, capsys):
   try:
     run_dir = processes.run_dir_of(str(tmp_path), rows[0])
     write_lock(run_dir, **locks.lock_record(holder.pid))
-    assert sweep.main(sweep_command(tmp_path, f"--config.sweep.tokens=({SHORT},)", "--json")[2:]) == 0
+    argv = sweep_command(tmp_path, f"--config.sweep.tokens=({SHORT},)", "--json")[2:]
+    # The sweep ends while the other process still holds its run: partial, said so, unanalysed.
+    assert sweep.main(argv) == sweep.EXIT_PARTIAL
     out = capsys.readouterr().out
     assert f"skip {rows[0].run_id}: locked by host {socket.gethostname()} pid {holder.pid}" in out
     assert not os.path.exists(os.path.join(run_dir, "config.json"))  # train.py never started
     assert json.load(open(os.path.join(run_dir, locks.LOCK_NAME)))["pid"] == holder.pid
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["locked"] == [rows[0].run_id] and summary["not_finished"] == 1
+    assert summary["partial"] and summary["held_elsewhere"] == [rows[0].run_id]
+    assert ("1 run is still training in other processes; rerun to analyse all (partial: no "
+            "analysis of this sweep yet)") in out
+    assert not os.path.exists(tmp_path / "analysis")
   finally:
     holder.kill()
     holder.wait()

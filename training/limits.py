@@ -86,17 +86,24 @@ def check_memory(config, model_cfg, plan, n_devices: int) -> None:
   # A group of replicas holds one model's weights, optimizer state and activations per replica.
   limit, what = limit / plan.replicas, what + (f", for {plan.replicas} replicas"
                                                if plan.replicas > 1 else "")
-  weights = 4 * plan.n_params_total / config.mesh.fsdp
-  if weights > limit:
-    raise ConfigError(
-        f"{config.name}: its {plan.n_params_total:.3g} parameters alone need ~{weights / GIB:.1f} "
-        f"GiB per device, more than {what}; lower model.target_params or shard with mesh.fsdp")
+  check_weights(config, plan, limit, what)
   if lora.settings_of(config) is None and upper_bound(config, model_cfg, plan, n_devices) <= limit:
     return
   try:
     memory.check_fits(config, limit, n_devices)
   except ConfigError as error:
     raise ConfigError(f"{error} ({what})") from None
+
+
+def check_weights(config, plan, limit: float | None, what: str) -> None:
+  """Raises ConfigError when the weights alone (4 B per parameter, over the fsdp axis at best)
+  exceed `limit` bytes per device: a closed form, so a model far too large is refused without
+  tracing it (sweeps/plan.py checks every planned run so, against the memory where it trains)."""
+  weights = 4 * plan.n_params_total / config.mesh.fsdp
+  if limit is not None and weights > limit:
+    raise ConfigError(
+        f"{config.name}: its {plan.n_params_total:.3g} parameters alone need ~{weights / GIB:.1f} "
+        f"GiB per device, more than {what}; lower model.target_params or shard with mesh.fsdp")
 
 
 def upper_bound(config, model_cfg, plan, n_devices: int) -> float:
