@@ -1,10 +1,9 @@
 """report.md and a self-contained report.html from fit.json.
 
 The report is built once as a list of blocks (heading, paragraph, table, list, figure) and rendered
-twice, to Markdown (figures linked) and to HTML (figures embedded as base64 PNG, so the one file
-can be mailed or attached). It opens with what the runs are (the sweep's configuration and
-provenance, analysis/report_provenance.py), then the verdict (fit.json["diagnostics"]), so a reader
-meets what is unreliable before any number. PUBLISHED holds the numbers the comparison table quotes.
+twice, to Markdown (figures linked) and to HTML (figures embedded as base64 PNG, one file to mail).
+It opens with the sweep's configuration and provenance (analysis/report_provenance.py), then the
+verdict, so a reader meets what is unreliable before any number. PUBLISHED: the quoted numbers.
 """
 import base64
 import json
