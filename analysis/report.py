@@ -5,10 +5,7 @@ twice, to Markdown (figures linked) and to HTML (figures embedded as base64 PNG,
 It opens with the sweep's configuration and provenance (analysis/report_provenance.py), then the
 verdict, so a reader meets what is unreliable before any number. PUBLISHED: the quoted numbers.
 """
-import base64
-import json
-import html
-import os
+import base64, html, json, os
 
 from analysis import plots
 from analysis.report_provenance import provenance_block
