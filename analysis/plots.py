@@ -43,7 +43,10 @@ SIZE_CMAP = "viridis"
 
 
 def _figure(ncols=1):
-  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=90, layout="constrained")
+  # Fixed margins: matplotlib's constrained layout measured every tick label of every figure
+  # and took half the analysis command's time (docs/results/2026-12-02-analysis-speed.md).
+  fig = Figure(figsize=(6.4 * ncols, 4.8), dpi=90)
+  fig.subplots_adjust(left=0.11 / ncols ** 0.5, right=0.97, bottom=0.11, top=0.92, wspace=0.25)
   return fig, fig.subplots(1, ncols)
 
 

@@ -93,8 +93,8 @@ def _fit_blocks(fit: dict) -> list:
   a3 = fit["chinchilla_approach3"]
   blocks += [
       ("h2", "Chinchilla Approach 3: L(N, D) = E + A/N^alpha + B/D^beta"),
-      ("p", f"Huber (delta {a3['huber_delta']}) on log L, L-BFGS from {a3['n_starts']} starting "
-            f"points in float64; {a3['n_starts_converged']} converged, {a3['n_starts_at_best']} "
+      ("p", f"Huber (delta {a3['huber_delta']}) on log L, L-BFGS from the {a3.get('n_starts_run', a3['n_starts'])} "
+            f"best of {a3['n_starts']} grid points in float64; {a3['n_starts_converged']} converged, {a3['n_starts_at_best']} "
             f"reached the best objective ({fmt(a3['objective'])}). Converged: "
             f"{fmt(a3['converged'])}. N_opt = G (C/6)^a, D_opt = (C/6)^b / G: a, b and G here "
             "are for C = 6ND" + _exponents_in(fit) + "."),
@@ -144,7 +144,8 @@ def _fit_blocks(fit: dict) -> list:
       continue
     section = fit[law["section"]]
     blocks += [("h2", f"{law['title']}: {law['formula']}"),
-               ("p", f"L-BFGS from {section['n_starts']} starting points in float64; converged: "
+               ("p", f"L-BFGS from {section.get('n_starts_run', section['n_starts'])} starting points "
+                     f"in float64; converged: "
                      f"{fmt(section['converged'])}; objective {fmt(section['objective'])}."),
                ("table", ["parameter", "value", "95% CI"], _param_rows(section, law["params"]))]
   return blocks + _goodness_block(fit)
