@@ -339,3 +339,14 @@ def optimum(fit: dict, flops):
   """(N_opt, D_opt) at compute C from an Approach 2 (or Approach 1) power-law fit."""
   flops = np.asarray(flops, np.float64)
   return fit["n_coef"] * flops ** fit["a"], fit["d_coef"] * flops ** fit["b"]
+
+
+def minimum_loss_at(budgets, losses, flops, floor: float = 0.0) -> float | None:
+  """The IsoFLOP minima's loss extrapolated to compute `flops`: a power law of (loss - floor) in
+  C through (budgets, losses) (floor 0: a plain power law). None below 2 minima or where a
+  minimum is not above the floor. benchmarks/verify_predictors.py backtests it."""
+  losses = np.asarray(losses, np.float64) - floor
+  if len(losses) < 2 or not np.all(losses > 0):
+    return None
+  coef, slope = laws.fit_power_law(budgets, losses)
+  return float(floor + coef * np.asarray(flops, np.float64) ** slope)

@@ -90,6 +90,9 @@ def verify_rows(record: dict) -> list[list[str]]:
        _percent(record.get("relative_error")) + ("" if inside is None else
                                                  " (inside the interval)" if inside else
                                                  " (outside the interval)")],
+      *[[f"{name} (IsoFLOP minima extrapolated): predicted, error",
+         f"{_num(v, '.4f')}, {_percent(record.get('other_errors', {}).get(name))}"]
+        for name, v in record.get("other_predictions", {}).items()],
       ["run", record["run_id"]]]
 
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis import bootstrap, forms, report, summary
+from analysis import bootstrap, forms, isoflop, report, summary
 from analysis.pipeline import SAMPLES
 from core import files, rundir
 from core.config import ConfigError
@@ -69,6 +69,18 @@ def predict(fit: dict, samples: dict | None, n: float, d: float):
     logs = (jnp.log(jnp.array([float(n)])), jnp.log(jnp.array([float(d)])))
     losses = np.exp(np.asarray(jax.vmap(lambda raw: form.loss(raw, logs))(jnp.asarray(raws))))[:, 0]
   return float(losses[0]), bootstrap.interval(losses[1:]) if samples else None
+
+
+def other_predictions(fit: dict, budget: float) -> dict:
+  """The IsoFLOP minima's loss extrapolated to `budget` (isoflop.minimum_loss_at): a power law
+  (`minima_power`) and one above approach 3's E (`minima_floor`); recorded beside the primary
+  law's prediction, whose error benchmarks/verify_predictors.py compares with theirs."""
+  profiles = (fit.get("chinchilla_approach2") or {}).get("profiles") or []
+  budgets, losses = [p["flops"] for p in profiles], [p["loss_opt"] for p in profiles]
+  e = fit[forms.get(forms.PRIMARY).section].get("E")
+  return {name: isoflop.minimum_loss_at(budgets, losses, budget, floor)
+          for name, floor in (("minima_power", 0.0), ("minima_floor", e))
+          if floor is not None}
 
 
 def fitted_n(row, n_column: str) -> int:
@@ -122,6 +134,8 @@ def measure(sweep_dir: str, row, record: dict) -> dict:
   if result.get("status") == rundir.COMPLETED and isinstance(loss, (int, float)):
     record["measured_loss"] = float(loss)
     record["relative_error"] = (record["predicted_loss"] - loss) / loss
+    record["other_errors"] = {k: None if v is None else (v - loss) / loss
+                              for k, v in record.get("other_predictions", {}).items()}
   return record
 
 
@@ -157,6 +171,7 @@ def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
   record = {"budget": budget, "factor": config.sweep.verify_factor, "n": n, "d": d,
             "n_column": n_column, "n_params": row.n_params, "n_opt": n_opt, "d_opt": d_opt,
             "flops": row.flops, "predicted_loss": loss, "predicted_interval": interval,
+            "other_predictions": other_predictions(fit, budget),
             "measured_loss": None, "relative_error": None, "run_id": row.run_id,
             "seed": row.seed, "n_bootstrap": len(next(iter(samples.get(forms.PRIMARY, {}).values()),
                                                       []))}

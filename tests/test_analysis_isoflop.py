@@ -71,3 +71,14 @@ def test_each_budgets_minimum_gets_a_bootstrap_interval_around_it():
     assert low < p.n_opt < high and high / low < 3
     assert abs(np.log10(p.n_opt) - true) < 0.1
   assert isoflop.minimum_interval(None, budgets, profiles[0]) == {}
+
+
+def test_minimum_loss_at_extrapolates_the_minima_by_a_power_law_above_a_floor():
+  budgets = np.array([1e18, 4e18, 1.6e19])
+  # exact laws: 2 + 40 C^-0.1 and 50 C^-0.05, read 4x past the largest budget
+  assert isoflop.minimum_loss_at(budgets, 2 + 40 * budgets ** -0.1, 6.4e19, floor=2.0) == \
+      pytest.approx(2 + 40 * 6.4e19 ** -0.1, rel=1e-12)
+  assert isoflop.minimum_loss_at(budgets, 50 * budgets ** -0.05, 6.4e19) == \
+      pytest.approx(50 * 6.4e19 ** -0.05, rel=1e-12)
+  assert isoflop.minimum_loss_at(budgets[:1], [3.0], 6.4e19) is None       # one minimum
+  assert isoflop.minimum_loss_at(budgets, [3.0, 2.5, 1.9], 6.4e19, floor=2.0) is None  # below E

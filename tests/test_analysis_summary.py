@@ -95,6 +95,9 @@ def test_verification_rows_show_predicted_against_measured():
   assert "## Verification run: predicted, then trained" in text
   assert "| measured loss | 2.6260 |" in text
   assert summary.verify_lines(record)[0] == "verification run (held out of the fit):"
+  others = dict(summary.verify_rows({**record, "other_predictions": {"minima_power": 2.6},
+                                     "other_errors": {"minima_power": -0.0099}}))
+  assert others["minima_power (IsoFLOP minima extrapolated): predicted, error"] == "2.6000, -0.99%"
 
 
 @pytest.mark.parametrize("far, shown", [(0.0, True), (None, True), (0.5, False)])

@@ -147,6 +147,8 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert record["measured_loss"] == result["final_eval_loss"]
   assert record["relative_error"] == pytest.approx(
       (record["predicted_loss"] - record["measured_loss"]) / record["measured_loss"])
+  assert set(record["other_errors"]) == set(record["other_predictions"]) <= {"minima_power",
+                                                                             "minima_floor"}
   steps = [row["step"] for row in rundir.read_metrics(str(run_dir))]
   assert steps == sorted(set(steps))  # resumed, no step twice
   assert "verification run (held out of the fit):" in resumed.stdout
