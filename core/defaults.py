@@ -51,6 +51,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.vocab_size = 0                # sentencepiece vocabulary (0: 4096)
   c.data.eval_fraction = 0.01          # held-out share of the documents (text and tfds)
   c.data.cache_dir = ""                # pre-tokenised corpora and tokenizers ("": ~/.cache/scaling_data)
+  # A finite pool of train data read in epochs (data/pool.py): train sequences 0..P-1 of the
+  # source, P = unique_tokens // train.seq_len, each epoch a permutation keyed by (seed, epoch).
+  # 0: fresh data, nothing repeats. Eval sequences are unchanged.
+  c.data.unique_tokens = 0
+  # More held-out text, each scored at every evaluation (loss and bits per byte):
+  # "NAME=PATH,NAME=PATH", a PATH as data.path takes (a file, directory or glob of .txt / .jsonl).
+  c.data.eval_sets = ""
   c.data.synthetic = ml_collections.ConfigDict()
   c.data.synthetic.vocab_size = 64
   c.data.synthetic.n_topics = 512
@@ -131,18 +138,3 @@ def get_config() -> ml_collections.ConfigDict:
   c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
   return c
 
-
-# Finite data (appended): keys that keep today's behaviour at their defaults, so no run id changes.
-_get_config_before_finite_data = get_config
-
-
-def get_config() -> ml_collections.ConfigDict:
-  c = _get_config_before_finite_data()
-  # A finite pool of train data read in epochs (data/pool.py): train sequences 0..P-1 of the
-  # source, P = unique_tokens // train.seq_len, each epoch a permutation keyed by (seed, epoch).
-  # 0: fresh data, nothing repeats. Eval sequences are unchanged.
-  c.data.unique_tokens = 0
-  # More held-out text, each scored at every evaluation (loss and bits per byte):
-  # "NAME=PATH,NAME=PATH", a PATH as data.path takes (a file, directory or glob of .txt / .jsonl).
-  c.data.eval_sets = ""
-  return c
