@@ -146,3 +146,23 @@ def get_config() -> ml_collections.ConfigDict:
   # "NAME=PATH,NAME=PATH", a PATH as data.path takes (a file, directory or glob of .txt / .jsonl).
   c.data.eval_sets = ""
   return c
+
+
+# Hyperparameter transfer (appended): sp keeps today's numbers, so no run id changes.
+_get_config_before_parametrization = get_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _get_config_before_parametrization()
+  # How init, forward multipliers and per-group lr, Adam eps and weight decay scale with the shape
+  # (model/parametrization.py has the table): sp (standard, GPT-2's) | mup (muP for Adam, Tensor
+  # Programs V: width) | completep (Dey et al. 2025: muP plus residual branches scaled by
+  # base_depth / n_layer, for depth as well). At the base shape all three train identically.
+  c.model.parametrization = "sp"
+  c.model.base_width = 0               # mup, completep: the d_model where every multiplier is 1
+  c.model.base_depth = 0               # completep: the n_layer where its depth multipliers are 1
+  # mup, completep: the base shape's head dim D_base (attention logits q k sqrt(D_base) / D); 0:
+  # the sizing grid's head dim at base_width when n_heads is derived, else base_width / n_heads.
+  # A run's config.json holds the resolved value.
+  c.model.base_head_dim = 0.0
+  return c
