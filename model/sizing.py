@@ -254,8 +254,8 @@ def _parametrization_of(model_cfg, derived_heads: bool) -> dict:
     raise ConfigError(f"model.base_head_dim must be positive, or 0 to derive it; got {head_dim}")
   if head_dim == 0 and derived_heads and isinstance(width, int) and width > 0:
     head_dim = float(head_dim_for(width))
-  return {"parametrization": name, "base_width": width, "base_depth": model_cfg.get("base_depth", 0),
-          "base_head_dim": head_dim}
+  return {"parametrization": name, "base_width": width,
+          "base_depth": model_cfg.get("base_depth", 0), "base_head_dim": head_dim}
 
 
 def describe(target_params: float, vocab_size: int, seq_len: int, mlp: str = "gelu",

@@ -187,7 +187,7 @@ def test_sp_training_unchanged_to_the_bit(monkeypatch):
   monkeypatch.setattr(optimizer, "make_optimizer", _optimizer_before_parametrizations)
   before, state_before = train_losses([], steps=4)
   assert losses.tobytes() == before.tobytes()
-  for ours, theirs in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(state_before["params"])):
+  for ours, theirs in zip(*(jax.tree.leaves(s["params"]) for s in (state, state_before))):
     assert np.asarray(ours).tobytes() == np.asarray(theirs).tobytes()
 
 
