@@ -228,7 +228,7 @@ def plot(checks, title: str, path: str) -> str | None:
     for row, check in zip(axes, checks):
       for ax, kind in zip(row, kinds):
         for name, values in check.values.items():
-          if name.split(".")[0] == kind:
+          if ("logits" if name.startswith("logits") else name.split(".")[0]) == kind:
             ax.plot(check.sizes, values, marker="o", label=name)
         ax.set(xscale="log", yscale="log", xlabel=check.axis, title=f"{kind} ({check.axis})")
         ax.legend(fontsize=5)
