@@ -293,7 +293,9 @@ def main(argv=None) -> int:
       print(f"  {quantity:<22} {' '.join(f'{v:9.3g}' for v in values)}   slope "
             f"{check.slopes[quantity]:+.2f}  {verdict}")
   passed = not any(failing.values())
-  png = plot(checks, f"coordinate check: {name}", os.path.join(args.out, f"coord_check_{name}.png"))
+  axes = "_".join(check.axis for check in checks)
+  png = plot(checks, f"coordinate check: {name}",
+             os.path.join(args.out, f"coord_check_{name}_{axes}.png"))
   print(f"{name}: {'PASS' if passed else 'FAIL'}" + "".join(
       f"; {axis}: {len(names)} quantities outside +-{args.tolerance:g} ({', '.join(names[:4])}"
       f"{', ...' if len(names) > 4 else ''})" for axis, names in failing.items() if names)
