@@ -68,3 +68,31 @@ def test_kind_checks_and_shapes():
                             ("--config.sweep.widths=(30,64)", "divide every width")):
     with pytest.raises(ConfigError, match=message):
       kinds.checked(load_config(CONFIG, [override]))
+
+
+@pytest.mark.slow
+def test_a_micro_sweep_writes_its_optima(tmp_path):
+  """sp and mup at widths 16 and 32 (1 layer, 2 heads) x 3 lrs, 10 steps: 12 runs in 4 groups."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import HANG_S  # pylint: disable=g-import-not-at-top
+  sweep = ["--config.sweep.parametrizations=('sp','mup')", "--config.sweep.widths=(16,32)",
+           "--config.sweep.depths=(1,)", "--config.sweep.width_depth=1",
+           "--config.sweep.depth_width=16", "--config.sweep.lrs=(1e-3,1e-2,1e-1)",
+           "--config.sweep.tokens=(5120,)", "--config.sweep.workers=1", "--config.model.n_heads=2",
+           "--config.train.eval_tokens=1024", "--config.wandb.mode=disabled"]
+  completed = subprocess.run([sys.executable, "sweep.py", "--config", CONFIG, "--workdir",
+                              str(tmp_path), *sweep], cwd=ROOT, capture_output=True, text=True,
+                             timeout=HANG_S)
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  with open(tmp_path / "analysis" / "lr_transfer.json") as f:
+    result = json.load(f)
+  assert [(o["parametrization"], o["width"], o["depth"]) for o in result["optima"]] == [
+      ("mup", 16, 1), ("mup", 32, 1), ("sp", 16, 1), ("sp", 32, 1)]
+  for o in result["optima"]:
+    assert o["lrs"] == [1e-3, 1e-2, 1e-1] and len(o["losses"]) == 3
+    assert set(o) >= {"lr_opt", "lr_opt_interval", "at_edge"}
+  # At the base width mup is sp: the same losses.
+  assert result["optima"][0]["losses"] == pytest.approx(result["optima"][2]["losses"], rel=1e-5)
+  assert set(result["transfer"]["sp"]) == {"width"}
+  assert os.path.isfile(tmp_path / "analysis" / "lr_transfer.png")
