@@ -205,8 +205,8 @@ def test_base_shape_trains_as_sp():
 def test_replicas_lora_and_families_under(name):
   base = [f"--config.model.parametrization={name}", "--config.model.base_width=32",
           "--config.model.base_depth=1"]
-  group, _ = train_losses(base + ["--config.train.replicas=2",
-                                  "--config.train.replica_lrs=(1e-3, 3e-3)"], steps=2)
+  group, _ = train_losses(base + ["--config.train.replicas=2", "--config.train.replica_batch=2",
+                                  "--config.train.replica_lrs=(1e-3, 3e-3)"], steps=2)  # vmapped
   single, _ = train_losses(base + ["--config.train.lr=3e-3", "--config.seed=1"], steps=2)
   np.testing.assert_allclose(group[:, 1], single, rtol=1e-5)
   adapted, state = train_losses(base, steps=2, lora_rank=2)
