@@ -40,6 +40,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = "auto"               # compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU)
   c.model.remat = False                # rematerialise each block in the backward pass
   c.model.vocab_size = 0               # 0: the data source's vocabulary (filled in by train.py)
+  # How init, forward multipliers and per-group lr, Adam eps and weight decay scale with the shape
+  # (model/parametrization.py has the table): sp (standard, GPT-2's) | mup (muP for Adam, Tensor
+  # Programs V: width) | completep (Dey et al. 2025: muP plus residual branches scaled by
+  # base_depth / n_layer, for depth as well). At the base shape all three train identically.
+  c.model.parametrization = "sp"
+  c.model.base_width = 0               # mup, completep: the d_model where every multiplier is 1
+  c.model.base_depth = 0               # completep: the n_layer where its depth multipliers are 1
+  # mup, completep: the base shape's head dim D_base (attention logits q k sqrt(D_base) / D); 0:
+  # the sizing grid's head dim at base_width when n_heads is derived, else base_width / n_heads.
+  # A run's config.json holds the resolved value.
+  c.model.base_head_dim = 0.0
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"          # synthetic | text | tfds: data/NAME.py; or a module path (pkg.mod)
@@ -137,4 +148,3 @@ def get_config() -> ml_collections.ConfigDict:
   c.wandb.init_timeout = 90.0          # seconds to wait for the W&B server before going on without
   c.wandb.budget = 0.0                 # the IsoFLOP budget C a sweep planned the run for (a label)
   return c
-

@@ -219,11 +219,13 @@ def model_config_from(model_cfg, vocab_size: int, seq_len: int,
       raise ConfigError(f"model.target_params={model_cfg.target_params:g} derives the shape; "
                         f"set model.{', model.'.join(explicit)} to 0 or target_params to 0")
     shape = shape_rule(model_cfg.target_params, model_cfg.mlp, model_cfg.family)
+    derived_heads = True
   else:
     if model_cfg.n_layer <= 0 or model_cfg.d_model <= 0:
       raise ConfigError("set model.target_params, or model.n_layer and model.d_model "
                         f"(got n_layer={model_cfg.n_layer}, d_model={model_cfg.d_model})")
     shape = {k: model_cfg[k] for k in shape_keys}
+    derived_heads = shape["n_heads"] == 0
     if shape["n_heads"] == 0:
       head_dim = head_dim_for(shape["d_model"])
       if shape["d_model"] % head_dim:
@@ -235,7 +237,25 @@ def model_config_from(model_cfg, vocab_size: int, seq_len: int,
   return ModelConfig(vocab_size=vocab_size, max_len=seq_len, family=model_cfg.family,
                      mlp=model_cfg.mlp,
                      pos=model_cfg.pos, tie_embeddings=bool(model_cfg.tie_embeddings),
-                     dtype=resolve_dtype(model_cfg.dtype), remat=bool(model_cfg.remat), **shape)
+                     dtype=resolve_dtype(model_cfg.dtype), remat=bool(model_cfg.remat),
+                     **_parametrization_of(model_cfg, derived_heads), **shape)
+
+
+def _parametrization_of(model_cfg, derived_heads: bool) -> dict:
+  """ModelConfig's parametrization keys (a config written before they existed is sp; sp ignores
+  the base shape, so its runs keep their ids). model.base_head_dim 0 is the grid's head dim at
+  base_width when the heads are derived (the head count grows with width), else base_width /
+  n_heads (a fixed head count); training/plan.py writes the resolved value into the config."""
+  name = model_cfg.get("parametrization", "sp")
+  if name == "sp":
+    return {"parametrization": name, "base_width": 0, "base_depth": 0, "base_head_dim": 0.0}
+  width, head_dim = model_cfg.get("base_width", 0), float(model_cfg.get("base_head_dim", 0.0))
+  if head_dim < 0:
+    raise ConfigError(f"model.base_head_dim must be positive, or 0 to derive it; got {head_dim}")
+  if head_dim == 0 and derived_heads and isinstance(width, int) and width > 0:
+    head_dim = float(head_dim_for(width))
+  return {"parametrization": name, "base_width": width,
+          "base_depth": model_cfg.get("base_depth", 0), "base_head_dim": head_dim}
 
 
 def describe(target_params: float, vocab_size: int, seq_len: int, mlp: str = "gelu",

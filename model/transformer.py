@@ -23,7 +23,8 @@ Design choices (model/sizing.py counts exactly these parameters):
   (d, vocab) matrix. Logits are always float32 (accumulated in float32 from any compute dtype).
 - Parameters are float32; activations are computed in `cfg.dtype` (bfloat16 on accelerators).
 - Initialisation as GPT-2: normal(0.02) everywhere, residual output projections normal(0.02 /
-  sqrt(2 n_layer)), norm scales one.
+  sqrt(2 n_layer)), norm scales one; under `parametrization` mup or completep the stds and the
+  forward multipliers (queries, residual branches, logits) of model/parametrization.py.
 - Attention is model/attention.py's `attend`: cuDNN flash attention on GPUs where it applies, and
   on CPUs the products written out with the heads leading, which XLA:CPU runs faster.
 
@@ -31,21 +32,20 @@ The model is stateless at call time: `decode` takes a KV cache (a pytree from `i
 returns the new one, so a decode step jits with fixed shapes and no recompilation per token.
 """
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from core.config import ConfigError
-from model import corruption
+from model import corruption, parametrization
 from model.attention import attend
 from model.families import FAMILIES
+from model.parametrization import INIT_STD
 
 MLPS = ("gelu", "swiglu")
 POSITIONS = ("rope", "learned", "sinusoidal")
 DTYPES = ("float32", "bfloat16")
-INIT_STD = 0.02
 ROPE_BASE = 10_000.0
 
 
@@ -64,8 +64,13 @@ class ModelConfig:
   tie_embeddings: bool = False
   dtype: str = "float32"   # compute dtype; params are always float32
   remat: bool = False
+  parametrization: str = "sp"   # sp | mup | completep (model/parametrization.py)
+  base_width: int = 0   # the d_model where mup's and completep's multipliers are 1
+  base_depth: int = 0   # the n_layer where completep's depth multipliers are 1
+  base_head_dim: float = 0.0   # the base shape's head dim; 0: base_width / n_heads
 
   def __post_init__(self):
+    parametrization.check(self.parametrization, self.base_width, self.base_depth)
     if self.family not in FAMILIES:
       raise ConfigError(f"model.family={self.family!r} is unknown; "
                         f"use one of {', '.join(FAMILIES)}")
@@ -158,12 +163,14 @@ class Attention(nnx.Module):
   """Multi-head attention: self-attention, or cross-attention over `context` when given."""
 
   def __init__(self, d_model: int, n_heads: int, *, causal: bool, rotary: bool, dtype,
-               out_std: float, rngs: nnx.Rngs):
+               out_std: float, rngs: nnx.Rngs, std: float = INIT_STD,
+               query_scale: float | None = None):
     linear = lambda d_in, d_out, std: Linear(
         d_in, d_out, use_bias=False, dtype=dtype, kernel_init=_normal(std), rngs=rngs)
-    self.query = linear(d_model, d_model, INIT_STD)
-    self.key_value = linear(d_model, 2 * d_model, INIT_STD)
+    self.query = linear(d_model, d_model, std)
+    self.key_value = linear(d_model, 2 * d_model, std)
     self.out = linear(d_model, d_model, out_std)
+    self.query_scale = query_scale  # muP's attention multiplier (None: softmax(q k / sqrt(D)))
     self.n_heads = n_heads
     self.causal = causal
     self.rotary = rotary
@@ -190,6 +197,8 @@ class Attention(nnx.Module):
         x if context is None else context)
     if self.rotary and context is None:
       q, k = rope(q, positions), rope(k, positions)
+    if self.query_scale is not None:
+      q = q * jnp.asarray(self.query_scale, q.dtype)
     if cache is None:
       y = attend(q, k, v, causal=self.causal)
     else:
@@ -209,8 +218,9 @@ class MLP(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, out_std: float, rngs: nnx.Rngs):
     linear = lambda d_in, d_out, std: Linear(
         d_in, d_out, use_bias=False, dtype=cfg.compute_dtype, kernel_init=_normal(std), rngs=rngs)
-    self.up = linear(cfg.d_model, cfg.d_ff, INIT_STD)
-    self.gate = linear(cfg.d_model, cfg.d_ff, INIT_STD) if cfg.mlp == "swiglu" else None
+    std = parametrization.scales(cfg).hidden_std
+    self.up = linear(cfg.d_model, cfg.d_ff, std)
+    self.gate = linear(cfg.d_model, cfg.d_ff, std) if cfg.mlp == "swiglu" else None
     self.down = linear(cfg.d_ff, cfg.d_model, out_std)
 
   def __call__(self, x):
@@ -224,11 +234,13 @@ class Block(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, causal: bool = True, cross: bool = False,
                rngs: nnx.Rngs):
-    out_std = INIT_STD / math.sqrt(2 * cfg.n_layer)
+    scales = parametrization.scales(cfg)
+    out_std = scales.out_std
     norm = lambda: nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
     attention = lambda causal, rotary: Attention(
         cfg.d_model, cfg.n_heads, causal=causal, rotary=rotary, dtype=cfg.compute_dtype,
-        out_std=out_std, rngs=rngs)
+        out_std=out_std, rngs=rngs, std=scales.hidden_std, query_scale=scales.attention)
+    self.residual = scales.residual  # CompleteP's branch multiplier (None: x + f(x))
     self.attn_norm = norm()
     self.attn = attention(causal, cfg.pos == "rope")
     self.cross_norm = norm() if cross else None
@@ -238,11 +250,13 @@ class Block(nnx.Module):
 
   def __call__(self, x, positions, cache=None, context=None):
     """context: what cross-attention reads (see Attention), for blocks built with cross=True."""
+    branch = (lambda y: y) if self.residual is None else (
+        lambda y: y * jnp.asarray(self.residual, y.dtype))
     y, cache = self.attn(self.attn_norm(x), positions=positions, cache=cache)
-    x = x + y
+    x = x + branch(y)
     if self.cross_attn is not None:
-      x = x + self.cross_attn(self.cross_norm(x), context)[0]
-    return x + self.mlp(self.mlp_norm(x)), cache
+      x = x + branch(self.cross_attn(self.cross_norm(x), context)[0])
+    return x + branch(self.mlp(self.mlp_norm(x))), cache
 
 
 class Transformer(nnx.Module):
@@ -255,11 +269,13 @@ class Transformer(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
+    scales = parametrization.scales(cfg)
+    self.output_scale = scales.output  # muP's output multiplier on the logits (None: none)
     seq2seq = cfg.family == "encoder_decoder"
     self.embed = nnx.Embed(cfg.model_vocab, cfg.d_model, dtype=cfg.compute_dtype,
-                           embedding_init=_normal(INIT_STD), rngs=rngs)
+                           embedding_init=_normal(scales.embed_std), rngs=rngs)
     self.pos_embed = (nnx.Embed(cfg.max_len, cfg.d_model, dtype=cfg.compute_dtype,
-                                embedding_init=_normal(INIT_STD), rngs=rngs)
+                                embedding_init=_normal(scales.embed_std), rngs=rngs)
                       if cfg.pos == "learned" else None)
     self.encoder = (nnx.List([Block(cfg, causal=False, rngs=rngs) for _ in range(cfg.n_layer)])
                     if seq2seq else None)
@@ -269,7 +285,8 @@ class Transformer(nnx.Module):
                             for _ in range(cfg.n_layer)])
     self.norm = nnx.RMSNorm(cfg.d_model, dtype=cfg.compute_dtype, rngs=rngs)
     self.unembed = (None if cfg.tie_embeddings else
-                    nnx.Param(_normal(INIT_STD)(rngs.params(), (cfg.d_model, cfg.model_vocab))))
+                    nnx.Param(_normal(scales.readout_std)(rngs.params(),
+                                                          (cfg.d_model, cfg.model_vocab))))
 
   def __call__(self, tokens, encoder_tokens=None):
     context = self.encode(encoder_tokens) if self._needs_encoder_tokens(encoder_tokens) else None
@@ -355,4 +372,6 @@ class Transformer(nnx.Module):
     # Tokens flattened for the matmul, as in `Linear`.
     logits = jnp.dot(x.reshape(-1, x.shape[-1]), unembed.astype(x.dtype),
                      preferred_element_type=jnp.float32)
+    if self.output_scale is not None:
+      logits = logits * jnp.float32(self.output_scale)
     return logits.reshape(*x.shape[:-1], -1)

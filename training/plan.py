@@ -273,12 +273,16 @@ def check_init_from(run_dir: str, model_cfg) -> None:
   except FileNotFoundError:
     raise ConfigError(f"init_from={run_dir!r} is not a run directory (no config.json)") from None
   ours = dataclasses.asdict(model_cfg)
-  differing = [f"{key} {source_model.get(key)} vs {ours[key]}" for key in
+  # A run written before the parametrization keys existed is sp (core/defaults.py's values).
+  model_defaults = defaults.get_config().model
+  recorded = lambda key: source_model.get(key, model_defaults.get(key))
+  differing = [f"{key} {recorded(key)} vs {ours[key]}" for key in
                ("family", "vocab_size", "n_layer", "d_model", "n_heads", "d_ff", "mlp", "pos",
-                "tie_embeddings") if source_model.get(key) != ours[key]]
+                "tie_embeddings", "parametrization", "base_width", "base_depth", "base_head_dim")
+               if recorded(key) != ours[key]]
   if differing:
     raise ConfigError(f"init_from={run_dir!r} has another model shape ({', '.join(differing)}); "
-                      "continued pre-training needs the same shape and vocabulary")
+                      "continued pre-training needs the same shape, parametrization and vocabulary")
 
 
 def check_workdir(workdir: str, config, force: bool):

@@ -76,9 +76,9 @@ class Trainer:
     def init(run):
       model = objectives.build_model(model_cfg, nnx.Rngs(jax.random.key(run["seed"])), self.lora)
       _, params, *frozen, _ = nnx.split(model, *filters, ...)
-      return {"step": jnp.zeros((), jnp.int32), "params": params,
-              "opt_state": optimizer.make_optimizer(self.train, 0.0).init(params), "run": run,
-              **({"frozen": frozen[0]} if frozen else {})}
+      opt_state = optimizer.make_optimizer(self.train, 0.0, model_cfg).init(params)
+      return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": opt_state,
+              "run": run, **({"frozen": frozen[0]} if frozen else {})}
 
     abstract_model = nnx.eval_shape(
         lambda: objectives.build_model(model_cfg, nnx.Rngs(0), self.lora))
@@ -168,7 +168,7 @@ class Trainer:
       (loss, grads), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(grad_accum), micro_batches))
       loss, grads = jax.tree.map(lambda x: x / grad_accum, (loss, grads))
     lr = self.schedule.lr(step, run, self.train)
-    updates, opt_state = optimizer.make_optimizer(self.train, lr).update(
+    updates, opt_state = optimizer.make_optimizer(self.train, lr, self.model_cfg).update(
         grads, state["opt_state"], params)
     metrics = {"train_loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
     new_state = {**state, "step": step + 1, "params": optax.apply_updates(params, updates),
