@@ -146,3 +146,27 @@ def get_config() -> ml_collections.ConfigDict:
   # "NAME=PATH,NAME=PATH", a PATH as data.path takes (a file, directory or glob of .txt / .jsonl).
   c.data.eval_sets = ""
   return c
+
+
+# In-context learning tasks (appended): measurements, not part of what a run computes, so the
+# `eval` section is left out of a run's id (training/plan.py UNHASHED_KEYS).
+_get_config_before_tasks = get_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _get_config_before_tasks()
+  c.eval = ml_collections.ConfigDict()
+  # Tasks scored as ranked classification at every evaluation (data/tasks.py: the k-shot topic
+  # task and its exact Bayes ceiling; training/tasks.py): metrics rows and result.json `tasks`.
+  c.eval.tasks = ml_collections.ConfigDict()
+  c.eval.tasks.names = "auto"          # comma-separated task names (topic); "": none; auto: topic
+                                       # for a decoder on the synthetic source when it fits in
+                                       # train.seq_len + 1 tokens, else none
+  c.eval.tasks.shots = (0, 1, 4)       # example sequences before the prefix: one task set each
+  c.eval.tasks.choices = 4             # candidate continuations per instance, one the gold
+  c.eval.tasks.examples = 64           # instances per task set
+  c.eval.tasks.example_tokens = 4      # tokens of each example sequence
+  c.eval.tasks.prefix_tokens = 2       # tokens of the prefix the candidates continue
+  c.eval.tasks.continuation_tokens = 4 # tokens of each candidate
+  c.eval.tasks.seed = 0                # the task sets' own randomness (the same for every run seed)
+  return c
