@@ -2,20 +2,23 @@
 exact Bayes-optimal accuracy (the ceiling) of each task set.
 
 The k-shot topic task (`topic`): an instance draws a topic t from the language's topic mixture,
-then k example sequences of t and a prefix of t (each `segment_tokens` long, its first token
-uniform and the rest t's Markov chain, exactly as the source draws a sequence), then M
-candidate continuations of `continuation_tokens` tokens from the prefix's last token: the gold
-one from t's chain, each of the M - 1 others from the chain of a topic u != t drawn from the
-mixture without t (independently), the gold at a uniformly random place. A model reads the
-context (examples, then prefix) followed by each candidate; it answers the candidate of the
-highest summed log-likelihood (OLMES-style ranked classification; a tie goes to the first).
-k = 0 is zero-shot (the prefix alone tells the topic), k = 1 one-shot, k = 4 few-shot.
+then k example sequences of t (`example_tokens` long each) and a prefix of t (`prefix_tokens`),
+each with a uniform first token and the rest t's Markov chain, exactly as the source draws a
+sequence; then M candidate continuations of `continuation_tokens` tokens from the prefix's last
+token: the gold one from t's chain, each of the M - 1 others from the chain of a topic u != t drawn
+(independently) from the topics the prefix leaves possible, weighted by their posterior given the
+prefix alone, w_u p(prefix | u), or from the mixture w_u where the prefix rules out every topic
+but t. So without examples the prefix barely tells the gold from the others (the zero-shot
+ceiling is low), and what a model gains with k is its use of the examples in context. The gold
+sits at a uniformly random place. A model reads the context (examples, then prefix) followed by
+each candidate and answers the candidate of the highest summed log-likelihood (OLMES-style
+ranked classification; a tie goes to the first). k = 0 is zero-shot, 1 one-shot, 4 few-shot.
 
 The ceiling. Given the observation o (context and candidates), the posterior that candidate i is
 the gold one is
 
   p(i | o) ∝ sum_t w_t p(context | t) P_t(c_i) prod_{j != i} Q_t(c_j),
-  Q_t(c) = sum_{u != t} w_u P_u(c) / (1 - w_t),
+  Q_t(c) = sum_{u != t} d_u P_u(c) / sum_{u != t} d_u   (d: the distractor weights above),
 
 with P_t(c) the probability of c after the prefix's last token under t's chain (the forward
 algorithm over topics that the source's loss floor uses: the topic never changes, so each
@@ -194,10 +197,14 @@ def build(lang, spec: TaskSpec) -> TaskSet:
 
 
 def _log_transitions(lang, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """float64 [T, *a.shape]: log P_t(a -> b) under every topic's chain (-inf where impossible)."""
-  p = np.where(lang.next_tokens[:, a] == b[None, ..., None], lang.next_probs[:, a], 0.0).sum(-1)
+  """float64 [T, *a.shape]: log P_t(a -> b) under every topic's chain (-inf where impossible),
+  looked up once per distinct pair."""
+  pairs, where = np.unique(a.astype(np.int64) * lang.vocab_size + b, return_inverse=True)
+  first, then = pairs // lang.vocab_size, pairs % lang.vocab_size
+  p = np.where(lang.next_tokens[:, first] == then[None, :, None], lang.next_probs[:, first],
+               0.0).sum(-1)
   with np.errstate(divide="ignore"):
-    return np.log(p)
+    return np.log(p)[:, where.reshape(-1)].reshape((lang.n_topics, *a.shape))
 
 
 def _logsumexp(x: np.ndarray, axis) -> np.ndarray:

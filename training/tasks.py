@@ -17,6 +17,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from core.config import ConfigError
 from data import tasks as task_lib
 
+CPU_CHUNK = 128  # rows per chunk of the scoring call on a CPU
+
 
 def specs(config, source) -> list[task_lib.TaskSpec]:
   """The TaskSpecs of config.eval.tasks on `source`, one per task and shot count ([]: none);
@@ -71,8 +73,8 @@ def specs(config, source) -> list[task_lib.TaskSpec]:
 class TaskEval:
   """A run's task sets and the jitted call scoring a state's params on all of them."""
   sets: list[task_lib.TaskSet]
-  tokens: np.ndarray      # int32 [rows, length]: every candidate row of every set, padded
-  mask: np.ndarray        # bool [rows, length - 1]: the targets to sum (the candidates' tokens)
+  tokens: np.ndarray      # int32 [chunks, rows, length]: every candidate row of every set, padded
+  mask: np.ndarray        # bool [chunks, rows, length - 1]: the targets to sum (the candidates')
   offsets: list[int]      # where each set's rows start
   score_fn: object        # jitted (params, tokens, mask[, frozen]) -> float32 [(K,) rows]
 
@@ -93,9 +95,13 @@ class TaskEval:
       masks.append(np.broadcast_to(np.pad(task_set.mask(), (0, length - spec.length)),
                                    (len(block), length - 1)))
     tokens, mask = np.concatenate(rows), np.concatenate(masks)
-    extra = -len(tokens) % devices  # whole rows per device; the extra rows are never read
-    tokens = np.pad(tokens, ((0, extra), (0, 0)))
-    mask = np.pad(mask, ((0, extra), (0, 0)))
+    # Chunks of rows scored one after another (lax.map), each split over the devices: on a CPU
+    # chunks of 128 rows ran fastest (docs/results/2026-12-03-icl-tasks.md), else one chunk.
+    per_chunk = CPU_CHUNK if trainer.mesh.devices.flat[0].platform == "cpu" else len(tokens)
+    per_chunk = -(-per_chunk // devices) * devices
+    extra = -len(tokens) % per_chunk  # the extra rows are never read
+    tokens = np.pad(tokens, ((0, extra), (0, 0))).reshape(-1, per_chunk, length)
+    mask = np.pad(mask, ((0, extra), (0, 0))).reshape(-1, per_chunk, length - 1)
     return cls(sets, tokens, mask, offsets, scorer(trainer))
 
   def start(self, state):
@@ -124,17 +130,22 @@ class TaskEval:
 
 
 def scorer(trainer):
-  """jit of (params, tokens, mask[, frozen]) -> the summed log-likelihood of each row's masked
-  targets (target i is token i + 1), mapped over a group's replicas."""
+  """jit of (params, tokens [chunks, rows, L], mask[, frozen]) -> float32 [(K,) chunks * rows]:
+  the summed log-likelihood of each row's masked targets (target i is token i + 1), chunk by
+  chunk, mapped over a group's replicas."""
   def one(params, tokens, mask, *frozen):
     model = trainer.merged(params, *frozen)
     log_p = jax.nn.log_softmax(model(tokens[:, :-1]).astype(jnp.float32))
     picked = jnp.take_along_axis(log_p, tokens[:, 1:, None], axis=-1)[..., 0]
     return jnp.sum(jnp.where(mask, picked, 0.0), axis=1)
 
+  def chunks(params, tokens, mask, *frozen):
+    return jax.lax.map(lambda chunk: one(params, *chunk, *frozen), (tokens, mask)).reshape(-1)
+
   frozen = tuple(trainer.state_sharding[key] for key in ("frozen",)
                  if key in trainer.state_sharding)
-  fn = one if trainer.replicas == 1 else jax.vmap(one, in_axes=(0, None, None) + (0,) * len(frozen))
-  rows = NamedSharding(trainer.mesh, P(("data", "fsdp"), None))
+  fn = chunks if trainer.replicas == 1 else jax.vmap(chunks, in_axes=(0, None, None)
+                                                     + (0,) * len(frozen))
+  rows = NamedSharding(trainer.mesh, P(None, ("data", "fsdp"), None))
   return jax.jit(fn, in_shardings=(trainer.state_sharding["params"], rows, rows, *frozen),
                  out_shardings=NamedSharding(trainer.mesh, P()))
