@@ -1,15 +1,21 @@
-"""In-context learning task accuracy against model size: one train.py run per N at one budget.
+"""In-context learning task accuracy against model size: one train.py run per N at one budget,
+or a sweep's results.csv.
 
   python benchmarks/icl_sizes.py [--config experiments/default_sweep.py] [--sizes 3e3,1e4,3e4,1e5]
       [--tokens 2e6] --out DIR [--json] [OVERRIDE ...]
+  python benchmarks/icl_sizes.py --results SWEEP/results.csv --out DIR [--json]
 
-Trains each size into DIR/n_SIZE (a completed run is reused, as train.py reuses it), then reads
-each result.json's `tasks` (eval.tasks, data/tasks.py) and prints per N and task the accuracy,
-the exact Bayes ceiling and the gold continuations' loss against its floor, and writes
-DIR/icl_tasks.png: accuracy against N per shot count, each with its ceiling, and the few-shot gain
-(the most shots' accuracy minus zero-shot) against N. Extra arguments go to train.py.
+Trains each size into DIR/n_SIZE (a completed run is reused, as train.py reuses it) and reads each
+result.json's `tasks` (eval.tasks, data/tasks.py), or reads the `tasks.*` columns of a sweep's
+completed runs (averaged over the seeds of each N and budget); prints per N (and budget) and task
+the accuracy, the exact Bayes ceiling and the gold continuations' loss against its floor, and
+writes DIR/icl_tasks.png: accuracy against N per shot count (a line per budget), each with its
+ceiling, and the few-shot gain (the most shots' accuracy minus zero-shot) against N. Extra
+arguments go to train.py.
 """
 import argparse
+import collections
+import csv
 import json
 import os
 import subprocess
@@ -29,30 +35,56 @@ def train(workdir: str, args, size: float, overrides) -> dict:
     return json.load(f)
 
 
+def from_results(path: str) -> list[dict]:
+  """The completed runs of a sweep's results.csv, averaged over seeds per (budget, N)."""
+  groups = collections.defaultdict(list)
+  with open(path, newline="") as f:
+    for row in csv.DictReader(f):
+      if row.get("status") == "completed" and row.get("tasks.topic_0shot.accuracy"):
+        groups[(float(row["budget"] or 0), int(row["n_params"]))].append(row)
+  out = []
+  for (budget, n), rows in sorted(groups.items()):
+    names = sorted({key.split(".")[1] for key in rows[0] if key.startswith("tasks.")})
+    mean = lambda key: sum(float(row[key]) for row in rows) / len(rows)
+    out.append({"budget": budget, "n_params": n, "tokens": int(mean("tokens")), "seeds": len(rows),
+                "final_eval_loss": mean("final_eval_loss"), "loss_floor": mean("loss_floor"),
+                "tasks": {name: {field: mean(f"tasks.{name}.{field}") for field in FIELDS}
+                          for name in names}})
+  return out
+
+
+FIELDS = ("shots", "choices", "accuracy", "ceiling", "gold_loss", "gold_loss_floor")
+
+
 def plot(rows, path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   names = sorted(rows[0]["tasks"], key=lambda name: rows[0]["tasks"][name]["shots"])
-  n = [row["n_params"] for row in rows]
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-  for i, name in enumerate(names):
-    color = f"C{i}"
-    left.plot(n, [row["tasks"][name]["accuracy"] for row in rows], "o-", color=color,
-              label=f"{rows[0]['tasks'][name]['shots']}-shot")
-    left.plot(n, [row["tasks"][name]["ceiling"] for row in rows], "--", color=color,
-              label=f"{rows[0]['tasks'][name]['shots']}-shot ceiling (Bayes)")
-  left.axhline(1 / rows[0]["tasks"][names[0]]["choices"], color="grey", lw=0.8, label="chance")
-  left.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="accuracy",
-           title="topic task accuracy")
-  left.legend(fontsize=7)
-  gain = [row["tasks"][names[-1]]["accuracy"] - row["tasks"][names[0]]["accuracy"] for row in rows]
-  right.plot(n, gain, "o-")
-  right.axhline(0, color="grey", lw=0.8)
-  right.set(xscale="log", xlabel="N (non-embedding parameters)",
-            ylabel=f"{names[-1]} minus {names[0]} accuracy", title="few-shot gain")
+  budgets = sorted({row.get("budget") or 0 for row in rows})
+  fig, axes = plt.subplots(1, len(names) + 1, figsize=(4 * (len(names) + 1), 3.6))
+  for ax, name in zip(axes, names):
+    for i, budget in enumerate(budgets):
+      mine = [row for row in rows if (row.get("budget") or 0) == budget]
+      n = [row["n_params"] for row in mine]
+      label = f"C = {budget:.1e}" if budget else f"D = {mine[0]['tokens']:.2g}"
+      ax.plot(n, [row["tasks"][name]["accuracy"] for row in mine], "o-", color=f"C{i}",
+              label=label)
+      if name == names[-1]:
+        axes[-1].plot(n, [row["tasks"][names[-1]]["accuracy"] - row["tasks"][names[0]]["accuracy"]
+                          for row in mine], "o-", color=f"C{i}", label=label)
+    ceiling = sum(row["tasks"][name]["ceiling"] for row in rows) / len(rows)
+    ax.axhline(ceiling, color="k", ls="--", lw=1, label=f"Bayes ceiling {ceiling:.3f}")
+    ax.axhline(1 / rows[0]["tasks"][name]["choices"], color="grey", lw=0.8, label="chance")
+    ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="accuracy",
+           title=f"{name}", ylim=(0, 1.05))
+    ax.legend(fontsize=6)
+  axes[-1].axhline(0, color="grey", lw=0.8)
+  axes[-1].set(xscale="log", xlabel="N (non-embedding parameters)",
+               title=f"few-shot gain: {names[-1]} - {names[0]}")
+  axes[-1].legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=100)
 
 
 def main(argv=None) -> int:
@@ -60,12 +92,13 @@ def main(argv=None) -> int:
   parser.add_argument("--config", default=os.path.join(ROOT, "experiments", "default_sweep.py"))
   parser.add_argument("--sizes", default="3e3,1e4,3e4,1e5")
   parser.add_argument("--tokens", type=float, default=2e6)
+  parser.add_argument("--results", default="", help="a sweep's results.csv: plot it, train nothing")
   parser.add_argument("--out", required=True)
   parser.add_argument("--json", action="store_true", help="print one JSON line")
   args, overrides = parser.parse_known_args(argv)
   os.makedirs(args.out, exist_ok=True)
-  rows = []
-  for size in (float(s) for s in args.sizes.split(",")):
+  rows = from_results(args.results) if args.results else []
+  for size in ([] if args.results else (float(s) for s in args.sizes.split(","))):
     result = train(os.path.join(args.out, f"n_{size:g}"), args, size, overrides)
     rows.append({key: result.get(key) for key in ("n_params", "tokens", "final_eval_loss",
                                                   "loss_floor", "wall_seconds", "tasks")})
@@ -75,7 +108,8 @@ def main(argv=None) -> int:
                       "rows": rows}))
     return 0
   for row in rows:
-    print(f"N {row['n_params']:>8,}  D {row['tokens']:,}  eval loss {row['final_eval_loss']:.3f} "
+    budget = f"C {row['budget']:.2e}  " if row.get("budget") else ""
+    print(f"{budget}N {row['n_params']:>8,}  D {row['tokens']:,}  eval loss {row['final_eval_loss']:.3f} "
           f"(floor {row['loss_floor']:.3f})")
     for name, task in sorted(row["tasks"].items(), key=lambda item: item[1]["shots"]):
       print(f"  {name:<12} accuracy {task['accuracy']:.3f}  ceiling {task['ceiling']:.3f}  "
