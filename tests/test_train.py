@@ -150,6 +150,9 @@ def test_eight_devices_with_fsdp_match_one_device(finished_run, tmp_path):
     assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4)
   assert read_result(workdir)["final_eval_loss"] == pytest.approx(
       read_result(finished_run)["final_eval_loss"], abs=1e-4)
+  for name, task in read_result(finished_run)["tasks"].items():  # eval.tasks, rows over 8 devices
+    assert read_result(workdir)["tasks"][name]["gold_loss"] == pytest.approx(task["gold_loss"],
+                                                                             abs=1e-3)
 
 
 def test_gradient_accumulation_matches_the_full_batch(finished_run, tmp_path):
