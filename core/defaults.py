@@ -160,8 +160,8 @@ def get_config() -> ml_collections.ConfigDict:
   # task and its exact Bayes ceiling; training/tasks.py): metrics rows and result.json `tasks`.
   c.eval.tasks = ml_collections.ConfigDict()
   c.eval.tasks.names = "auto"          # comma-separated task names (topic); "": none; auto: topic
-                                       # for a decoder on the synthetic source when it fits in
-                                       # train.seq_len + 1 tokens, else none
+                                       # for a decoder on the synthetic source (2 topics or more)
+                                       # when it fits in train.seq_len + 1 tokens, else none
   c.eval.tasks.shots = (0, 1, 4)       # example sequences before the prefix: one task set each
   c.eval.tasks.choices = 4             # candidate continuations per instance, one the gold
   c.eval.tasks.examples = 64           # instances per task set

@@ -151,6 +151,7 @@ def test_auto_scores_the_topic_task_where_it_applies_and_nothing_elsewhere():
   assert settings("--config.eval.tasks.names=") == []
   assert settings("--config.train.seq_len=16") == []  # the 4-shot task needs 23 tokens
   assert settings("--config.model.family=encoder") == []
+  assert settings("--config.data.synthetic.n_topics=1") == []
   with pytest.raises(ConfigError, match="more than the model's context"):
     settings("--config.eval.tasks.names=topic", "--config.train.seq_len=16")
 

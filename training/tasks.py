@@ -35,8 +35,8 @@ def specs(config, source) -> list[task_lib.TaskSpec]:
                       f"of {', '.join(task_lib.TASKS)}, auto (the source's tasks) or '' (none)")
   language = getattr(source, "language", None)
   decoder = config.model.family == "decoder"
-  if auto and (not decoder or language is None):
-    return []  # auto: the topic task needs a decoder on the synthetic source
+  if auto and (not decoder or language is None or language.n_topics < 2):
+    return []  # auto: the topic task needs a decoder on a synthetic source of 2 topics or more
   if not decoder:
     raise ConfigError(f"eval.tasks.names={settings.names!r}: the tasks score next-token "
                       f"log-likelihoods, so they need model.family=decoder (got "
