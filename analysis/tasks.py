@@ -37,6 +37,7 @@ from analysis.runs import DataError
 from core import files
 
 LAWS = ("two_step", "power_compute", "loss_to_error")
+BOOTSTRAP_EVALUATIONS = 200  # least-squares evaluations per law and resample (the point fit: 2000)
 
 
 def read_table(path, task_col, loss_col, n_col, d_col, c_col, budget_col) -> dict:
@@ -87,22 +88,27 @@ def gadre(loss, eps, k, gamma):
   return eps - k * np.exp(-gamma * loss)
 
 
-def _curve(fn, x, y, p0, bounds):
-  with warnings.catch_warnings():
+def _curve(fn, x, y, p0, bounds, evaluations):
+  """Least squares of fn(x, *p) to y from p0 within bounds, stopped after `evaluations` (a flat
+  table leaves a sigmoid's slope free: it is bounded, and the best point found is kept)."""
+  p0 = np.clip(np.asarray(p0, np.float64), *(np.asarray(b, np.float64) for b in bounds))
+  with warnings.catch_warnings(), np.errstate(all="ignore"):
     warnings.simplefilter("ignore")
-    return optimize.curve_fit(fn, x, y, p0=p0, bounds=bounds, maxfev=20000)[0]
+    return optimize.least_squares(lambda p: fn(x, *p) - y, p0, bounds=bounds,
+                                  max_nfev=evaluations).x
 
 
-def fit_laws(n, d, c, loss, acc, chinchilla_fit=None) -> dict:
+def fit_laws(n, d, c, loss, acc, chinchilla_fit=None, evaluations=2000) -> dict:
   """{law: parameters} fitted on these runs (chinchilla_fit: step 1's law, else fitted here)."""
   law = chinchilla_fit or fitter.fit(chinchilla.FORM, (n, d), loss).params
   spread = max(float(np.std(loss)), 1e-3)
   two_step = _curve(sigmoid, loss, acc, (max(np.ptp(acc), 1e-3), 1 / spread, np.median(loss),
-                                         np.min(acc)), ([0, 0, -np.inf, 0], [1, np.inf, np.inf, 1]))
+                                         np.min(acc)),
+                    ([0, 0, -np.inf, 0], [1, 100 / spread, np.inf, 1]), evaluations)
   error = np.clip(1 - acc, 1e-6, None)
   slope, intercept = np.polyfit(np.log(c), np.log(error), 1)
   loss_to_error = _curve(gadre, loss, 1 - acc, (float(np.max(error)), 1.0, 0.1),
-                         ([0, 0, 0], [1, np.inf, np.inf]))
+                         ([0, 0, 0], [1, np.inf, 100 / spread]), evaluations)
   return {"two_step": {"loss_law": law, **dict(zip(("a", "k", "L0", "b"), map(float, two_step)))},
           "power_compute": {"A": float(np.exp(intercept)), "alpha": float(-slope)},
           "loss_to_error": {"loss_law": law, **dict(zip(("eps", "k", "gamma"),
@@ -131,10 +137,10 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
   laws = fit_laws(**fit_rows, chinchilla_fit=law_fit.params)
   point = predict(laws, table["n"][held], table["d"][held], table["c"][held])
   rng = np.random.default_rng(seed)
-  counts = np.stack([np.bincount(rng.integers(0, len(fit_rows["n"]), len(fit_rows["n"])),
-                                 minlength=len(fit_rows["n"])) for _ in range(bootstrap)])
   samples = {law: [] for law in LAWS}
   if bootstrap:
+    counts = np.stack([np.bincount(rng.integers(0, len(fit_rows["n"]), len(fit_rows["n"])),
+                                   minlength=len(fit_rows["n"])) for _ in range(bootstrap)])
     refits = fitter.refit_samples(chinchilla.FORM, inputs, fit_rows["loss"], law_fit, counts)
     for i, weights in enumerate(counts):
       law = {name: float(refits[name][i]) for name in chinchilla.FORM.params}
@@ -142,8 +148,8 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
         continue
       rows = {key: np.repeat(value, weights) for key, value in fit_rows.items()}
       try:
-        drawn = predict(fit_laws(**rows, chinchilla_fit=law), table["n"][held], table["d"][held],
-                        table["c"][held])
+        drawn = predict(fit_laws(**rows, chinchilla_fit=law, evaluations=BOOTSTRAP_EVALUATIONS),
+                        table["n"][held], table["d"][held], table["c"][held])
       except (RuntimeError, ValueError, np.linalg.LinAlgError):
         continue  # a resample a law cannot be fitted to (too few distinct points)
       for name in LAWS:
@@ -165,6 +171,17 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
           "columns": table["columns"]}
 
 
+def summary_line(result: dict, task_col: str, path: str) -> str:
+  """One line: each law's mean predicted accuracy over the held-out runs against the measured."""
+  held = [p for p in result["predictions"] if p["law"] == LAWS[0]]
+  measured = np.mean([p["measured_accuracy"] for p in held])
+  laws = ", ".join(f"{law} {np.mean([p['predicted_accuracy'] for p in result['predictions'] if p['law'] == law]):.3f}"
+                   for law in LAWS)
+  return (f"task laws: {task_col} of the {len(held)} runs at the largest budget "
+          f"{result['held_out_budgets'][-1]:.3g}, predicted from {result['fitted_runs']}: {laws}; "
+          f"measured {measured:.3f} ({path})")
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--results", required=True)
@@ -177,6 +194,7 @@ def main(argv=None) -> int:
   parser.add_argument("--holdout-largest", type=int, default=1)
   parser.add_argument("--bootstrap", type=int, default=100)
   parser.add_argument("--out", required=True)
+  parser.add_argument("--quiet", action="store_true", help="print one summary line")
   args = parser.parse_args(argv)
   try:
     table = read_table(args.results, args.task_col, args.task_loss_col, args.n_col, args.d_col,
@@ -186,7 +204,11 @@ def main(argv=None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
   os.makedirs(args.out, exist_ok=True)
-  files.write_json_atomic(os.path.join(args.out, "tasks.json"), result)
+  path = os.path.join(args.out, "tasks.json")
+  files.write_json_atomic(path, result)
+  if args.quiet:
+    print(summary_line(result, args.task_col, path))
+    return 0
   for p in result["predictions"]:
     interval = p["interval"] and f" [{p['interval'][0]:.3f}, {p['interval'][1]:.3f}]"
     print(f"{p['run']}  {p['law']:<13} predicted {p['predicted_accuracy']:.3f}{interval or ''}  "

@@ -57,3 +57,20 @@ def test_a_table_it_cannot_read_is_one_line_and_exit_2(tmp_path, capsys):
                      "tasks.topic_4shot.gold_loss", "--holdout-largest", "4"]) == 2
   assert "fewer than 2 budgets" in capsys.readouterr().err
   assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_fits_the_task_laws_of_its_most_shots_on_three_budgets_or_more(tmp_path,
+                                                                              monkeypatch):
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+  from sweeps import collect  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(collect.subprocess, "run",
+                      lambda command, cwd: calls.append(command) or SimpleNamespace(returncode=0))
+  results = [{"budget": budget, "tasks.topic_0shot.shots": 0, "tasks.topic_4shot.shots": 4}
+             for budget in (1e11, 3e11, 1e12)]
+  collect.task_laws(str(tmp_path), "results.csv", results)
+  assert len(calls) == 1 and "tasks.topic_4shot.accuracy" in calls[0]
+  assert calls[0][calls[0].index("--out") + 1] == str(tmp_path / "analysis")
+  collect.task_laws(str(tmp_path), "results.csv", results[:2])  # two budgets: nothing to hold out
+  collect.task_laws(str(tmp_path), "results.csv", [{"budget": 1.0}] * 3)  # no tasks scored
+  assert len(calls) == 1
