@@ -19,7 +19,9 @@ noise diagnostic of Bhagia et al. (the spread over a run's last evaluations) nee
 metrics rows, which a table does not hold: it is not computed here.
 DIR/tasks.json: `laws` ({law: parameters}), `predictions` (per held-out run and law: `run`,
 `law`, `predicted_accuracy`, `interval`, `measured_accuracy`, `n`, `d`, `c`), `fitted_runs`,
-`held_out_budgets`, `columns`. Exit 2 with one line for a table it cannot read.
+`held_out_budgets`, `columns`; on a table of eval.tasks columns (tasks.NAME.FIGURE) of two shot
+counts or more, DIR/tasks.png (`plot`): accuracy against compute per shot count with its Bayes
+ceiling, and the few-shot gain against N. Exit 2 with one line for a table it cannot read.
 """
 import argparse
 import csv
@@ -171,6 +173,48 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
           "columns": table["columns"]}
 
 
+def task_columns(path: str) -> dict:
+  """{task: {figure: float array}, "": {n, c}} of a table's tasks.NAME.FIGURE columns (completed
+  rows; a results.csv of runs that scored eval.tasks), {} when it has none."""
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    rows = [row for row in csv.DictReader(f) if row.get("status", "completed") == "completed"]
+  names = sorted({key.split(".")[1] for key in (rows[0] if rows else {})
+                  if key.startswith("tasks.") and key.endswith(".accuracy")})
+  number = lambda row, key: float(row.get(key) or "nan")
+  out = {name: {figure: np.array([number(row, f"tasks.{name}.{figure}") for row in rows])
+                for figure in ("shots", "accuracy", "ceiling")} for name in names}
+  if out:
+    n = np.array([number(row, "n_params") for row in rows])
+    out[""] = {"n": n, "c": np.array([number(row, "flops") for row in rows])}
+  return out
+
+
+def plot(columns: dict, path: str) -> None:
+  """Accuracy against compute per shot count, each with its Bayes ceiling, and the few-shot gain
+  (the most shots' accuracy minus the fewest's) against N."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = sorted((name for name in columns if name), key=lambda name: columns[name]["shots"][0])
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  for i, name in enumerate(names):
+    left.scatter(columns[""]["c"], columns[name]["accuracy"], s=12, color=f"C{i}",
+                 label=f"{int(columns[name]['shots'][0])}-shot")
+    left.axhline(np.nanmean(columns[name]["ceiling"]), color=f"C{i}", ls="--", lw=1,
+                 label=f"{int(columns[name]['shots'][0])}-shot ceiling")
+  left.set(xscale="log", xlabel="C (FLOPs)", ylabel="accuracy", ylim=(0, 1.05),
+           title="task accuracy against compute")
+  left.legend(fontsize=7)
+  gain = columns[names[-1]]["accuracy"] - columns[names[0]]["accuracy"]
+  right.scatter(columns[""]["n"], gain, s=12)
+  right.axhline(0, color="grey", lw=0.8)
+  right.set(xscale="log", xlabel="N", ylabel=f"{names[-1]} - {names[0]} accuracy",
+            title="few-shot gain against N")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def summary_line(result: dict, task_col: str, path: str) -> str:
   """One line: each law's mean predicted accuracy over the held-out runs against the measured."""
   held = [p for p in result["predictions"] if p["law"] == LAWS[0]]
@@ -204,6 +248,13 @@ def main(argv=None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
   os.makedirs(args.out, exist_ok=True)
+  columns = task_columns(args.results)
+  if len(columns) > 2:  # a table of eval.tasks figures with two shot counts or more
+    try:
+      plot(columns, os.path.join(args.out, "tasks.png"))
+      result["plot"] = "tasks.png"
+    except Exception as error:  # pylint: disable=broad-except  (a plot never fails the fit)
+      result["warnings"] = [f"the plot failed: {type(error).__name__}: {error}"]
   path = os.path.join(args.out, "tasks.json")
   files.write_json_atomic(path, result)
   if args.quiet:

@@ -22,7 +22,10 @@ def known_table(path, noise=0.0):
       acc = tasks.sigmoid(loss, 0.7, 4.0, 1.6, 0.25) + noise * rng.normal()
       rows.append({"run_id": f"r{len(rows)}", "status": "completed", "budget": budget,
                    "n_params_total": n, "tokens": d, "flops": budget,
-                   "tasks.topic_4shot.accuracy": acc, "tasks.topic_4shot.gold_loss": loss})
+                   "tasks.topic_4shot.accuracy": acc, "tasks.topic_4shot.gold_loss": loss,
+                   "tasks.topic_4shot.shots": 4, "tasks.topic_4shot.ceiling": 1.0,
+                   "tasks.topic_0shot.accuracy": acc - 0.2, "tasks.topic_0shot.shots": 0,
+                   "tasks.topic_0shot.ceiling": 0.8})
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -44,6 +47,7 @@ def test_the_two_step_law_predicts_the_held_out_largest_budget(tmp_path):
     assert p["predicted_accuracy"] == pytest.approx(p["measured_accuracy"], abs=0.01)
     assert p["interval"][0] <= p["predicted_accuracy"] <= p["interval"][1]
   assert {p["law"] for p in result["predictions"]} == set(tasks.LAWS)
+  assert result["plot"] == "tasks.png" and (tmp_path / "out" / "tasks.png").exists()
 
 
 def test_a_table_it_cannot_read_is_one_line_and_exit_2(tmp_path, capsys):
