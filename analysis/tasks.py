@@ -174,8 +174,8 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
 
 
 def task_columns(path: str) -> dict:
-  """{task: {figure: float array}, "": {n, c}} of a table's tasks.NAME.FIGURE columns (completed
-  rows; a results.csv of runs that scored eval.tasks), {} when it has none."""
+  """{task: {figure: float array}} of a table's tasks.NAME.FIGURE columns (its completed rows, in
+  read_table's order; a results.csv of runs that scored eval.tasks), {} when it has none."""
   with open(path, newline="", encoding="utf-8-sig") as f:
     rows = [row for row in csv.DictReader(f) if row.get("status", "completed") == "completed"]
   names = sorted({key.split(".")[1] for key in (rows[0] if rows else {})
@@ -183,22 +183,19 @@ def task_columns(path: str) -> dict:
   number = lambda row, key: float(row.get(key) or "nan")
   out = {name: {figure: np.array([number(row, f"tasks.{name}.{figure}") for row in rows])
                 for figure in ("shots", "accuracy", "ceiling")} for name in names}
-  if out:
-    n = np.array([number(row, "n_params") for row in rows])
-    out[""] = {"n": n, "c": np.array([number(row, "flops") for row in rows])}
   return out
 
 
-def plot(columns: dict, path: str) -> None:
+def plot(columns: dict, n, c, path: str) -> None:
   """Accuracy against compute per shot count, each with its Bayes ceiling, and the few-shot gain
   (the most shots' accuracy minus the fewest's) against N."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  names = sorted((name for name in columns if name), key=lambda name: columns[name]["shots"][0])
+  names = sorted(columns, key=lambda name: columns[name]["shots"][0])
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
   for i, name in enumerate(names):
-    left.scatter(columns[""]["c"], columns[name]["accuracy"], s=12, color=f"C{i}",
+    left.scatter(c, columns[name]["accuracy"], s=12, color=f"C{i}",
                  label=f"{int(columns[name]['shots'][0])}-shot")
     left.axhline(np.nanmean(columns[name]["ceiling"]), color=f"C{i}", ls="--", lw=1,
                  label=f"{int(columns[name]['shots'][0])}-shot ceiling")
@@ -206,7 +203,7 @@ def plot(columns: dict, path: str) -> None:
            title="task accuracy against compute")
   left.legend(fontsize=7)
   gain = columns[names[-1]]["accuracy"] - columns[names[0]]["accuracy"]
-  right.scatter(columns[""]["n"], gain, s=12)
+  right.scatter(n, gain, s=12)
   right.axhline(0, color="grey", lw=0.8)
   right.set(xscale="log", xlabel="N", ylabel=f"{names[-1]} - {names[0]} accuracy",
             title="few-shot gain against N")
@@ -249,9 +246,9 @@ def main(argv=None) -> int:
     return 2
   os.makedirs(args.out, exist_ok=True)
   columns = task_columns(args.results)
-  if len(columns) > 2:  # a table of eval.tasks figures with two shot counts or more
+  if len(columns) > 1:  # a table of eval.tasks figures with two shot counts or more
     try:
-      plot(columns, os.path.join(args.out, "tasks.png"))
+      plot(columns, table["n"], table["c"], os.path.join(args.out, "tasks.png"))
       result["plot"] = "tasks.png"
     except Exception as error:  # pylint: disable=broad-except  (a plot never fails the fit)
       result["warnings"] = [f"the plot failed: {type(error).__name__}: {error}"]
