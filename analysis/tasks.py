@@ -14,9 +14,10 @@ on the others and predicts the held-out runs' accuracy:
   loss_to_error  Gadre et al. 2024: the error from the task loss, Err(L) = eps - k exp(-gamma L),
                  with L from two_step's law of (N, D).
 
-Intervals: 95% over S bootstrap resamples of the fitted runs, every law refitted on each. The
-noise diagnostic of Bhagia et al. (the spread over a run's last evaluations) needs the runs'
-metrics rows, which a table does not hold: it is not computed here.
+Intervals: 95% over S bootstrap resamples of the fitted runs, every law refitted on each. With
+--runs DIR (the runs' directories, DIR/RUN_ID), the noise diagnostic of Bhagia et al.: the
+standard deviation of each run's accuracy over its last 3 evaluations (tasks.json `noise`:
+`evaluations`, `runs`, `median_sd`, `max_sd`).
 DIR/tasks.json: `laws` ({law: parameters}), `predictions` (per held-out run and law: `run`,
 `law`, `predicted_accuracy`, `interval`, `measured_accuracy`, `n`, `d`, `c`), `fitted_runs`,
 `held_out_budgets`, `columns`; on a table of eval.tasks columns (tasks.NAME.FIGURE) of two shot
@@ -36,7 +37,7 @@ from scipy import optimize
 from analysis import fitter
 from analysis.forms import chinchilla
 from analysis.runs import DataError
-from core import files
+from core import files, rundir
 
 LAWS = ("two_step", "power_compute", "loss_to_error")
 BOOTSTRAP_EVALUATIONS = 200  # least-squares evaluations per law and resample (the point fit: 2000)
@@ -212,15 +213,36 @@ def plot(columns: dict, n, c, path: str) -> None:
   plt.close(fig)
 
 
+def noise(runs_dir: str, run_ids, task_col: str, last: int = 3) -> dict | None:
+  """Bhagia et al.'s noise diagnostic: the standard deviation of a run's accuracy over its `last`
+  evaluations (metrics.jsonl rows with `tasks`), over the runs of runs_dir/RUN_ID; None when no
+  run has that many."""
+  parts = task_col.split(".")
+  if len(parts) != 3 or parts[0] != "tasks":
+    return None
+  spreads = []
+  for run_id in run_ids:
+    rows = [row["tasks"][parts[1]][parts[2]] for row in rundir.read_metrics(
+        os.path.join(runs_dir, str(run_id))) if parts[1] in row.get("tasks", {})]
+    if len(rows) >= last:
+      spreads.append(float(np.std(rows[-last:], ddof=1)))
+  if not spreads:
+    return None
+  return {"evaluations": last, "runs": len(spreads), "median_sd": float(np.median(spreads)),
+          "max_sd": float(np.max(spreads))}
+
+
 def summary_line(result: dict, task_col: str, path: str) -> str:
   """One line: each law's mean predicted accuracy over the held-out runs against the measured."""
   held = [p for p in result["predictions"] if p["law"] == LAWS[0]]
   measured = np.mean([p["measured_accuracy"] for p in held])
   laws = ", ".join(f"{law} {np.mean([p['predicted_accuracy'] for p in result['predictions'] if p['law'] == law]):.3f}"
                    for law in LAWS)
+  spread = result.get("noise")
+  spread = f"; median sd over the last 3 evaluations {spread['median_sd']:.3f}" if spread else ""
   return (f"task laws: {task_col} of the {len(held)} runs at the largest budget "
           f"{result['held_out_budgets'][-1]:.3g}, predicted from {result['fitted_runs']}: {laws}; "
-          f"measured {measured:.3f} ({path})")
+          f"measured {measured:.3f}{spread} ({path})")
 
 
 def main(argv=None) -> int:
@@ -234,6 +256,8 @@ def main(argv=None) -> int:
   parser.add_argument("--budget-col", default="", help="runs of one budget; default budget, else C")
   parser.add_argument("--holdout-largest", type=int, default=1)
   parser.add_argument("--bootstrap", type=int, default=100)
+  parser.add_argument("--runs", default="", help="the runs' directories (DIR/RUN_ID, a sweep's "
+                      "DIR/runs): the spread of each one's last evaluations")
   parser.add_argument("--out", required=True)
   parser.add_argument("--quiet", action="store_true", help="print one summary line")
   args = parser.parse_args(argv)
@@ -245,6 +269,8 @@ def main(argv=None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
   os.makedirs(args.out, exist_ok=True)
+  if args.runs:
+    result["noise"] = noise(args.runs, table["run"], args.task_col)
   columns = task_columns(args.results)
   if len(columns) > 1:  # a table of eval.tasks figures with two shot counts or more
     try:

@@ -83,7 +83,8 @@ def task_laws(sweep_dir: str, results_name: str, results) -> None:
   command = [sys.executable, "-m", "analysis.tasks", "--results",
              os.path.join(sweep_dir, results_name), "--task-col", f"tasks.{task}.accuracy",
              "--task-loss-col", f"tasks.{task}.gold_loss", "--bootstrap", "20",
-             "--out", os.path.join(sweep_dir, "analysis"), "--quiet"]
+             "--runs", os.path.join(sweep_dir, "runs"), "--out", os.path.join(sweep_dir, "analysis"),
+             "--quiet"]
   if subprocess.run(command, cwd=ROOT).returncode != 0:
     print(f"warning: the task laws failed ({shlex.join(command)})", file=sys.stderr)
 

@@ -78,3 +78,16 @@ def test_a_sweep_fits_the_task_laws_of_its_most_shots_on_three_budgets_or_more(t
   collect.task_laws(str(tmp_path), "results.csv", results[:2])  # two budgets: nothing to hold out
   collect.task_laws(str(tmp_path), "results.csv", [{"budget": 1.0}] * 3)  # no tasks scored
   assert len(calls) == 1
+
+
+def test_the_noise_is_the_spread_of_each_runs_last_three_evaluations(tmp_path):
+  for run, accuracies in (("a", (0.1, 0.5, 0.6, 0.7)), ("b", (0.2, 0.2, 0.2)), ("c", (0.9, 0.8))):
+    (tmp_path / run).mkdir()
+    with open(tmp_path / run / "metrics.jsonl", "w") as f:
+      for step, accuracy in enumerate(accuracies):
+        f.write(json.dumps({"step": step, "train_loss": 1.0}) + "\n")  # a row without tasks
+        f.write(json.dumps({"step": step, "tasks": {"topic_4shot": {"accuracy": accuracy}}}) + "\n")
+  noise = tasks.noise(str(tmp_path), ["a", "b", "c"], "tasks.topic_4shot.accuracy")
+  assert noise["runs"] == 2  # c has two evaluations only
+  assert noise["max_sd"] == pytest.approx(0.1) and noise["median_sd"] == pytest.approx(0.05)
+  assert tasks.noise(str(tmp_path), ["a"], "accuracy") is None  # not a tasks.NAME.FIGURE column
