@@ -78,7 +78,7 @@ def test_sigterm_saves_and_the_rerun_equals_an_uninterrupted_run(finished_run, t
   assert not (workdir / "result.json").exists()
   assert run(workdir) == 0
   assert read_result(workdir)["final_eval_loss"] == read_result(finished_run)["final_eval_loss"]
-  keys = ("step", "tokens", "train_loss", "lr", "eval_loss")
+  keys = ("step", "tokens", "train_loss", "lr", "eval_loss", "tasks")  # eval.tasks too
   assert ([{k: r.get(k) for k in keys} for r in read_rows(workdir)]
           == [{k: r.get(k) for k in keys} for r in read_rows(finished_run)])
 
