@@ -18,6 +18,7 @@ from core.config import ConfigError
 from data import tasks as task_lib
 
 CPU_CHUNK = 128  # rows per chunk of the scoring call on a CPU
+ROWS = P(None, ("data", "fsdp"), None)  # [chunks, rows, length]: each chunk over the devices
 
 
 def specs(config, source) -> list[task_lib.TaskSpec]:
@@ -73,8 +74,8 @@ def specs(config, source) -> list[task_lib.TaskSpec]:
 class TaskEval:
   """A run's task sets and the jitted call scoring a state's params on all of them."""
   sets: list[task_lib.TaskSet]
-  tokens: np.ndarray      # int32 [chunks, rows, length]: every candidate row of every set, padded
-  mask: np.ndarray        # bool [chunks, rows, length - 1]: the targets to sum (the candidates')
+  tokens: jax.Array       # int32 [chunks, rows, length]: every candidate row of every set, padded
+  mask: jax.Array         # bool [chunks, rows, length - 1]: the targets to sum (the candidates')
   offsets: list[int]      # where each set's rows start
   score_fn: object        # jitted (params, tokens, mask[, frozen]) -> float32 [(K,) rows]
 
@@ -102,6 +103,10 @@ class TaskEval:
     extra = -len(tokens) % per_chunk  # the extra rows are never read
     tokens = np.pad(tokens, ((0, extra), (0, 0))).reshape(-1, per_chunk, length)
     mask = np.pad(mask, ((0, extra), (0, 0))).reshape(-1, per_chunk, length - 1)
+    # Global arrays: every process holds the same rows and gives its own devices their shards.
+    rows = NamedSharding(trainer.mesh, ROWS)
+    tokens, mask = (jax.make_array_from_callback(x.shape, rows, lambda index, x=x: x[index])
+                    for x in (tokens, mask))
     return cls(sets, tokens, mask, offsets, scorer(trainer))
 
   def start(self, state):
@@ -146,6 +151,6 @@ def scorer(trainer):
                  if key in trainer.state_sharding)
   fn = chunks if trainer.replicas == 1 else jax.vmap(chunks, in_axes=(0, None, None)
                                                      + (0,) * len(frozen))
-  rows = NamedSharding(trainer.mesh, P(None, ("data", "fsdp"), None))
+  rows = NamedSharding(trainer.mesh, ROWS)
   return jax.jit(fn, in_shardings=(trainer.state_sharding["params"], rows, rows, *frozen),
                  out_shardings=NamedSharding(trainer.mesh, P()))
