@@ -115,6 +115,10 @@ def test_wandb_offline_run_reads_back_equal_to_metrics_jsonl(tmp_path):
   rows = read_rows(workdir)
   assert [r["train_loss"] for r in logged] == [r["train_loss"] for r in rows]
   assert [r["tokens"] for r in logged] == [r["tokens"] for r in rows]
+  # eval.tasks: W&B holds each task's figures (nested keys joined by "/") on the evaluation rows.
+  task = rows[-1]["tasks"]["topic_4shot"]
+  assert logged[-1]["tasks/topic_4shot/accuracy"] == task["accuracy"]
+  assert logged[-1]["tasks/topic_4shot/gold_loss"] == task["gold_loss"]
   with open(workdir / "wandb_run_id") as f:
     assert wandb_records.run_id(files[0]) == f.read().strip()
 
