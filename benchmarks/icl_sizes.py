@@ -44,7 +44,8 @@ def from_results(path: str) -> list[dict]:
         groups[(float(row["budget"] or 0), int(row["n_params"]))].append(row)
   out = []
   for (budget, n), rows in sorted(groups.items()):
-    names = sorted({key.split(".")[1] for key in rows[0] if key.startswith("tasks.")})
+    names = sorted({key.split(".")[1] for key in rows[0]  # the tasks with a ceiling (topic)
+                    if key.startswith("tasks.") and key.endswith(".ceiling") and rows[0][key]})
     mean = lambda key: sum(float(row[key]) for row in rows) / len(rows)
     out.append({"budget": budget, "n_params": n, "tokens": int(mean("tokens")), "seeds": len(rows),
                 "final_eval_loss": mean("final_eval_loss"), "loss_floor": mean("loss_floor"),

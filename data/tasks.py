@@ -30,6 +30,11 @@ posterior against a brute-force enumeration of the whole generative process on a
 `gold_loss_floor` is the Bayes predictor's mean per-token loss of the gold continuations given
 the context, the floor of `gold_loss`.
 
+The continuation task (`continuation`, any source; not in `auto`): a passage of `prefix_tokens`
+tokens of an eval sequence, then M candidates of `continuation_tokens` tokens: the tokens that
+follow it in that sequence (the gold) and the same positions of M - 1 other eval sequences. Its
+ceiling and floor are unknown (None): on a text source nothing gives them exactly.
+
 A task set is a pure function of the language and its TaskSpec (seed included): its random bits
 come from `data.random_bits` on a stream of its own, so every run of a sweep, whatever its seed,
 is scored on the same instances.
@@ -40,7 +45,7 @@ import numpy as np
 
 from data import random_bits
 
-TASKS = ("topic",)  # the task names eval.tasks.names takes
+TASKS = ("topic", "continuation")  # the task names eval.tasks.names takes
 _STREAM = 2         # train sequences use stream (0, seed) and eval sequences (1,): data/__init__.py
 _ONE = 1 << 32
 
@@ -74,10 +79,10 @@ class TaskSet:
   spec: TaskSpec
   tokens: np.ndarray       # int32 [examples, choices, length]: the context, then candidate j
   gold: np.ndarray         # int32 [examples]: the gold candidate's index
-  topics: np.ndarray       # int32 [examples]: the instance's topic t
-  posterior: np.ndarray    # float64 [examples, choices]: p(candidate j is the gold | observation)
-  ceiling: float           # mean over instances of max_j posterior
-  gold_loss_floor: float   # the Bayes predictor's mean per-token loss of the gold continuations
+  topics: np.ndarray | None     # int32 [examples]: the instance's topic t (topic task)
+  posterior: np.ndarray | None  # float64 [examples, choices]: p(candidate j is the gold | o)
+  ceiling: float | None         # mean over instances of max_j posterior (None: unknown)
+  gold_loss_floor: float | None  # the Bayes predictor's mean per-token loss of the gold ones
 
   def mask(self) -> np.ndarray:
     """bool [length - 1]: the targets (target i is token i + 1) that are the candidate's tokens."""
@@ -90,9 +95,9 @@ class TaskScore:
   shots: int
   choices: int
   accuracy: float      # share of instances whose highest-scored candidate is the gold
-  ceiling: float       # the Bayes-optimal accuracy on these instances (TaskSet.ceiling)
+  ceiling: float | None  # the Bayes-optimal accuracy on these instances (None: unknown)
   gold_loss: float     # mean per-token loss (nats) of the gold continuations
-  gold_loss_floor: float
+  gold_loss_floor: float | None
   examples: int
 
 
@@ -194,6 +199,22 @@ def build(lang, spec: TaskSpec) -> TaskSet:
   posterior, floor = bayes(lang, segments, placed, gold)
   return TaskSet(spec, tokens, gold, topics.astype(np.int32), posterior,
                  float(posterior.max(axis=1).mean()), floor)
+
+
+def build_continuation(source, spec: TaskSpec) -> TaskSet:
+  """The continuation task set of `spec` on any data.Source: instance i continues eval sequence
+  i; its distractors are the same positions of eval sequences examples + (M - 1) i + j."""
+  m, n, p, c = spec.choices, spec.examples, spec.prefix_tokens, spec.continuation_tokens
+  sequences = source.sequences("eval", 0, n * m)[:, :p + c]
+  gold = ((random_bits((_STREAM, TASKS.index(spec.name), spec.seed, m, p, c), 0, n, 1)[:, 0]
+           >> np.uint64(32)).astype(np.int64) * m >> 32).astype(np.int32)
+  candidates = [sequences[:n, p:]] + [sequences[n + j::m - 1][:n, p:] for j in range(m - 1)]
+  placed = np.empty((n, m, c), np.int32)
+  placed[np.arange(n), gold] = candidates[0]
+  for j, other in enumerate(candidates[1:]):
+    placed[np.arange(n), j + (j >= gold)] = other
+  tokens = np.concatenate([np.broadcast_to(sequences[:n, None, :p], (n, m, p)), placed], axis=2)
+  return TaskSet(spec, tokens.astype(np.int32), gold, None, None, None, None)
 
 
 def _log_transitions(lang, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -176,3 +176,24 @@ def test_bad_task_settings_are_one_line_exit_2_before_training(tmp_path, capsys,
   err = capsys.readouterr().err.strip()
   assert message in err and len(err.splitlines()) == 1, err
   assert not workdir.exists()
+
+
+def test_the_continuation_task_continues_its_passage_on_any_source(tmp_path):
+  for i in range(20):  # documents: a file each
+    (tmp_path / f"{i}.txt").write_text(f"document {i}: the quick brown fox jumps over. " * 40)
+  for source_args in ([], ["--config.data.source=text", f"--config.data.path={tmp_path}",
+                           f"--config.data.cache_dir={tmp_path}/cache"]):
+    config, source = plan_lib.resolve(load_config(TINY, [*FAST, *source_args,
+                                                         "--config.eval.tasks.names=continuation"]),
+                                      1)[:2]
+    (spec,) = tasks.specs(config, source)
+    assert (spec.key, spec.length) == ("continuation_0shot", 32 + 4)
+    task_set = task_lib.build_continuation(source, spec)
+    eval_rows = source.sequences("eval", 0, spec.examples * spec.choices)
+    rows = np.arange(spec.examples)
+    assert (task_set.tokens[:, :, :32] == eval_rows[:spec.examples, None, :32]).all()
+    assert (task_set.tokens[rows, task_set.gold, 32:] == eval_rows[:spec.examples, 32:36]).all()
+    other = np.delete(task_set.tokens[0], task_set.gold[0], axis=0)[:, 32:]
+    assert (other == eval_rows[spec.examples:spec.examples + 3, 32:36]).all()
+    assert task_set.ceiling is None and task_lib.figures(task_set, 0.5, 1.0).ceiling is None
+  assert settings("--config.eval.tasks.names=topic,continuation")[-1].key == "continuation_0shot"

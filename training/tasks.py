@@ -42,7 +42,8 @@ def specs(config, source) -> list[task_lib.TaskSpec]:
     raise ConfigError(f"eval.tasks.names={settings.names!r}: the tasks score next-token "
                       f"log-likelihoods, so they need model.family=decoder (got "
                       f"{config.model.family}); set eval.tasks.names=''")
-  if language is None:
+  topic = "topic" in names
+  if topic and language is None:
     raise ConfigError(f"eval.tasks.names={settings.names!r}: the topic task needs the synthetic "
                       f"source (data.source={config.data.source}); set eval.tasks.names=''")
   shots = tuple(settings.shots)
@@ -51,20 +52,27 @@ def specs(config, source) -> list[task_lib.TaskSpec]:
     raise ConfigError(f"eval.tasks.shots must be distinct whole numbers >= 0, e.g. (0, 1, 4); "
                       f"got {settings.shots}")
   for key, least in (("choices", 2), ("examples", 1), ("example_tokens", 1),
-                     ("prefix_tokens", 1), ("continuation_tokens", 1)):
+                     ("prefix_tokens", 1), ("continuation_tokens", 1), ("passage_tokens", 1)):
     if settings[key] < least:
       raise ConfigError(f"eval.tasks.{key} must be >= {least}, got {settings[key]}")
-  if language.n_topics < 2:
+  if topic and language.n_topics < 2:
     raise ConfigError("eval.tasks: the topic task needs a language of at least 2 topics "
                       f"(data.synthetic.n_topics={config.data.synthetic.n_topics})")
-  out = [task_lib.TaskSpec(name, k, settings.choices, settings.examples, settings.example_tokens,
-                           settings.prefix_tokens, settings.continuation_tokens, settings.seed)
-         for name in dict.fromkeys(names) for k in shots]
+  out = []
+  for name in dict.fromkeys(names):
+    if name == "continuation":  # a passage and its continuation: no examples
+      out.append(task_lib.TaskSpec(name, 0, settings.choices, settings.examples, 0,
+                                   settings.passage_tokens, settings.continuation_tokens,
+                                   settings.seed))
+      continue
+    out += [task_lib.TaskSpec(name, k, settings.choices, settings.examples,
+                              settings.example_tokens, settings.prefix_tokens,
+                              settings.continuation_tokens, settings.seed) for k in shots]
   longest = max(out, key=lambda spec: spec.length)
   if longest.length > config.train.seq_len + 1:
     if auto:
       return []  # the default tasks do not fit this run's context: none
-    raise ConfigError(f"eval.tasks: the {longest.shots}-shot task is {longest.length} tokens, "
+    raise ConfigError(f"eval.tasks: the {longest.key} task is {longest.length} tokens, "
                       f"more than the model's context train.seq_len + 1 = "
                       f"{config.train.seq_len + 1}; lower eval.tasks.shots or its token counts")
   return out
@@ -84,7 +92,8 @@ class TaskEval:
     spec_list = specs(config, source)
     if not spec_list:
       return None
-    sets = [task_lib.build(source.language, spec) for spec in spec_list]
+    sets = [task_lib.build_continuation(source, spec) if spec.name == "continuation"
+            else task_lib.build(source.language, spec) for spec in spec_list]
     length = max(spec.length for spec in spec_list)
     devices = trainer.mesh.devices.size
     rows, masks, offsets = [], [], []
