@@ -134,6 +134,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.recipe.b2_small_below = None       # [0] tokens per step; 0: b2 at every batch
   c.recipe.aspect_ratio = None         # [64] d_model / depth of the sizing rule (model/sizing.py)
 
+  # In-context learning tasks: measurements, not part of what a run computes, so the `eval`
+  # section is left out of a run's id (training/plan.py UNHASHED_KEYS).
+  c.eval = ml_collections.ConfigDict()
+  # Tasks scored as ranked classification at every evaluation (data/tasks.py: the k-shot topic
+  # task and its exact Bayes ceiling; training/tasks.py): metrics rows and result.json `tasks`.
+  c.eval.tasks = ml_collections.ConfigDict()
+  c.eval.tasks.names = "auto"          # comma-separated task names (topic, continuation: any
+                                       # source, data/tasks.py); "": none; auto: topic
+                                       # for a decoder on the synthetic source (2 topics or more)
+                                       # when it fits in train.seq_len + 1 tokens, else none
+  c.eval.tasks.shots = (0, 1, 4)       # example sequences before the prefix: one task set each
+  c.eval.tasks.choices = 4             # candidate continuations per instance, one the gold
+  c.eval.tasks.examples = 64           # instances per task set
+  c.eval.tasks.example_tokens = 4      # tokens of each example sequence
+  c.eval.tasks.prefix_tokens = 2       # tokens of the prefix the candidates continue
+  c.eval.tasks.continuation_tokens = 4 # tokens of each candidate
+  c.eval.tasks.passage_tokens = 32     # the continuation task: tokens of the passage continued
+  c.eval.tasks.seed = 0                # the task sets' own randomness (the same for every run seed)
+
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                     # data-parallel axis size; -1: all devices left
   c.mesh.fsdp = 1                      # parameter/optimizer sharding axis size

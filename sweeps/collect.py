@@ -71,6 +71,24 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
     return json.load(f)
 
 
+def task_laws(sweep_dir: str, results_name: str, results) -> None:
+  """`python -m analysis.tasks` on the sweep's own table (its task of the most shots, the largest
+  budget held out, 20 resamples) into DIR/analysis/tasks.json, when its runs scored eval.tasks
+  and it has 3 budgets or more; its one line, or a warning line when it fails."""
+  shots = {key.split(".")[1]: value for result in results for key, value in result.items()
+           if key.startswith("tasks.") and key.endswith(".shots")}
+  if not shots or len({result.get("budget") for result in results}) < 3:
+    return
+  task = max(shots, key=lambda name: float(shots[name]))
+  command = [sys.executable, "-m", "analysis.tasks", "--results",
+             os.path.join(sweep_dir, results_name), "--task-col", f"tasks.{task}.accuracy",
+             "--task-loss-col", f"tasks.{task}.gold_loss", "--bootstrap", "20",
+             "--runs", os.path.join(sweep_dir, "runs"), "--out", os.path.join(sweep_dir, "analysis"),
+             "--quiet"]
+  if subprocess.run(command, cwd=ROOT).returncode != 0:
+    print(f"warning: the task laws failed ({shlex.join(command)})", file=sys.stderr)
+
+
 def print_frontier(fit: dict, report: str) -> dict:
   """The sweep's last words: the analysis's own summary (fit.json["summary"]: the frontier where
   the data support it, the verdict, the report), printed once; returns the summary's part of
@@ -154,5 +172,6 @@ def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: f
                 bootstrap)
   if fit is None:
     return None
+  task_laws(sweep_dir, results_name, fitted)
   report = os.path.join(sweep_dir, "analysis", "report.md")
   return print_frontier(fit, report)

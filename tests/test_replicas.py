@@ -62,6 +62,9 @@ def test_a_group_equals_its_single_runs(runs):
     assert group["replicas"][i]["config_hash"] == theirs["config_hash"]
     for key in ("final_train_loss", "final_eval_loss"):
       assert mine[key] == pytest.approx(theirs[key], abs=TOLERANCE)
+    for name, task in theirs["tasks"].items():  # eval.tasks: each replica scored as its single run
+      assert mine["tasks"][name]["gold_loss"] == pytest.approx(task["gold_loss"], abs=1e-4)
+      assert abs(mine["tasks"][name]["accuracy"] - task["accuracy"]) <= 1 / task["examples"]
     rows, single_rows = read(str(replica / "metrics.jsonl")), read(str(single / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [r["step"] for r in single_rows] == [5, 10, 15, 20]
     for a, b in zip(rows, single_rows):

@@ -78,7 +78,7 @@ def test_sigterm_saves_and_the_rerun_equals_an_uninterrupted_run(finished_run, t
   assert not (workdir / "result.json").exists()
   assert run(workdir) == 0
   assert read_result(workdir)["final_eval_loss"] == read_result(finished_run)["final_eval_loss"]
-  keys = ("step", "tokens", "train_loss", "lr", "eval_loss")
+  keys = ("step", "tokens", "train_loss", "lr", "eval_loss", "tasks")  # eval.tasks too
   assert ([{k: r.get(k) for k in keys} for r in read_rows(workdir)]
           == [{k: r.get(k) for k in keys} for r in read_rows(finished_run)])
 
@@ -115,6 +115,10 @@ def test_wandb_offline_run_reads_back_equal_to_metrics_jsonl(tmp_path):
   rows = read_rows(workdir)
   assert [r["train_loss"] for r in logged] == [r["train_loss"] for r in rows]
   assert [r["tokens"] for r in logged] == [r["tokens"] for r in rows]
+  # eval.tasks: W&B holds each task's figures (nested keys joined by "/") on the evaluation rows.
+  task = rows[-1]["tasks"]["topic_4shot"]
+  assert logged[-1]["tasks/topic_4shot/accuracy"] == task["accuracy"]
+  assert logged[-1]["tasks/topic_4shot/gold_loss"] == task["gold_loss"]
   with open(workdir / "wandb_run_id") as f:
     assert wandb_records.run_id(files[0]) == f.read().strip()
 
@@ -150,6 +154,9 @@ def test_eight_devices_with_fsdp_match_one_device(finished_run, tmp_path):
     assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4)
   assert read_result(workdir)["final_eval_loss"] == pytest.approx(
       read_result(finished_run)["final_eval_loss"], abs=1e-4)
+  for name, task in read_result(finished_run)["tasks"].items():  # eval.tasks, rows over 8 devices
+    assert read_result(workdir)["tasks"][name]["gold_loss"] == pytest.approx(task["gold_loss"],
+                                                                             abs=1e-3)
 
 
 def test_gradient_accumulation_matches_the_full_batch(finished_run, tmp_path):

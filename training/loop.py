@@ -31,6 +31,7 @@ import data.pool
 from core import rundir
 from core.config import ConfigError
 from training import checkpoint, finetune, results, tracking
+from training.tasks import TaskEval
 from training.batches import Batches
 from training.mfu import Throughput, peak_flops_per_second
 from training.plan import Plan
@@ -94,6 +95,7 @@ class StepLoop:
   stop_signal: list[int]         # the SIGTERMs received: the loop stops at the next step
   state: Optional[dict]          # the train state (a pytree of arrays), once run() starts
   throughput: Optional[Throughput]
+  tasks: Optional[TaskEval]      # eval.tasks, scored at every evaluation (None: no tasks)
   faults: dict[int, tuple[int, bool]]  # {step: (signal, to the parent)} from $SCALING_FAULT
   next_fault: int                # the first of them, or NO_FAULT
 
@@ -109,6 +111,7 @@ class StepLoop:
     self.stop_signal = []
     self.state = None
     self.throughput = None
+    self.tasks = None
     self.faults = faults_from_env()
     self.next_fault = min(self.faults, default=NO_FAULT)
 
@@ -129,6 +132,7 @@ class StepLoop:
     set_batches = {name: self.batches.eval([source.eval_sets[name] for source in sources],
                                            plan.eval_sequences)
                    for name in getattr(sources[0], "eval_sets", {})}  # data.eval_sets
+    self.tasks = TaskEval.make(self.config, sources[0], self.trainer)  # one language for all
     self.throughput = Throughput(plan.tokens_per_step, plan.flops_per_token, plan.n_params_total,
                                  peak_flops_per_second(), plan.replicas)
     progress = tracking.progress_bar(plan.steps, first_step)
@@ -143,7 +147,8 @@ class StepLoop:
       done = step + 1
       is_eval = done % plan.eval_every == 0 or done == plan.steps
       eval_loss = ((self._evaluate(eval_batches), {name: self._evaluate(batches) for name, batches
-                                                   in set_batches.items()}) if is_eval else None)
+                                                   in set_batches.items()}, self._score_tasks())
+                   if is_eval else None)
       if pending is not None:
         self._host_side(*pending, progress)
         if pending[0] == self.next_fault:
@@ -184,6 +189,13 @@ class StepLoop:
     with self.throughput.excluded():
       return jax.block_until_ready(self.trainer.evaluate(self.state, eval_batches))
 
+  def _score_tasks(self):
+    """The task rows' summed log-likelihoods (None: no tasks), timed as _evaluate is."""
+    if self.tasks is None:
+      return None
+    with self.throughput.excluded():
+      return jax.block_until_ready(self.tasks.start(self.state))
+
   def save(self, step: int, wait: bool = False) -> None:
     checkpoint.save(self.manager, step, self.state, self._meta(self.members))
     if len(self.members) > 1 and step in self.keep_steps:
@@ -206,9 +218,11 @@ class StepLoop:
   def _host_side(self, done: int, metrics, eval_loss, progress) -> None:
     """Divergence checks and metrics rows of step `done`, read while the next step runs."""
     metrics = {k: np.atleast_1d(v) for k, v in jax.device_get(metrics).items()}
-    eval_loss, set_losses = eval_loss or (None, {})  # the eval split's, and each eval set's
+    eval_loss, set_losses, task_sums = eval_loss or (None, {}, None)  # the eval split's, each
+    # eval set's, and the task rows' summed log-likelihoods
     eval_losses = None if eval_loss is None else np.atleast_1d(jax.device_get(eval_loss))
     set_losses = {name: np.atleast_1d(jax.device_get(v)) for name, v in set_losses.items()}
+    task_sums = None if task_sums is None else jax.device_get(task_sums)
     self.throughput.step()
     log_row = (done % self.config.train.log_every == 0 or eval_loss is not None
                or done == self.plan.steps)
@@ -234,6 +248,8 @@ class StepLoop:
         row["eval_loss"] = float(eval_losses[i])
         row.update(data.eval_sets.figures(member.source, row["eval_loss"], {
             name: float(values[i]) for name, values in set_losses.items()}))
+      if task_sums is not None:
+        row["tasks"] = self.tasks.row_figures(task_sums, i)
       member.log.write(row)
       member.loss_sum, member.loss_count = 0.0, 0
     if log_row and self.training():
@@ -251,6 +267,8 @@ class StepLoop:
     branch = rundir.read_branch(member.workdir)
     if branch:  # a branch of a WSD trunk: which trunk, and where it left it
       result.update(trunk=os.path.basename(branch["trunk"]), branch_step=branch["step"])
+    if self.tasks is not None and "tasks" in member.log.last_row:  # at its last evaluation
+      result["tasks"] = self.tasks.result(member.log.last_row["tasks"])
     if self.config.init_from and status == rundir.COMPLETED:
       result.update(finetune.forgetting_figures(member.config, self.trainer, self.batches,
                                                 self.state, self.plan, member.source,

@@ -17,13 +17,13 @@ from core import defaults, rundir
 from core.config import WANDB_MODES, ConfigError
 from model import lora, sizing
 from model import recipe as recipe_lib
-from training import limits, schedules
+from training import limits, schedules, tasks
 from training.sharding import mesh_shape
 
 # Keys that change how a run is watched, not what it computes: they may differ on resume. The
 # recipe only fills in explicit values (train.lr, batch_size, ...), which are hashed instead.
-UNHASHED_KEYS = ("name", "wandb", "sweep", "recipe", "train.log_every", "train.eval_every",
-                 "train.checkpoint_every", "train.keep_checkpoints", "train.checkpoint_steps",
+UNHASHED_KEYS = ("name", "wandb", "sweep", "recipe", "eval", "train.log_every",
+                 "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints", "train.checkpoint_steps",
                  "train.compilation_cache", "train.replica_batch")
 # Bumped only when a default changes what it means (so equal differences would compute
 # differently); adding a key with a default that keeps today's behaviour needs no bump.
@@ -201,6 +201,7 @@ def resolve(config, n_devices: int):
                       "the run directory to adapt")
   if config.init_from:
     check_init_from(config.init_from, model_cfg)
+  tasks.specs(config, source)  # eval.tasks settings that cannot run are refused here
   plan = Plan(
       n_params=n_params, n_params_total=n_params_total,
       flops_per_token=sizing.flops_per_token(model_cfg, train.seq_len),

@@ -144,9 +144,13 @@ class Trainer:
                                      out_shardings=self.state_sharding)
     return self._stack_replicas(states)
 
-  def _loss(self, params, batch, key, frozen=None):
+  def merged(self, params, frozen=None):
+    """The model of `params` (and a LoRA run's frozen base weights), inside a jitted function."""
     weights = (params,) if frozen is None else (params, frozen)
-    return objectives.loss(nnx.merge(self.graphdef, *weights, self.rest), batch, key)
+    return nnx.merge(self.graphdef, *weights, self.rest)
+
+  def _loss(self, params, batch, key, frozen=None):
+    return objectives.loss(self.merged(params, frozen), batch, key)
 
   def _train_step(self, state, batch):
     """One model's step; a group maps it over its replicas (see `replica_mapper`)."""
