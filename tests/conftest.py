@@ -1,9 +1,12 @@
 """Puts the repository root on sys.path so tests import the project as `python train.py` does, and
 holds the presets and helpers the training tests share (`from conftest import TINY, FAST_40, ...`)."""
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -11,6 +14,13 @@ if ROOT not in sys.path:
 # Tests run on the CPU; W&B never reaches a server from a test.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("WANDB_SILENT", "true")
+# One persistent compilation cache for the session, for every run in this process and every
+# train.py and sweep it starts (core/config.py reads SCALING_COMPILATION_CACHE): a shape compiled
+# by one test loads in the next, and no test writes into ~/.cache. Set it to keep one across
+# sessions; a test about train.compilation_cache itself unsets it.
+if "SCALING_COMPILATION_CACHE" not in os.environ:
+  os.environ["SCALING_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="scaling_test_cache_")
+  atexit.register(shutil.rmtree, os.environ["SCALING_COMPILATION_CACHE"], ignore_errors=True)
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")  # 2 layers of width 64, batches of 16 x 64 tokens
 TOKENS_PER_STEP = 16 * 64
