@@ -85,9 +85,11 @@ def test_greedy_generate_matches_rollout_and_compiles_once():
   out = gen.generate(model, prompt, 10, jax.random.key(0), temperature=0.0)
   assert gen._step._cache_size() - compiled_before <= 2  # prefill and one step, not one per token
   assert out.shape == (2, 13)
-  rollout = jnp.zeros((2, 13), jnp.int32).at[:, :3].set(prompt)
+  # (the rollouts' bookkeeping in numpy: op by op in JAX, every new shape is a compile)
+  rollout = np.zeros((2, 13), np.int32)
+  rollout[:, :3] = prompt
   for t in range(3, 13):  # the slow way: the whole sequence through the model for every token
-    rollout = rollout.at[:, t].set(jnp.argmax(forward(state, rollout)[:, t - 1], -1))
+    rollout[:, t] = np.argmax(forward(state, rollout)[:, t - 1], -1)
   np.testing.assert_array_equal(out, rollout)
 
 
@@ -104,12 +106,12 @@ def test_generation_past_the_context_slides_its_window_as_nanogpt_does(pos):
   # prefill, one step, and for absolute positions the re-encoded window
   assert gen._step._cache_size() - compiled_before <= (2 if pos == "rope" else 3)
   assert out.shape == (2, 43)
-  rollout = out[:, :3]
+  rollout = np.asarray(out[:, :3])
   for _ in range(40):  # causal: a window padded on the right to 16 predicts from its last token
     window = rollout[:, -16:]
-    padded = jnp.pad(window, ((0, 0), (0, 16 - window.shape[1])))
+    padded = np.pad(window, ((0, 0), (0, 16 - window.shape[1])))
     logits = forward(state, padded)[:, window.shape[1] - 1]
-    rollout = jnp.concatenate([rollout, jnp.argmax(logits, -1)[:, None].astype(jnp.int32)], 1)
+    rollout = np.concatenate([rollout, np.argmax(logits, -1)[:, None].astype(np.int32)], 1)
   np.testing.assert_array_equal(out, rollout)
   # A prompt longer than the context is read from its last 16 tokens.
   long_prompt = jax.random.randint(jax.random.key(5), (20,), 0, 32)
@@ -151,9 +153,9 @@ def test_greedy_encoder_decoder_generation_matches_rollout(seq2seq):
   assert out.shape == (2, 6)
   # The slow way: the start (pad) token and the tokens so far through the whole model, per token
   # (positions not yet generated are placeholders the causal decoder cannot see).
-  rollout = jnp.full((2, 7), 32, jnp.int32)
+  rollout = np.full((2, 7), 32, np.int32)
   for t in range(6):
-    rollout = rollout.at[:, t + 1].set(jnp.argmax(forward(state, rollout, inputs)[:, t], -1))
+    rollout[:, t + 1] = np.argmax(forward(state, rollout, inputs)[:, t], -1)
   np.testing.assert_array_equal(out, rollout[:, 1:])
   sampled = gen.generate_encoder_decoder(model, inputs, 40, jax.random.key(1), temperature=5.0)
   assert sampled.shape == (2, 40) and not bool(jnp.any(sampled == 32))  # never the pad id
