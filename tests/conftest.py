@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
@@ -42,6 +44,16 @@ def tiny_run(steps: int, checkpoint_every: int, wandb: str | None = "disabled") 
 FAST_20 = tiny_run(20, checkpoint_every=10)
 FAST_40 = tiny_run(40, checkpoint_every=10)
 FAST_60 = tiny_run(60, checkpoint_every=20)
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory):
+  """TINY trained in this process for FAST_40 (40 steps, checkpoints every 10), once a session:
+  the tests that read a finished run share it and leave it as it is."""
+  import train  # pylint: disable=g-import-not-at-top (imports JAX)
+  workdir = tmp_path_factory.mktemp("tiny")
+  assert train.main(["--config", TINY, "--workdir", str(workdir), *FAST_40]) == 0
+  return workdir
 
 
 def rows(workdir, keys=KEYS) -> list[dict]:

@@ -1,6 +1,5 @@
 """Sampling on hand-made logits, and cached decoding against full recomputation."""
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +7,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import ROOT
 from model.transformer import ModelConfig, Transformer
 from model import generate as gen
 
@@ -186,16 +184,12 @@ def test_fill_spans_puts_each_span_in_its_sentinels_place():
   assert gen.fill_spans([1, 2], [5, 11, 6], 10) == [1, 2]  # tokens before any sentinel: nowhere
 
 
-def test_an_empty_prompt_starts_a_text_and_a_foreign_symbol_names_the_alphabet(tmp_path, capsys):
-  import train
+def test_an_empty_prompt_starts_a_text_and_a_foreign_symbol_names_the_alphabet(finished_tiny_run,
+                                                                                capsys):
   from data import tokenizers
   from model import generate
-  tiny = ["--config", os.path.join(ROOT, "experiments", "tiny.py"), "--workdir", str(tmp_path),
-          "--config.train.tokens=5120", "--config.train.eval_tokens=2048",
-          "--config.wandb.mode=disabled"]
-  assert train.main(tiny) == 0
   capsys.readouterr()
-  args = ["--workdir", str(tmp_path), "--max-new-tokens", "16", "--json"]
+  args = ["--workdir", str(finished_tiny_run), "--max-new-tokens", "16", "--json"]
   assert generate.main([*args, "--prompt", ""]) == 0
   out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   # The synthetic language has no documents: its first symbol is drawn as its sequences' are.
