@@ -30,14 +30,14 @@ TINY = ["--config.sweep.tokens=(5120, 10240, 20480)", "--config.sweep.lora_ranks
 
 
 @pytest.mark.slow
-def test_the_finetune_sweep_trains_its_bases_then_every_method_and_fits_each(tmp_path, capsys):
+def test_the_finetune_sweep_trains_its_bases_then_every_method_and_fits_each(tmp_path, capfd):
   base_config = tmp_path / "tiny_base.py"
   base_config.write_text(TINY_BASE)
   workdir = tmp_path / "ft"
-  # sweep.main in this process (its runs are train.py processes): the analysis compiles once
+  # sweep.main in this process; its runs and its analysis are processes (capfd: their output too)
   code = sweep.main(["--config", FT_CONFIG, "--workdir", str(workdir),
                      f"--config.sweep.base_config={base_config}", "--json", *TINY])
-  stdout = capsys.readouterr().out
+  stdout = capfd.readouterr().out
   assert code == 0, stdout[-3000:]
   summary = json.loads(stdout.strip().splitlines()[-1])
   assert summary["completed"] == summary["runs"] == 2 * 3 * 2
