@@ -2,6 +2,8 @@
 method at every budget, and analyses the result; planning checks its section."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -30,16 +32,15 @@ TINY = ["--config.sweep.tokens=(5120, 10240, 20480)", "--config.sweep.lora_ranks
 
 
 @pytest.mark.slow
-def test_the_finetune_sweep_trains_its_bases_then_every_method_and_fits_each(tmp_path, capfd):
+def test_the_finetune_sweep_trains_its_bases_then_every_method_and_fits_each(tmp_path):
   base_config = tmp_path / "tiny_base.py"
   base_config.write_text(TINY_BASE)
   workdir = tmp_path / "ft"
-  # sweep.main in this process; its runs and its analysis are processes (capfd: their output too)
-  code = sweep.main(["--config", FT_CONFIG, "--workdir", str(workdir),
-                     f"--config.sweep.base_config={base_config}", "--json", *TINY])
-  stdout = capfd.readouterr().out
-  assert code == 0, stdout[-3000:]
-  summary = json.loads(stdout.strip().splitlines()[-1])
+  command = [sys.executable, "sweep.py", "--config", FT_CONFIG, "--workdir", str(workdir),
+             f"--config.sweep.base_config={base_config}", "--json", *TINY]
+  completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+  summary = json.loads(completed.stdout.strip().splitlines()[-1])
   assert summary["completed"] == summary["runs"] == 2 * 3 * 2
   base_rows = read_plan(str(workdir / "base"))
   assert len(base_rows) == 2 and all(
@@ -57,7 +58,7 @@ def test_the_finetune_sweep_trains_its_bases_then_every_method_and_fits_each(tmp
   assert all("alpha" in law for law in fit["laws"].values())
   assert fit["claims"]["lora r2"]["points"] == 6
   assert "Fitted law per method" in (workdir / "analysis" / "finetune.md").read_text()
-  assert "lora r2: L = " in stdout
+  assert "lora r2: L = " in completed.stdout
 
 
 def test_planning_needs_trained_bases_or_a_base_sweep(tmp_path, capsys):
