@@ -13,6 +13,7 @@ import ml_collections
 
 
 WANDB_MODES = ("offline", "online", "disabled")
+COMPILATION_CACHE_ENV = "SCALING_COMPILATION_CACHE"  # names train.compilation_cache (apply_environment)
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,11 @@ def apply_environment(config) -> None:
   mode = os.environ.get("WANDB_MODE", "")
   if mode in WANDB_MODES and "wandb" in config and "mode" in config.wandb:
     config.wandb.mode = mode
+  # SCALING_COMPILATION_CACHE likewise names train.compilation_cache for every run of a shell: the
+  # test suite's one cache per session (tests/conftest.py), so no test writes into ~/.cache.
+  cache = os.environ.get(COMPILATION_CACHE_ENV)
+  if cache is not None and "train" in config and "compilation_cache" in config.train:
+    config.train.compilation_cache = cache
 
 
 SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff")

@@ -110,6 +110,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_steps = ()        # more steps to checkpoint and keep (a trunk's branch points)
   c.train.divergence_factor = 3.0      # stop as diverged when loss > factor x ln(vocab)
   c.train.compilation_cache = "~/.cache/scaling/jax"  # persistent XLA cache; "" turns it off
+                                       # (SCALING_COMPILATION_CACHE set in the shell wins over it)
   c.train.replicas = 1                 # models of this shape trained together in one jitted step
   c.train.replica_seeds = ()           # one seed per replica; (): seed, seed + 1, ...
   c.train.replica_lrs = ()             # one peak learning rate per replica; (): train.lr for all

@@ -1,9 +1,14 @@
 """Puts the repository root on sys.path so tests import the project as `python train.py` does, and
 holds the presets and helpers the training tests share (`from conftest import TINY, FAST_40, ...`)."""
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -11,6 +16,13 @@ if ROOT not in sys.path:
 # Tests run on the CPU; W&B never reaches a server from a test.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("WANDB_SILENT", "true")
+# One persistent compilation cache for the session, for every run in this process and every
+# train.py and sweep it starts (core/config.py reads SCALING_COMPILATION_CACHE): a shape compiled
+# by one test loads in the next, and no test writes into ~/.cache. Set it to keep one across
+# sessions; a test about train.compilation_cache itself unsets it.
+if "SCALING_COMPILATION_CACHE" not in os.environ:
+  os.environ["SCALING_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="scaling_test_cache_")
+  atexit.register(shutil.rmtree, os.environ["SCALING_COMPILATION_CACHE"], ignore_errors=True)
 
 TINY = os.path.join(ROOT, "experiments", "tiny.py")  # 2 layers of width 64, batches of 16 x 64 tokens
 TOKENS_PER_STEP = 16 * 64
@@ -32,6 +44,16 @@ def tiny_run(steps: int, checkpoint_every: int, wandb: str | None = "disabled") 
 FAST_20 = tiny_run(20, checkpoint_every=10)
 FAST_40 = tiny_run(40, checkpoint_every=10)
 FAST_60 = tiny_run(60, checkpoint_every=20)
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory):
+  """TINY trained in this process for FAST_40 (40 steps, checkpoints every 10), once a session:
+  the tests that read a finished run share it and leave it as it is."""
+  import train  # pylint: disable=g-import-not-at-top (imports JAX)
+  workdir = tmp_path_factory.mktemp("tiny")
+  assert train.main(["--config", TINY, "--workdir", str(workdir), *FAST_40]) == 0
+  return workdir
 
 
 def rows(workdir, keys=KEYS) -> list[dict]:

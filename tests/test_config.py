@@ -1,5 +1,6 @@
 """What a command line means against a config file and the shell: a size given on the command
-line replaces the file's shape, and WANDB_MODE wins over the file's mode but not over the flag."""
+line replaces the file's shape, and WANDB_MODE (SCALING_COMPILATION_CACHE) wins over the file's mode
+(cache) but not over the flag."""
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from core import rundir
-from core.config import ConfigError, load_config
+from core.config import COMPILATION_CACHE_ENV, ConfigError, load_config
 from model import sizing
 from training import plan as plan_lib
 
@@ -44,6 +45,14 @@ def test_wandb_mode_precedence(monkeypatch, env, overrides, mode):
   for name, value in env.items():
     monkeypatch.setenv(name, value)
   assert load_config(TINY, overrides).wandb.mode == mode
+
+
+def test_the_compilation_cache_of_the_shell_wins_over_the_file_but_not_the_flag(monkeypatch):
+  monkeypatch.delenv(COMPILATION_CACHE_ENV, raising=False)
+  assert load_config(TINY).train.compilation_cache == "~/.cache/scaling/jax"  # the default
+  monkeypatch.setenv(COMPILATION_CACHE_ENV, "/tmp/session_cache")
+  assert load_config(TINY).train.compilation_cache == "/tmp/session_cache"
+  assert load_config(TINY, ["--config.train.compilation_cache="]).train.compilation_cache == ""
 
 
 @pytest.mark.slow

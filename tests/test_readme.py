@@ -85,9 +85,11 @@ def copy_of_repository(target) -> str:
 
 
 def environment() -> dict:
-  """This interpreter first on PATH (`python`, `pip`), no package index, CPU only."""
+  """This interpreter first on PATH (`python`, `pip`), no package index, CPU only; the commands'
+  own compilation caches (not the test session's, conftest.py), as a reader's would be."""
   bin_dir = os.path.dirname(sys.executable)
-  return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+  shell = {k: v for k, v in os.environ.items() if k != "SCALING_COMPILATION_CACHE"}
+  return {**shell, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
           "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "JAX_PLATFORMS": "cpu"}
 
 

@@ -21,7 +21,7 @@ import sweep
 import train
 from conftest import ROOT
 from core import files, rundir
-from core.config import load_config
+from core.config import COMPILATION_CACHE_ENV, load_config
 from sweeps import kinds, locks, slurm, slurm_queue
 from sweeps.rows import write_plan
 from sweeps.processes import run_dir_of
@@ -66,9 +66,10 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-  """One persistent compilation cache for every sweep here: each shape compiles once."""
-  return f"--config.train.compilation_cache={tmp_path_factory.mktemp('cache')}"
+def cache():
+  """The test session's compilation cache (conftest.py) for every sweep here, named on the command
+  line as well (a task's environment is Slurm's to pass on): each shape compiles once."""
+  return f"--config.train.compilation_cache={os.environ[COMPILATION_CACHE_ENV]}"
 
 
 def sweep_args(workdir, cache, *extra):

@@ -18,7 +18,7 @@ import sweep
 import train
 from conftest import ROOT, with_fault
 from core import files, rundir
-from core.config import ConfigError, load_config
+from core.config import COMPILATION_CACHE_ENV, ConfigError, load_config
 from sweeps import collect, estimate, kinds, locks, processes, slurm, tables, wandb_agents
 from sweeps import branches, plan as sweep_plan, rows as plan_rows
 from sweeps.kinds import isoflop
@@ -158,7 +158,8 @@ def test_branch_plan_has_one_trunk_per_size_and_a_cooldown_branch_per_budget():
                                         "--config.sweep.branches=True"))
 
 
-def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path):
+def test_runs_share_the_compilation_cache_of_their_sweep_directory(tmp_path, monkeypatch):
+  monkeypatch.delenv(COMPILATION_CACHE_ENV)  # the test session's own cache (conftest.py)
   config, overrides = micro_config(f"--config.sweep.tokens=({SHORT},)")
   (row,) = kinds.plan_sweep(config, overrides, str(tmp_path))
   assert f"--config.train.compilation_cache={tmp_path / 'compilation_cache'}" in row.overrides
@@ -456,7 +457,8 @@ def test_branches_train_as_groups_of_replicas_equal_to_their_single_runs(branch_
 
 
 @pytest.mark.slow
-def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, capsys):
+def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, capsys,
+                                                                      monkeypatch):
   """2 seeds x 2 lrs of one shape and budget: one train.py process trains the four runs as
   replicas, each into the run directory its single run would have, with that run's results."""
   variants = (f"--config.sweep.tokens=({SHORT},)", "--config.sweep.seeds=(0, 1)",
@@ -468,7 +470,9 @@ def test_runs_differing_in_seed_and_lr_train_as_one_group_of_replicas(tmp_path, 
   capped, _ = micro_config(*variants, "--config.sweep.max_replicas=3")
   assert [row.group[:3] for row in kinds.plan_sweep(capped, overrides)] == ["g3_"] * 3 + [""]
 
-  sweep.main(sweep_command(tmp_path, *variants)[2:] + ["--workers", "1"])
+  with monkeypatch.context() as without:  # the sweep's own cache, not the test session's
+    without.delenv(COMPILATION_CACHE_ENV)
+    sweep.main(sweep_command(tmp_path, *variants)[2:] + ["--workers", "1"])
   out = capsys.readouterr().out
   assert "4 to train in 1 processes" in out and "start 4 replicas" in out, out
   (group_dir,) = (tmp_path / "groups").iterdir()

@@ -114,20 +114,26 @@ MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
          "--config.data.synthetic.zipf_exponent=1.1"]
 
 
-def run_sweep(workdir, *extra, env=None):
-  command = [sys.executable, "sweep.py", "--config", DEFAULT, "--workdir", str(workdir), *MICRO,
-             *extra]
-  return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=HANG_S)
+def sweep_argv(workdir, *extra):
+  return ["--config", DEFAULT, "--workdir", str(workdir), *MICRO, *extra]
+
+
+def run_sweep(capsys, workdir, *extra):
+  """sweep.main in this process (its runs are train.py processes): (exit code, its output)."""
+  code = sweep.main(sweep_argv(workdir, *extra))
+  return code, capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_path):
-  off = run_sweep(tmp_path, "--config.sweep.verify_factor=0")
-  assert off.returncode == 0, off.stderr[-2000:]
+def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_path, capsys):
+  code, _ = run_sweep(capsys, tmp_path, "--config.sweep.verify_factor=0")
+  assert code == 0
   assert not os.path.exists(tmp_path / "analysis" / verify.VERIFY)  # off: none written
-  # The verification run alone trains now (the sweep's runs are finished): killed at its step 10.
-  killed = run_sweep(tmp_path, env=with_fault("SIGKILL@10"))
+  # The verification run alone trains now (the sweep's runs are finished): killed at its step 10
+  # (the sweep too is a process here: its exit code is the one a shell sees).
+  killed = subprocess.run([sys.executable, "sweep.py", *sweep_argv(tmp_path)], cwd=ROOT,
+                          env=with_fault("SIGKILL@10"), capture_output=True, text=True,
+                          timeout=HANG_S)
   path = tmp_path / "analysis" / verify.VERIFY
   record = json.loads(path.read_text())
   assert {"budget", "n", "d", "predicted_loss", "predicted_interval", "measured_loss",
@@ -139,8 +145,8 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert rundir.read_result(str(run_dir))["status"] == record["status"] == rundir.FAILED
   assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
   # Rerun: the run resumes from its checkpoint and the measured loss is filled in.
-  resumed = run_sweep(tmp_path)
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  code, resumed = run_sweep(capsys, tmp_path)
+  assert code == 0, resumed[-2000:]
   record = json.loads(path.read_text())
   result = rundir.read_result(str(run_dir))
   assert result["status"] == rundir.COMPLETED
@@ -151,8 +157,8 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
                                                                              "minima_floor"}
   steps = [row["step"] for row in rundir.read_metrics(str(run_dir))]
   assert steps == sorted(set(steps))  # resumed, no step twice
-  assert "verification run (held out of the fit):" in resumed.stdout
-  assert resumed.stdout.count("How far to trust this fit") == 1  # the verdict, printed once
+  assert "verification run (held out of the fit):" in resumed
+  assert resumed.count("How far to trust this fit") == 1  # the verdict, printed once
   report_md = (tmp_path / "analysis" / "report.md").read_text()
   assert "Verification run: predicted, then trained" in report_md
   # Held out: not in results.csv, so in no fit; in plan.csv and cost.json.
@@ -163,7 +169,7 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert record["run_id"] in {row.run_id for row in read_plan(str(tmp_path))}
   # Idempotent: a third run trains nothing and keeps the record.
   mtime = os.path.getmtime(run_dir / "result.json")
-  again = run_sweep(tmp_path)
-  assert again.returncode == 0 and os.path.getmtime(run_dir / "result.json") == mtime
+  code, again = run_sweep(capsys, tmp_path)
+  assert code == 0 and os.path.getmtime(run_dir / "result.json") == mtime
   assert json.loads(path.read_text())["measured_loss"] == record["measured_loss"]
-  assert "0 of 1 runs already finished" not in again.stdout
+  assert "0 of 1 runs already finished" not in again

@@ -29,11 +29,9 @@ def read_result(workdir):
     return json.load(f)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("tiny")
-  assert run(workdir) == 0
-  return workdir
+@pytest.fixture
+def finished_run(finished_tiny_run):
+  return finished_tiny_run  # TINY for FAST (conftest.py: one run a session)
 
 
 def test_a_run_leaves_every_file_spec_names(finished_run):

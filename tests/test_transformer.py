@@ -137,9 +137,12 @@ def test_the_cpu_attention_equals_the_library_kernel(length, causal, with_mask):
              for key in jax.random.split(jax.random.key(0), 3))
   mask = ((jnp.arange(length)[None, :] <= jnp.arange(length)[:, None] + 2)[None, None]
           if with_mask else None)
-  ours = lambda q, k, v: attention.attend(q, k, v, causal=causal, mask=mask)
-  library = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+  # jitted, as the train step runs them (op by op, every primitive compiled alone, took seconds)
+  ours = jax.jit(lambda q, k, v: attention.attend(q, k, v, causal=causal, mask=mask))
+  library = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                                                 is_causal=causal))
   np.testing.assert_allclose(ours(q, k, v), library(q, k, v), atol=1e-5)
-  squared = lambda fn: jax.grad(lambda *qkv: jnp.sum(fn(*qkv) ** 2), argnums=(0, 1, 2))(q, k, v)
+  squared = lambda fn: jax.jit(jax.grad(lambda *qkv: jnp.sum(fn(*qkv) ** 2), argnums=(0, 1, 2)))(
+      q, k, v)
   for a, b in zip(squared(ours), squared(library)):
     np.testing.assert_allclose(a, b, atol=1e-4)
