@@ -53,6 +53,17 @@ def _law_section(form, law_fit, samples, convention) -> dict:
   return section
 
 
+def _at_floor(form, runs, convention) -> dict | None:
+  """The form refitted with E fixed at the table's known loss floor (the synthetic source's exact
+  Bayes loss, which every N and D approaches): a second prediction beside the free fit's, whose E
+  absorbs the curvature of a short range of budgets (sweeps/verify.py records both)."""
+  if not form.floor or runs.loss_floor is None or not runs.loss_floor > 0:
+    return None
+  law_fit = fitter.fit(form, runs.inputs(form.inputs), runs.loss,
+                       fixed={form.floor: float(np.log(runs.loss_floor))})
+  return _law_section(form, law_fit, None, convention)
+
+
 def _power_law_section(fit: dict, samples) -> dict:
   section = dict(fit)
   if samples is not None:
@@ -230,6 +241,9 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
       "dropped_top_loss": list(runs.dropped), "loss_floor": runs.loss_floor}
   sections = {form.name: _law_section(form, fits[form.name], samples.get(form.name), convention)
               for form in forms.registered() if form.name in fits}
+  at_floor = _at_floor(forms.get(forms.PRIMARY), runs, convention)
+  if at_floor:
+    sections[forms.PRIMARY]["at_floor"] = at_floor
   fit[forms.get(forms.PRIMARY).section] = sections[forms.PRIMARY]
   if approach2:
     fit["chinchilla_approach2"] = {

@@ -70,6 +70,13 @@ def _percent(value) -> str:
   return f"{100 * value:+.2f}%" if isinstance(value, (int, float)) else "n/a"
 
 
+# verify.json's other predictions (sweeps/verify.other_predictions), as the summary names them.
+OTHER_PREDICTORS = {"minima_power": "IsoFLOP minima extrapolated",
+                    "minima_floor": "IsoFLOP minima extrapolated above approach 3's E",
+                    "minima_known_floor": "IsoFLOP minima extrapolated above the known floor",
+                    "approach3_at_floor": "approach 3 refitted with E at the known floor"}
+
+
 def verify_rows(record: dict) -> list[list[str]]:
   """verify.json as [quantity, value] rows: the planned point, predicted and measured loss."""
   interval = record.get("predicted_interval")
@@ -90,7 +97,7 @@ def verify_rows(record: dict) -> list[list[str]]:
        _percent(record.get("relative_error")) + ("" if inside is None else
                                                  " (inside the interval)" if inside else
                                                  " (outside the interval)")],
-      *[[f"{name} (IsoFLOP minima extrapolated): predicted, error",
+      *[[f"{name} ({OTHER_PREDICTORS.get(name, 'another predictor')}): predicted, error",
          f"{_num(v, '.4f')}, {_percent(record.get('other_errors', {}).get(name))}"]
         for name, v in record.get("other_predictions", {}).items()],
       ["run", record["run_id"]]]

@@ -14,7 +14,10 @@ Predictors:
   minimum's (N_opt, D_opt);
 - `minima_power`: a power law L_opt = k C^-s through the fitted budgets' minimum losses;
 - `minima_floor`: L_opt = E + k C^-s through the minima, E the approach-3 fit's
-  (both `analysis.isoflop.minimum_loss_at`, which sweeps/verify.py records beside approach 3).
+  (both `analysis.isoflop.minimum_loss_at`, which sweeps/verify.py records beside approach 3);
+- where the table has a known loss floor (a sweep on the synthetic source): `approach3_at_floor`,
+  the law refitted with E fixed at the floor, and `minima_known_floor`, the minima's power law
+  above the floor.
 Prints per table the signed relative error (predicted - measured) / measured of each predictor
 and their medians; with --json one JSON line.
 """
@@ -33,7 +36,8 @@ import numpy as np  # pylint: disable=wrong-import-position
 from analysis import fitter, forms, isoflop  # pylint: disable=wrong-import-position
 from analysis import runs as runs_lib  # pylint: disable=wrong-import-position
 
-PREDICTORS = ("approach3", "minima_power", "minima_floor")
+PREDICTORS = ("approach3", "minima_power", "minima_floor", "approach3_at_floor",
+              "minima_known_floor")
 RATIO_TOL = 1.3  # a held-out budget within this factor of factor x C_k
 
 
@@ -54,7 +58,14 @@ def predict(runs, upto: float, target) -> dict:
   l_opt = np.array([p.loss_opt for p in minima])
   out = {"approach3": float(np.exp(fitter.predict_log(form, law.raw, ([target.n_opt],
                                                                      [target.d_opt]))[0]))}
-  for name, floor in (("minima_power", 0.0), ("minima_floor", law.params["E"])):
+  floors = {"minima_power": 0.0, "minima_floor": law.params["E"]}
+  if runs.loss_floor:
+    floors["minima_known_floor"] = runs.loss_floor
+    at_floor = fitter.fit(form, (fitted.n, fitted.d), fitted.loss,
+                          fixed={form.floor: float(np.log(runs.loss_floor))})
+    out["approach3_at_floor"] = float(np.exp(fitter.predict_log(
+        form, at_floor.raw, ([target.n_opt], [target.d_opt]))[0]))
+  for name, floor in floors.items():
     loss = isoflop.minimum_loss_at(c, l_opt, target.budget, floor)
     if loss is not None:
       out[name] = loss

@@ -71,16 +71,31 @@ def predict(fit: dict, samples: dict | None, n: float, d: float):
   return float(losses[0]), bootstrap.interval(losses[1:]) if samples else None
 
 
-def other_predictions(fit: dict, budget: float) -> dict:
-  """The IsoFLOP minima's loss extrapolated to `budget` (isoflop.minimum_loss_at): a power law
-  (`minima_power`) and one above approach 3's E (`minima_floor`); recorded beside the primary
-  law's prediction, whose error benchmarks/verify_predictors.py compares with theirs."""
+def other_predictions(fit: dict, budget: float, n: float, d: float) -> dict:
+  """Predictions recorded beside the primary law's, whose errors benchmarks/verify_predictors.py
+  compares: the IsoFLOP minima's loss extrapolated to `budget` (isoflop.minimum_loss_at) by a
+  power law (`minima_power`) and one above approach 3's E (`minima_floor`); where the table knows
+  its loss floor, the primary law refitted with E at that floor, at (n, d) (`approach3_at_floor`),
+  and the minima's power law above that floor (`minima_known_floor`)."""
   profiles = (fit.get("chinchilla_approach2") or {}).get("profiles") or []
   budgets, losses = [p["flops"] for p in profiles], [p["loss_opt"] for p in profiles]
-  e = fit[forms.get(forms.PRIMARY).section].get("E")
-  return {name: isoflop.minimum_loss_at(budgets, losses, budget, floor)
-          for name, floor in (("minima_power", 0.0), ("minima_floor", e))
-          if floor is not None}
+  section = fit[forms.get(forms.PRIMARY).section]
+  floors = {"minima_power": 0.0, "minima_floor": section.get("E"),
+            "minima_known_floor": fit.get("loss_floor")}
+  out = {name: isoflop.minimum_loss_at(budgets, losses, budget, floor)
+         for name, floor in floors.items() if floor is not None}
+  if section.get("at_floor"):
+    out["approach3_at_floor"] = law_loss(section["at_floor"], n, d)
+  return out
+
+
+def law_loss(params: dict, n: float, d: float) -> float:
+  """The primary law with `params` (a fit.json section) at (n, d)."""
+  form = forms.get(forms.PRIMARY)
+  raw = form.to_raw({name: params[name] for name in form.params})
+  with jax.enable_x64(True):
+    logs = (jnp.log(jnp.array([float(n)])), jnp.log(jnp.array([float(d)])))
+    return float(np.exp(np.asarray(form.loss(jnp.asarray(raw), logs)))[0])
 
 
 def fitted_n(row, n_column: str) -> int:
@@ -171,7 +186,7 @@ def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
   record = {"budget": budget, "factor": config.sweep.verify_factor, "n": n, "d": d,
             "n_column": n_column, "n_params": row.n_params, "n_opt": n_opt, "d_opt": d_opt,
             "flops": row.flops, "predicted_loss": loss, "predicted_interval": interval,
-            "other_predictions": other_predictions(fit, budget),
+            "other_predictions": other_predictions(fit, budget, n, d),
             "measured_loss": None, "relative_error": None, "run_id": row.run_id,
             "seed": row.seed, "n_bootstrap": len(next(iter(samples.get(forms.PRIMARY, {}).values()),
                                                       []))}

@@ -121,6 +121,10 @@ def test_fit_json_has_the_contract_fields_and_recovers_the_law(analysed):
   assert any("2.5e+14 has 2 model sizes" in w for w in fit["warnings"])
   assert any("not JSON" in w for w in fit["warnings"])
   assert fit["loss_floor"] == TRUTH["E"]
+  at_floor = fit["chinchilla_approach3"]["at_floor"]  # the law refitted with E at the known floor
+  assert at_floor["E"] == pytest.approx(TRUTH["E"], rel=1e-12)
+  assert at_floor["alpha"] == pytest.approx(TRUTH["alpha"], abs=0.02)
+  assert at_floor["beta"] == pytest.approx(TRUTH["beta"], abs=0.02)
 
 
 def test_reports_and_plots(analysed):

@@ -54,6 +54,20 @@ def test_the_prediction_is_the_law_at_the_runs_exact_n_and_d_with_the_bootstraps
   assert low < loss < high
 
 
+def test_the_other_predictions_include_the_law_at_the_known_floor_where_the_table_has_one():
+  # Approach 2's minima 3.0, 2.8, 2.62 at C = 1e18, 4e18, 1.6e19 (a power law in C above the
+  # floor 1.0 at 4x steps: excess 2.0, 1.8, 1.62, ratio 0.9 a step) extrapolate to 1 + 1.458 at 6.4e19.
+  profiles = [{"flops": c, "loss_opt": loss} for c, loss in ((1e18, 3.0), (4e18, 2.8), (1.6e19, 2.62))]
+  fit = {**law_fit(), "chinchilla_approach2": {"profiles": profiles}}
+  assert set(verify.other_predictions(fit, 6.4e19, 3e5, 6e6)) == {"minima_power", "minima_floor"}
+  at_floor = {**LAW, "E": 1.0, "alpha": 0.3}
+  fit = {**fit, "loss_floor": 1.0, "chinchilla_approach3": {**LAW, "at_floor": at_floor}}
+  others = verify.other_predictions(fit, 6.4e19, 3e5, 6e6)
+  assert others["approach3_at_floor"] == pytest.approx(1.0 + 400 / 3e5 ** 0.3 + 2000 / 6e6 ** 0.37,
+                                                       rel=1e-9)
+  assert others["minima_known_floor"] == pytest.approx(1.0 + 1.62 * 0.9, rel=1e-9)
+
+
 def test_verify_factor_sets_the_budget_and_a_bad_one_is_a_config_error():
   config = load_config(DEFAULT, [])
   assert config.sweep.verify_factor == 4.0
@@ -153,8 +167,8 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert record["measured_loss"] == result["final_eval_loss"]
   assert record["relative_error"] == pytest.approx(
       (record["predicted_loss"] - record["measured_loss"]) / record["measured_loss"])
-  assert set(record["other_errors"]) == set(record["other_predictions"]) <= {"minima_power",
-                                                                             "minima_floor"}
+  assert set(record["other_errors"]) == set(record["other_predictions"]) == {
+      "minima_power", "minima_floor", "minima_known_floor", "approach3_at_floor"}
   steps = [row["step"] for row in rundir.read_metrics(str(run_dir))]
   assert steps == sorted(set(steps))  # resumed, no step twice
   assert "verification run (held out of the fit):" in resumed

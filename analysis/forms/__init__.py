@@ -41,6 +41,7 @@ class Form:
   derived: Callable | None = None  # params -> extra reported numbers (frontier exponents, ...)
   formula: str = ""
   study: str = PRETRAINING
+  floor: str | None = None  # the raw variable that is log E, which a table's known floor can fix
 
 
 _REGISTRY: dict[str, Form] = {}

@@ -58,4 +58,4 @@ FORM = forms.register(forms.Form(
     title="Chinchilla Approach 3", formula="L(N, D) = E + A/N^alpha + B/D^beta",
     params=("E", "A", "B", "alpha", "beta"), raw=("a", "b", "e", "alpha", "beta"),
     inputs=("n", "d"), loss=log_loss, to_params=to_params, to_raw=to_raw, grid=GRID,
-    objective="huber", shift=shift, optimum=optimum, derived=derived))
+    objective="huber", shift=shift, optimum=optimum, derived=derived, floor="e"))
