@@ -173,3 +173,65 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert code == 0 and os.path.getmtime(run_dir / "result.json") == mtime
   assert json.loads(path.read_text())["measured_loss"] == record["measured_loss"]
   assert "0 of 1 runs already finished" not in again
+
+
+TASKS_PREDICTED = {"topic_4shot": {"shots": 4, "ceiling": 1.0, "predictions": {
+    "two_step": {"predicted_accuracy": 0.70, "interval": [0.62, 0.78], "bootstrap_kept": 20},
+    "power_compute": {"predicted_accuracy": 0.80, "interval": None, "bootstrap_kept": 0}}}}
+
+
+def test_the_runs_task_accuracy_is_predicted_before_it_trains_and_measured_after(tmp_path,
+                                                                                monkeypatch):
+  from analysis import summary  # pylint: disable=g-import-not-at-top
+  from sweeps.rows import PlanRow  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(verify.task_laws, "predict_tasks",
+                      lambda path, point, bootstrap: calls.append((path, point, bootstrap))
+                      or TASKS_PREDICTED)
+  row = PlanRow(run_id="v1", n_params=900, n_params_total=1000, tokens=50_000, flops=3.1e8,
+                flops_6nd=3e8)
+  predicted = verify.predict_tasks("results.csv", row, None)
+  # The point in every column the table's N, D and C may be read from.
+  assert calls == [("results.csv", {"n_params": 900, "n_params_total": 1000, "tokens": 50_000,
+                                    "flops": 3.1e8, "flops_6nd": 3e8}, verify.TASK_BOOTSTRAP)]
+  assert predicted["tasks"]["topic_4shot"]["measured_accuracy"] is None
+  record = {"run_id": "v1", "n": 1000, "d": 50_000, "flops": 3.1e8, "predicted_loss": 2.0,
+            **predicted}
+  # A rerun keeps the prediction written before the run trained; another run's is not reused.
+  monkeypatch.setattr(verify.task_laws, "predict_tasks", lambda *a: pytest.fail("refitted"))
+  assert verify.predict_tasks("results.csv", row, record) == predicted
+  with pytest.raises(pytest.fail.Exception):
+    verify.predict_tasks("results.csv", row, {**record, "run_id": "v0"})
+  # Before it trains: tasks.json gets one prediction per law, measured null, beside the sweep's own.
+  out = tmp_path / "analysis"
+  out.mkdir()
+  held = {"run": "r9", "law": "two_step", "predicted_accuracy": 0.6, "measured_accuracy": 0.61}
+  (out / "tasks.json").write_text(json.dumps({"laws": {}, "predictions": [held]}))
+  verify.write_task_predictions(str(out), record)
+  laws = json.loads((out / "tasks.json").read_text())
+  assert laws["predictions"][0] == held and len(laws["predictions"]) == 3
+  assert {(p["run"], p["law"], p["task"], p["measured_accuracy"], p["c"])
+          for p in laws["predictions"][1:]} == {("v1", "two_step", "topic_4shot", None, 3.1e8),
+                                                ("v1", "power_compute", "topic_4shot", None, 3.1e8)}
+  # After: the measured accuracy from its result.json and each law's error, predicted - measured.
+  os.makedirs(tmp_path / "runs" / "v1")
+  (tmp_path / "runs" / "v1" / "result.json").write_text(json.dumps(
+      {"status": "completed", "final_eval_loss": 2.5,
+       "tasks": {"topic_4shot": {"accuracy": 0.75, "shots": 4}}}))
+  measured = verify.measure(str(tmp_path), row, record)
+  task = measured["tasks"]["topic_4shot"]
+  assert task["measured_accuracy"] == 0.75
+  assert task["errors"] == pytest.approx({"two_step": -0.05, "power_compute": 0.05})
+  verify.write_task_predictions(str(out), measured)
+  laws = json.loads((out / "tasks.json").read_text())
+  assert len(laws["predictions"]) == 3  # replaced, not appended
+  assert [p["measured_accuracy"] for p in laws["predictions"][1:]] == [0.75, 0.75]
+  # The report's and printed summary's rows, next to the loss.
+  (line,) = summary.task_rows(measured)
+  assert line == ["topic_4shot accuracy: predicted [95% interval], measured",
+                  "two_step 0.700 [0.620, 0.780], power_compute 0.800; measured 0.750 "
+                  "(ceiling 1.000)"]
+  assert "not yet" in summary.task_rows(record)[0][1]
+  # No tasks.json (the sweep's task laws did not run): verify.json alone holds them.
+  verify.write_task_predictions(str(tmp_path / "none"), measured)
+  assert not (tmp_path / "none").exists()
