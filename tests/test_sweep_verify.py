@@ -111,7 +111,9 @@ MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
          "--config.sweep.seeds=()", "--config.train.checkpoint_every=10",
          # the language this micro study was sized for: with the default sweep's 1.4 its N_opt at
          # 4x the largest budget lies past the sizes the micro shapes reach
-         "--config.data.synthetic.zipf_exponent=1.1"]
+         "--config.data.synthetic.zipf_exponent=1.1",
+         # the topic task at 0 and 1 shots (10 tokens: the default's 4-shot 22 exceed 16 + 1)
+         "--config.eval.tasks.names=topic", "--config.eval.tasks.shots=(0, 1)"]
 
 
 def sweep_argv(workdir, *extra):
@@ -140,10 +142,20 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
           "run_id"} <= set(record)
   assert record["measured_loss"] is None and record["predicted_loss"] > 0
   assert record["budget"] == 4 * 4e9 and len(record["predicted_interval"]) == 2
+  # Each task's accuracy predicted by every task law before it trains, in tasks.json too.
+  assert set(record["tasks"]) == {"topic_0shot", "topic_1shot"}, record.get("tasks_skipped")
+  for task in record["tasks"].values():
+    assert task["measured_accuracy"] is None and set(task["predictions"]) == {
+        "two_step", "power_compute", "loss_to_error"}
+  laws_path = tmp_path / "analysis" / "tasks.json"
+  ahead = [p for p in json.loads(laws_path.read_text())["predictions"]
+           if p["run"] == record["run_id"]]
+  assert len(ahead) == 6 and all(p["measured_accuracy"] is None for p in ahead)
   run_dir = tmp_path / "runs" / record["run_id"]
   assert os.path.isdir(run_dir / "checkpoints" / "10")  # its step-10 checkpoint
   assert rundir.read_result(str(run_dir))["status"] == record["status"] == rundir.FAILED
   assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
+  ahead_record = record
   # Rerun: the run resumes from its checkpoint and the measured loss is filled in.
   code, resumed = run_sweep(capsys, tmp_path)
   assert code == 0, resumed[-2000:]
@@ -151,6 +163,14 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   result = rundir.read_result(str(run_dir))
   assert result["status"] == rundir.COMPLETED
   assert record["measured_loss"] == result["final_eval_loss"]
+  for name, task in record["tasks"].items():  # as predicted before, now measured
+    assert task["predictions"] == ahead_record["tasks"][name]["predictions"]
+    assert task["measured_accuracy"] == result["tasks"][name]["accuracy"]
+  after = [p for p in json.loads(laws_path.read_text())["predictions"]
+           if p["run"] == record["run_id"]]
+  assert sorted(p["measured_accuracy"] for p in after) == sorted(
+      [result["tasks"][name]["accuracy"] for name in record["tasks"]] * 3)
+  assert "topic_1shot accuracy: predicted [95% interval], measured" in resumed
   assert record["relative_error"] == pytest.approx(
       (record["predicted_loss"] - record["measured_loss"]) / record["measured_loss"])
   assert set(record["other_errors"]) == set(record["other_predictions"]) <= {"minima_power",
