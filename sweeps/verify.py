@@ -241,10 +241,12 @@ def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
   if record["measured_loss"] is None:
     files.write_json_atomic(path, record)  # the predictions, before the run trains
     write_task_predictions(out, record)
+    if record.get("tasks"):
+      print("verification: predicted accuracy (two_step law): " + ", ".join(
+          f"{name} {task['predictions']['two_step']['predicted_accuracy']:.3f}"
+          for name, task in record["tasks"].items()))
     print(f"verification: predicted loss {loss:.4f} at C = {budget:.3g} (N {n:.3g}, D {d:.3g}) "
-          + "".join(f"; {name} accuracy {task['predictions']['two_step']['predicted_accuracy']:.3f}"
-                    for name, task in record.get("tasks", {}).items())
-          + f" written to {path}; training {row.run_id}", flush=True)
+          f"written to {path}; training {row.run_id}", flush=True)
     outcome = train(more)
     record = measure(sweep_dir, row, record)
   files.write_json_atomic(path, record)
