@@ -102,7 +102,26 @@ def verify_rows(record: dict) -> list[list[str]]:
       *[[f"{name} ({OTHER_PREDICTORS.get(name, 'another predictor')}): predicted, error",
          f"{_num(v, '.4f')}, {_percent(record.get('other_errors', {}).get(name))}"]
         for name, v in record.get("other_predictions", {}).items()],
+      *task_rows(record),
       ["run", record["run_id"]]]
+
+
+def task_rows(record: dict) -> list[list[str]]:
+  """verify.json's `tasks` as rows: per task, each law's predicted accuracy [95% interval], and
+  the measured accuracy (with the Bayes ceiling)."""
+  rows = []
+  for name, task in (record.get("tasks") or {}).items():
+    laws = ", ".join(
+        f"{law} {_num(p['predicted_accuracy'], '.3f')}" + (
+            f" [{_num(p['interval'][0], '.3f')}, {_num(p['interval'][1], '.3f')}]"
+            if p.get("interval") else "") for law, p in task["predictions"].items())
+    measured = task.get("measured_accuracy")
+    rows.append([f"{name} accuracy: predicted [95% interval], measured",
+                 f"{laws}; measured {_num(measured, '.3f') if measured is not None else 'not yet'}"
+                 f" (ceiling {_num(task.get('ceiling'), '.3f')})"])
+  if record.get("tasks_skipped"):
+    rows.append(["task accuracy", f"not predicted: {record['tasks_skipped']}"])
+  return rows
 
 
 def verify_lines(record: dict) -> list[str]:

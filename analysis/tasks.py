@@ -127,18 +127,13 @@ def predict(laws: dict, n, d, c) -> dict:
           "loss_to_error": 1 - gadre(loss, g["eps"], g["k"], g["gamma"])}
 
 
-def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: int = 0) -> dict:
-  budgets = np.unique(table["budget"])
-  if holdout_largest < 1 or len(budgets) <= holdout_largest + 1:
-    raise DataError(f"--holdout-largest {holdout_largest} leaves fewer than 2 budgets to fit of "
-                    f"the table's {len(budgets)}")
-  held_budgets = budgets[-holdout_largest:]
-  held = np.isin(table["budget"], held_budgets)
-  fit_rows = {key: table[key][~held] for key in ("n", "d", "c", "loss", "acc")}
+def _fit_and_draw(fit_rows: dict, n, d, c, bootstrap: int, seed: int):
+  """Every law fitted on fit_rows ({n, d, c, loss, acc}: arrays), then refitted on `bootstrap`
+  resamples of them: (laws, {law: point predictions at (n, d, c)}, {law: [resampled predictions]})."""
   inputs = (fit_rows["n"], fit_rows["d"])
   law_fit = fitter.fit(chinchilla.FORM, inputs, fit_rows["loss"])
   laws = fit_laws(**fit_rows, chinchilla_fit=law_fit.params)
-  point = predict(laws, table["n"][held], table["d"][held], table["c"][held])
+  point = predict(laws, n, d, c)
   rng = np.random.default_rng(seed)
   samples = {law: [] for law in LAWS}
   if bootstrap:
@@ -152,19 +147,38 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
       rows = {key: np.repeat(value, weights) for key, value in fit_rows.items()}
       try:
         drawn = predict(fit_laws(**rows, chinchilla_fit=law, evaluations=BOOTSTRAP_EVALUATIONS),
-                        table["n"][held], table["d"][held], table["c"][held])
+                        n, d, c)
       except (RuntimeError, ValueError, np.linalg.LinAlgError):
         continue  # a resample a law cannot be fitted to (too few distinct points)
       for name in LAWS:
-        samples[name].append(drawn[name])
+        samples[name].append(np.atleast_1d(drawn[name]))
+  return laws, point, samples
+
+
+def _interval(drawn, j: int):
+  """The 95% interval of the j-th prediction over the resamples; None without resamples."""
+  if not drawn:
+    return None
+  drawn = np.asarray(drawn)
+  return [float(np.percentile(drawn[:, j], 2.5)), float(np.percentile(drawn[:, j], 97.5))]
+
+
+def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: int = 0) -> dict:
+  budgets = np.unique(table["budget"])
+  if holdout_largest < 1 or len(budgets) <= holdout_largest + 1:
+    raise DataError(f"--holdout-largest {holdout_largest} leaves fewer than 2 budgets to fit of "
+                    f"the table's {len(budgets)}")
+  held_budgets = budgets[-holdout_largest:]
+  held = np.isin(table["budget"], held_budgets)
+  fit_rows = {key: table[key][~held] for key in ("n", "d", "c", "loss", "acc")}
+  laws, point, samples = _fit_and_draw(fit_rows, table["n"][held], table["d"][held],
+                                       table["c"][held], bootstrap, seed)
   predictions = []
   for name in LAWS:
-    drawn = np.asarray(samples[name]) if samples[name] else None
     for j, row in enumerate(np.flatnonzero(held)):
-      interval = (None if drawn is None else
-                  [float(np.percentile(drawn[:, j], 2.5)), float(np.percentile(drawn[:, j], 97.5))])
       predictions.append({"run": table["run"][row], "law": name,
-                          "predicted_accuracy": float(point[name][j]), "interval": interval,
+                          "predicted_accuracy": float(point[name][j]),
+                          "interval": _interval(samples[name], j),
                           "measured_accuracy": float(table["acc"][row]),
                           "n": float(table["n"][row]), "d": float(table["d"][row]),
                           "c": float(table["c"][row])})
@@ -172,6 +186,25 @@ def analyse(table: dict, holdout_largest: int = 1, bootstrap: int = 100, seed: i
           "held_out_budgets": [float(b) for b in held_budgets], "bootstrap": bootstrap,
           "bootstrap_kept": {name: len(samples[name]) for name in LAWS},
           "columns": table["columns"]}
+
+
+def predict_run(table: dict, point: dict, bootstrap: int = 100, seed: int = 0) -> dict:
+  """Every law fitted on all of the table's runs, predicting one run outside it (a sweep's
+  verification run) from its values in the table's columns (`point`: {column: value}, e.g.
+  n_params_total, tokens, flops; C defaults to 6ND): {law: {predicted_accuracy, interval}}."""
+  columns = table["columns"]
+  if columns["n"] not in point or columns["d"] not in point:
+    raise DataError(f"the run to predict has no {columns['n']!r} or {columns['d']!r}")
+  if len(np.unique(table["budget"])) < 2:
+    raise DataError("the table has fewer than 2 budgets to fit")
+  n, d = float(point[columns["n"]]), float(point[columns["d"]])
+  c = float(point.get(columns["c"]) or 6 * n * d)
+  fit_rows = {key: table[key] for key in ("n", "d", "c", "loss", "acc")}
+  _, at, samples = _fit_and_draw(fit_rows, np.array([n]), np.array([d]), np.array([c]),
+                                 bootstrap, seed)
+  return {law: {"predicted_accuracy": float(np.atleast_1d(at[law])[0]),
+                "interval": _interval(samples[law], 0), "bootstrap_kept": len(samples[law])}
+          for law in LAWS}
 
 
 def task_columns(path: str) -> dict:
@@ -184,6 +217,20 @@ def task_columns(path: str) -> dict:
   number = lambda row, key: float(row.get(key) or "nan")
   out = {name: {figure: np.array([number(row, f"tasks.{name}.{figure}") for row in rows])
                 for figure in ("shots", "accuracy", "ceiling")} for name in names}
+  return out
+
+
+def predict_tasks(path: str, point: dict, bootstrap: int = 20) -> dict:
+  """Each task of a table of eval.tasks columns (tasks.NAME.accuracy and .gold_loss) predicted
+  at one run outside it (predict_run's `point`): {task: {shots, ceiling (the table's mean),
+  predictions: {law: {predicted_accuracy, interval, bootstrap_kept}}}}; {} without such columns."""
+  out = {}
+  for name, figures in task_columns(path).items():
+    table = read_table(path, f"tasks.{name}.accuracy", f"tasks.{name}.gold_loss", "", "", "", "")
+    ceiling = figures["ceiling"][np.isfinite(figures["ceiling"])]
+    out[name] = {"shots": int(figures["shots"][0]),
+                 "ceiling": float(np.mean(ceiling)) if ceiling.size else None,
+                 "predictions": predict_run(table, point, bootstrap)}
   return out
 
 

@@ -5,7 +5,10 @@ and its measured loss added. The prediction (`predictor`) is the primary law's a
 D, except where the table knows its loss floor (the synthetic source): there it is the IsoFLOP
 minima's power law in C above that floor, which the calibration studies of
 docs/results/2026-12-03-verify-calibration.md found closer; every other predictor is recorded
-beside it (`other_predictions`).
+beside it (`other_predictions`). Where the sweep's runs scored eval.tasks, its accuracy on each
+task is predicted alike (analysis.tasks.predict_tasks: every task law fitted on all the sweep's
+runs, 95% intervals over TASK_BOOTSTRAP resamples): verify.json `tasks` and
+DIR/analysis/tasks.json `predictions` (run = its id), the measured accuracy added once it trained.
 
 The run is a normal row of the plan machinery (sweeps/plan.plan_points: its id from its config's
 hash, resumable, off a WSD trunk in a branch sweep), planned in a second phase once every run of
@@ -32,16 +35,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis import bootstrap, forms, isoflop, report, summary
+from analysis import tasks as task_laws
 from analysis.pipeline import SAMPLES
+from analysis.runs import DataError
 from core import files, rundir
 from core.config import ConfigError
-from sweeps import branches, plan
+from sweeps import branches, plan, tables
 from sweeps.processes import run_dir_of
 from sweeps.rows import TRUNK, write_plan
 
 VERIFY = "verify.json"
 N_BOOTSTRAP = 200  # resamples of the sweep's analysis when it verifies: the predicted interval
 SIZING_STEPS = 8   # tries of the non-embedding target whose shape's total N is nearest N_opt
+TASK_BOOTSTRAP = 20  # resamples of each task's laws for the run's predicted accuracy (as the
+                     # sweep's own task laws, sweeps/collect.task_laws)
+TASKS = "tasks.json"
 
 
 def budget_of(sweep) -> float | None:
@@ -178,8 +186,27 @@ def _read(path: str):
     return json.load(f)
 
 
+def predict_tasks(results_path: str, row, previous: dict | None) -> dict:
+  """The run's accuracy per task and law predicted from the sweep's table, before it trains:
+  {"tasks": {task: {shots, ceiling, predictions: {law: {predicted_accuracy, interval}},
+  measured_accuracy, errors}}}, or {"tasks_skipped": why}; {} when its runs scored no tasks. A rerun
+  keeps the prediction verify.json holds for this run (`previous`): it was made before it trained."""
+  if previous and previous.get("run_id") == row.run_id and previous.get("tasks"):
+    return {"tasks": previous["tasks"]}
+  point = {"n_params": row.n_params, "n_params_total": row.n_params_total, "tokens": row.tokens,
+           "flops": row.flops, "flops_6nd": row.flops_6nd}
+  try:
+    predicted = task_laws.predict_tasks(results_path, point, TASK_BOOTSTRAP)
+  except (DataError, OSError, RuntimeError, ValueError, np.linalg.LinAlgError) as error:
+    print(f"verification: task accuracy not predicted: {error}")
+    return {"tasks_skipped": str(error)}
+  return {"tasks": {name: {**task, "measured_accuracy": None, "errors": None}
+                    for name, task in predicted.items()}} if predicted else {}
+
+
 def measure(sweep_dir: str, row, record: dict) -> dict:
-  """`record` with the run's status, and its measured loss and relative error once completed."""
+  """`record` with the run's status, and its measured loss and relative error once completed (and
+  each task's measured accuracy, with each law's error: predicted - measured)."""
   result = rundir.read_result(run_dir_of(sweep_dir, row)) or {}
   record = {**record, "status": result.get("status") or rundir.read_status(
       run_dir_of(sweep_dir, row))}
@@ -189,7 +216,39 @@ def measure(sweep_dir: str, row, record: dict) -> dict:
     record["relative_error"] = (record["predicted_loss"] - loss) / loss
     record["other_errors"] = {k: None if v is None else (v - loss) / loss
                               for k, v in record.get("other_predictions", {}).items()}
+    if record.get("tasks"):
+      measured = result.get("tasks") or {}
+      record["tasks"] = {name: {**task, **_task_measured(task, measured.get(name))}
+                         for name, task in record["tasks"].items()}
   return record
+
+
+def _task_measured(task: dict, measured: dict | None) -> dict:
+  accuracy = (measured or {}).get("accuracy")
+  if not isinstance(accuracy, (int, float)):
+    return {"measured_accuracy": None, "errors": None}
+  return {"measured_accuracy": float(accuracy),
+          "errors": {law: p["predicted_accuracy"] - accuracy
+                     for law, p in task["predictions"].items()}}
+
+
+def write_task_predictions(out: str, record: dict) -> None:
+  """The run's task predictions into DIR/analysis/tasks.json `predictions` (`run` its id, `task`,
+  `verification`: true), replacing its earlier ones; nothing when the sweep wrote no tasks.json
+  (fewer than 3 budgets: its task laws did not run)."""
+  path = os.path.join(out, TASKS)
+  laws = _read(path)
+  if laws is None or not record.get("tasks"):
+    return
+  kept = [p for p in laws.get("predictions", []) if p.get("run") != record["run_id"]]
+  flops = record.get("flops") or 6 * record["n"] * record["d"]
+  laws["predictions"] = kept + [
+      {"run": record["run_id"], "law": law, "task": name, "verification": True,
+       "predicted_accuracy": p["predicted_accuracy"], "interval": p["interval"],
+       "measured_accuracy": task["measured_accuracy"], "n": float(record["n"]),
+       "d": float(record["d"]), "c": float(flops)}
+      for name, task in record["tasks"].items() for law, p in task["predictions"].items()]
+  files.write_json_atomic(path, laws)
 
 
 def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
@@ -233,14 +292,22 @@ def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
             "seed": row.seed, "n_bootstrap": len(next(iter(samples.get(forms.PRIMARY, {}).values()),
                                                       []))}
   path = os.path.join(out, VERIFY)
+  table = os.path.join(sweep_dir, os.path.basename(fit.get("source") or tables.RESULTS))
+  record.update(predict_tasks(table, row, _read(path)))  # the table the fit read, in sweep_dir
   record, outcome = measure(sweep_dir, row, record), None
   if record["measured_loss"] is None:
-    files.write_json_atomic(path, record)  # the prediction, before the run trains
+    files.write_json_atomic(path, record)  # the predictions, before the run trains
+    write_task_predictions(out, record)
+    if record.get("tasks"):
+      print("verification: predicted accuracy (two_step law): " + ", ".join(
+          f"{name} {task['predictions']['two_step']['predicted_accuracy']:.3f}"
+          for name, task in record["tasks"].items()))
     print(f"verification: predicted loss {loss:.4f} at C = {budget:.3g} (N {n:.3g}, D {d:.3g}) "
           f"written to {path}; training {row.run_id}", flush=True)
     outcome = train(more)
     record = measure(sweep_dir, row, record)
   files.write_json_atomic(path, record)
+  write_task_predictions(out, record)
   report.write({**fit, "verify": record}, out)
   for line in summary.verify_lines(record):
     print(line)

@@ -25,6 +25,7 @@ def known_table(path, noise=0.0):
                    "tasks.topic_4shot.accuracy": acc, "tasks.topic_4shot.gold_loss": loss,
                    "tasks.topic_4shot.shots": 4, "tasks.topic_4shot.ceiling": 1.0,
                    "tasks.topic_0shot.accuracy": acc - 0.2, "tasks.topic_0shot.shots": 0,
+                   "tasks.topic_0shot.gold_loss": loss + 0.3,
                    "tasks.topic_0shot.ceiling": 0.8})
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -48,6 +49,27 @@ def test_the_two_step_law_predicts_the_held_out_largest_budget(tmp_path):
     assert p["interval"][0] <= p["predicted_accuracy"] <= p["interval"][1]
   assert {p["law"] for p in result["predictions"]} == set(tasks.LAWS)
   assert result["plot"] == "tasks.png" and (tmp_path / "out" / "tasks.png").exists()
+
+
+@pytest.mark.slow  # every law fitted and resampled per task: seconds
+def test_a_run_outside_the_table_is_predicted_by_every_law_fitted_on_all_of_it(tmp_path):
+  known_table(tmp_path / "results.csv")
+  # By hand, the run a sweep would verify at C = 3e13 with N = 1e5, D = C / 6N = 5e7: the task
+  # loss 0.9 + 40 / 1e5^0.4 + 300 / 5e7^0.35 = 0.9 + 0.4 + 300 / 494.9 = 1.9062; its accuracy
+  # 0.25 + 0.7 / (1 + exp(4 x 0.3062)) = 0.25 + 0.7 / 4.4035 = 0.4090.
+  point = {"n_params_total": 1e5, "tokens": 5e7, "flops": 3e13}
+  predicted = tasks.predict_tasks(str(tmp_path / "results.csv"), point, bootstrap=20)
+  assert set(predicted) == {"topic_0shot", "topic_4shot"}
+  task = predicted["topic_4shot"]
+  assert (task["shots"], task["ceiling"]) == (4, 1.0) and set(task["predictions"]) == set(tasks.LAWS)
+  two_step = task["predictions"]["two_step"]
+  assert two_step["predicted_accuracy"] == pytest.approx(0.4090, abs=0.01)
+  assert two_step["interval"][0] <= two_step["predicted_accuracy"] <= two_step["interval"][1]
+  assert predicted["topic_0shot"]["ceiling"] == pytest.approx(0.8)
+  with pytest.raises(tasks.DataError, match="no 'n_params_total'"):
+    tasks.predict_run(tasks.read_table(str(tmp_path / "results.csv"), "tasks.topic_4shot.accuracy",
+                                       "tasks.topic_4shot.gold_loss", "", "", "", ""),
+                      {"tokens": 5e7})
 
 
 def test_a_table_it_cannot_read_is_one_line_and_exit_2(tmp_path, capsys):

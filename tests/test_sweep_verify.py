@@ -143,7 +143,9 @@ MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4",
          "--config.sweep.seeds=()", "--config.train.checkpoint_every=10",
          # the language this micro study was sized for: with the default sweep's 1.4 its N_opt at
          # 4x the largest budget lies past the sizes the micro shapes reach
-         "--config.data.synthetic.zipf_exponent=1.1"]
+         "--config.data.synthetic.zipf_exponent=1.1",
+         # the topic task at 0 and 1 shots (10 tokens: the default's 4-shot 22 exceed 16 + 1)
+         "--config.eval.tasks.names=topic", "--config.eval.tasks.shots=(0, 1)"]
 
 
 def sweep_argv(workdir, *extra):
@@ -172,10 +174,20 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
           "run_id"} <= set(record)
   assert record["measured_loss"] is None and record["predicted_loss"] > 0
   assert record["budget"] == 4 * 4e9 and len(record["predicted_interval"]) == 2
+  # Each task's accuracy predicted by every task law before it trains, in tasks.json too.
+  assert set(record["tasks"]) == {"topic_0shot", "topic_1shot"}, record.get("tasks_skipped")
+  for task in record["tasks"].values():
+    assert task["measured_accuracy"] is None and set(task["predictions"]) == {
+        "two_step", "power_compute", "loss_to_error"}
+  laws_path = tmp_path / "analysis" / "tasks.json"
+  ahead = [p for p in json.loads(laws_path.read_text())["predictions"]
+           if p["run"] == record["run_id"]]
+  assert len(ahead) == 6 and all(p["measured_accuracy"] is None for p in ahead)
   run_dir = tmp_path / "runs" / record["run_id"]
   assert os.path.isdir(run_dir / "checkpoints" / "10")  # its step-10 checkpoint
   assert rundir.read_result(str(run_dir))["status"] == record["status"] == rundir.FAILED
   assert killed.returncode == 1, killed.stdout[-2000:]  # the run failed, the sweep says so
+  ahead_record = record
   # Rerun: the run resumes from its checkpoint and the measured loss is filled in.
   code, resumed = run_sweep(capsys, tmp_path)
   assert code == 0, resumed[-2000:]
@@ -183,6 +195,14 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   result = rundir.read_result(str(run_dir))
   assert result["status"] == rundir.COMPLETED
   assert record["measured_loss"] == result["final_eval_loss"]
+  for name, task in record["tasks"].items():  # as predicted before, now measured
+    assert task["predictions"] == ahead_record["tasks"][name]["predictions"]
+    assert task["measured_accuracy"] == result["tasks"][name]["accuracy"]
+  after = [p for p in json.loads(laws_path.read_text())["predictions"]
+           if p["run"] == record["run_id"]]
+  assert sorted(p["measured_accuracy"] for p in after) == sorted(
+      [result["tasks"][name]["accuracy"] for name in record["tasks"]] * 3)
+  assert "topic_1shot accuracy: predicted [95% interval], measured" in resumed
   assert record["relative_error"] == pytest.approx(
       (record["predicted_loss"] - record["measured_loss"]) / record["measured_loss"])
   assert set(record["other_errors"]) == set(record["other_predictions"]) == {
@@ -205,3 +225,65 @@ def test_predicted_before_training_resumed_when_killed_and_never_retrained(tmp_p
   assert code == 0 and os.path.getmtime(run_dir / "result.json") == mtime
   assert json.loads(path.read_text())["measured_loss"] == record["measured_loss"]
   assert "0 of 1 runs already finished" not in again
+
+
+TASKS_PREDICTED = {"topic_4shot": {"shots": 4, "ceiling": 1.0, "predictions": {
+    "two_step": {"predicted_accuracy": 0.70, "interval": [0.62, 0.78], "bootstrap_kept": 20},
+    "power_compute": {"predicted_accuracy": 0.80, "interval": None, "bootstrap_kept": 0}}}}
+
+
+def test_the_runs_task_accuracy_is_predicted_before_it_trains_and_measured_after(tmp_path,
+                                                                                monkeypatch):
+  from analysis import summary  # pylint: disable=g-import-not-at-top
+  from sweeps.rows import PlanRow  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(verify.task_laws, "predict_tasks",
+                      lambda path, point, bootstrap: calls.append((path, point, bootstrap))
+                      or TASKS_PREDICTED)
+  row = PlanRow(run_id="v1", n_params=900, n_params_total=1000, tokens=50_000, flops=3.1e8,
+                flops_6nd=3e8)
+  predicted = verify.predict_tasks("results.csv", row, None)
+  # The point in every column the table's N, D and C may be read from.
+  assert calls == [("results.csv", {"n_params": 900, "n_params_total": 1000, "tokens": 50_000,
+                                    "flops": 3.1e8, "flops_6nd": 3e8}, verify.TASK_BOOTSTRAP)]
+  assert predicted["tasks"]["topic_4shot"]["measured_accuracy"] is None
+  record = {"run_id": "v1", "n": 1000, "d": 50_000, "flops": 3.1e8, "predicted_loss": 2.0,
+            **predicted}
+  # A rerun keeps the prediction written before the run trained; another run's is not reused.
+  monkeypatch.setattr(verify.task_laws, "predict_tasks", lambda *a: pytest.fail("refitted"))
+  assert verify.predict_tasks("results.csv", row, record) == predicted
+  with pytest.raises(pytest.fail.Exception):
+    verify.predict_tasks("results.csv", row, {**record, "run_id": "v0"})
+  # Before it trains: tasks.json gets one prediction per law, measured null, beside the sweep's own.
+  out = tmp_path / "analysis"
+  out.mkdir()
+  held = {"run": "r9", "law": "two_step", "predicted_accuracy": 0.6, "measured_accuracy": 0.61}
+  (out / "tasks.json").write_text(json.dumps({"laws": {}, "predictions": [held]}))
+  verify.write_task_predictions(str(out), record)
+  laws = json.loads((out / "tasks.json").read_text())
+  assert laws["predictions"][0] == held and len(laws["predictions"]) == 3
+  assert {(p["run"], p["law"], p["task"], p["measured_accuracy"], p["c"])
+          for p in laws["predictions"][1:]} == {("v1", "two_step", "topic_4shot", None, 3.1e8),
+                                                ("v1", "power_compute", "topic_4shot", None, 3.1e8)}
+  # After: the measured accuracy from its result.json and each law's error, predicted - measured.
+  os.makedirs(tmp_path / "runs" / "v1")
+  (tmp_path / "runs" / "v1" / "result.json").write_text(json.dumps(
+      {"status": "completed", "final_eval_loss": 2.5,
+       "tasks": {"topic_4shot": {"accuracy": 0.75, "shots": 4}}}))
+  measured = verify.measure(str(tmp_path), row, record)
+  task = measured["tasks"]["topic_4shot"]
+  assert task["measured_accuracy"] == 0.75
+  assert task["errors"] == pytest.approx({"two_step": -0.05, "power_compute": 0.05})
+  verify.write_task_predictions(str(out), measured)
+  laws = json.loads((out / "tasks.json").read_text())
+  assert len(laws["predictions"]) == 3  # replaced, not appended
+  assert [p["measured_accuracy"] for p in laws["predictions"][1:]] == [0.75, 0.75]
+  # The report's and printed summary's rows, next to the loss.
+  (line,) = summary.task_rows(measured)
+  assert line == ["topic_4shot accuracy: predicted [95% interval], measured",
+                  "two_step 0.700 [0.620, 0.780], power_compute 0.800; measured 0.750 "
+                  "(ceiling 1.000)"]
+  assert "not yet" in summary.task_rows(record)[0][1]
+  # No tasks.json (the sweep's task laws did not run): verify.json alone holds them.
+  verify.write_task_predictions(str(tmp_path / "none"), measured)
+  assert not (tmp_path / "none").exists()
