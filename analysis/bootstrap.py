@@ -79,18 +79,15 @@ def _guarded(refit):
 
 def approach2_samples(runs, labels, budgets, counts, window=None) -> dict:
   """Per resample: a, b, n_coef, d_coef of the IsoFLOP power laws (NaN below 2 usable budgets),
-  and n_opt and loss_opt, [resamples, budgets], each budget's minimum (NaN where the resample
-  skipped it)."""
+  and n_opt, [resamples, budgets], each budget's minimum (NaN where the resample skipped it)."""
   samples = {k: np.full(len(counts), np.nan) for k in ("a", "b", "n_coef", "d_coef")}
   samples["n_opt"] = np.full((len(counts), len(budgets)), np.nan)
-  samples["loss_opt"] = np.full((len(counts), len(budgets)), np.nan)
   index = {float(b): i for i, b in enumerate(budgets)}
   for i, weights in enumerate(counts):
     profiles = _guarded(lambda: isoflop.fit_profiles(runs, labels, budgets, weights, warn=False,
                                                      window=window)) or []
     for p in profiles:
       samples["n_opt"][i, index[p.budget]] = p.n_opt
-      samples["loss_opt"][i, index[p.budget]] = p.loss_opt
     fit = _guarded(lambda: isoflop.fit_frontier(profiles))
     for k in ("a", "b", "n_coef", "d_coef"):
       samples[k][i] = fit[k] if fit else np.nan

@@ -29,9 +29,7 @@ from analysis import wandb_report
 from analysis.runs import AnalysisWarning
 from core import files
 
-# {primary form: {parameter: [one value per bootstrap resample]}, "approach2": {"budgets": [C],
-#  "loss_opt": [[each budget's minimum] per resample]}}
-SAMPLES = "samples.json"
+SAMPLES = "samples.json"  # {primary form: {parameter: [one value per bootstrap resample]}}
 
 
 def _curves_dir(results: str, curves: str | None) -> str | None:
@@ -288,7 +286,7 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
     fit["inference_frontier"] = {"inference_tokens": float(inference_tokens),
                                  "rows": frontier.inference_table(rows, fit3, inference_tokens)}
 
-  arrays = {"runs": runs, "fits": fits, "fit3": fit3, "profiles": profiles, "budgets": budgets,
+  arrays = {"runs": runs, "fits": fits, "fit3": fit3, "profiles": profiles,
             "approach2": approach2, "approach1": approach1, "curves": curves,
             "curve_n": runs.n[with_curves], "envelope": env, "l_n": l_n, "frontier": rows,
             "samples": samples}
@@ -355,11 +353,8 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
   files.write_atomic(os.path.join(out, "fit.json"), json.dumps(fit, indent=1))
   samples_path = os.path.join(out, SAMPLES)
   if arrays["samples"].get(forms.PRIMARY):
-    kept = {forms.PRIMARY: arrays["samples"][forms.PRIMARY]}
-    if "loss_opt" in arrays["samples"].get("approach2", {}):  # each resample's IsoFLOP minima
-      kept["approach2"] = {"budgets": arrays["budgets"],
-                           "loss_opt": arrays["samples"]["approach2"]["loss_opt"]}
-    files.write_atomic(samples_path, json.dumps(_jsonable(kept)))
+    files.write_atomic(samples_path, json.dumps(
+        {forms.PRIMARY: _jsonable(arrays["samples"][forms.PRIMARY])}))
   elif os.path.exists(samples_path):  # an earlier analysis's, with a bootstrap
     os.remove(samples_path)
   report.write(fit, out)

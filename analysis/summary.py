@@ -71,8 +71,7 @@ def _percent(value) -> str:
 
 
 # verify.json's other predictions (sweeps/verify.other_predictions), as the summary names them.
-OTHER_PREDICTORS = {"approach3": "approach 3, the parametric law, at the run's N and D",
-                    "minima_power": "IsoFLOP minima extrapolated",
+OTHER_PREDICTORS = {"minima_power": "IsoFLOP minima extrapolated",
                     "minima_floor": "IsoFLOP minima extrapolated above approach 3's E",
                     "minima_known_floor": "IsoFLOP minima extrapolated above the known floor",
                     "approach3_at_floor": "approach 3 refitted with E at the known floor"}
@@ -88,8 +87,7 @@ def verify_rows(record: dict) -> list[list[str]]:
                    "largest budget)"],
       ["N (the shape chosen), D", f"{_num(record['n'], '.4g')}, {_num(record['d'], '.4g')} "
                                   f"(N_opt {_num(record.get('n_opt'), '.4g')})"],
-      [f"predicted loss [95% interval] ({record.get('predictor', 'approach3')})",
-       f"{_num(record['predicted_loss'], '.4f')} "
+      ["predicted loss [95% interval]", f"{_num(record['predicted_loss'], '.4f')} "
        + (f"[{_num(interval[0], '.4f')}, {_num(interval[1], '.4f')}]" if interval else
           "[no interval]")],
       ["measured loss", _num(measured, ".4f") if measured is not None else

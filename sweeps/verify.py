@@ -1,14 +1,10 @@
 """Predict, then verify (as Marin's scaling ladder does): after an IsoFLOP sweep's fit, the
 compute-optimal run at sweep.verify_factor times its largest budget is planned, its loss predicted
 with a bootstrap interval and written to DIR/analysis/verify.json before it trains, then trained
-and its measured loss added. The prediction (`predictor`) is the primary law's at the run's N and
-D, except where the table knows its loss floor (the synthetic source): there it is the IsoFLOP
-minima's power law in C above that floor, which the calibration studies of
-docs/results/2026-12-03-verify-calibration.md found closer; every other predictor is recorded
-beside it (`other_predictions`). Where the sweep's runs scored eval.tasks, its accuracy on each
-task is predicted alike (analysis.tasks.predict_tasks: every task law fitted on all the sweep's
-runs, 95% intervals over TASK_BOOTSTRAP resamples): verify.json `tasks` and
-DIR/analysis/tasks.json `predictions` (run = its id), the measured accuracy added once it trained.
+and its measured loss added. Where the sweep's runs scored eval.tasks, its accuracy on each task is
+predicted alike (analysis.tasks.predict_tasks: every task law fitted on all the sweep's runs, 95%
+intervals over TASK_BOOTSTRAP resamples): verify.json `tasks` and DIR/analysis/tasks.json
+`predictions` (run = its id), the measured accuracy added once it trained.
 
 The run is a normal row of the plan machinery (sweeps/plan.plan_points: its id from its config's
 hash, resumable, off a WSD trunk in a branch sweep), planned in a second phase once every run of
@@ -82,39 +78,6 @@ def predict(fit: dict, samples: dict | None, n: float, d: float):
     logs = (jnp.log(jnp.array([float(n)])), jnp.log(jnp.array([float(d)])))
     losses = np.exp(np.asarray(jax.vmap(lambda raw: form.loss(raw, logs))(jnp.asarray(raws))))[:, 0]
   return float(losses[0]), bootstrap.interval(losses[1:]) if samples else None
-
-
-def minima_above_floor(fit: dict, samples: dict, budget: float):
-  """(loss, 95% interval or None) of the IsoFLOP minima's power law in C above the table's known
-  loss floor at `budget` (the interval over each resample's minima); None without a floor or
-  where a minimum is not above it. Where the source knows its floor this is the prediction
-  verify.json reports (docs/results/2026-12-03-verify-calibration.md chose it)."""
-  floor = fit.get("loss_floor")
-  profiles = (fit.get("chinchilla_approach2") or {}).get("profiles") or []
-  if not floor or not profiles:
-    return None
-  loss = isoflop.minimum_loss_at([p["flops"] for p in profiles],
-                                 [p["loss_opt"] for p in profiles], budget, floor)
-  if loss is None:
-    return None
-  minima = (samples or {}).get("approach2") or {}
-  resampled = []
-  for row in minima.get("loss_opt", []):
-    row = np.array([np.nan if v is None else v for v in row], np.float64)
-    ok = np.isfinite(row)
-    resampled.append(isoflop.minimum_loss_at(np.asarray(minima["budgets"])[ok], row[ok], budget,
-                                             floor) if ok.sum() >= 2 else None)
-  resampled = [np.nan if v is None else v for v in resampled]
-  return loss, bootstrap.interval(resampled) if resampled else None
-
-
-def primary_prediction(fit: dict, samples: dict, budget: float, n: float, d: float):
-  """(predictor name, loss, interval): the minima above the known floor where the table has one
-  (`minima_known_floor`), else the primary law at (n, d) (`approach3`)."""
-  above = minima_above_floor(fit, samples, budget)
-  if above is not None:
-    return ("minima_known_floor", *above)
-  return (forms.PRIMARY, *predict(fit, samples.get(forms.PRIMARY), n, d))
 
 
 def other_predictions(fit: dict, budget: float, n: float, d: float) -> dict:
@@ -279,15 +242,11 @@ def verify(config, overrides, sweep_dir: str, rows, results: dict, train):
   cost = branches.write_cost(sweep_dir, list(rows) + more)
   row = next(r for r in more if r.kind != TRUNK)
   n, d = fitted_n(row, n_column), row.tokens
-  predictor, loss, interval = primary_prediction(fit, samples, budget, n, d)
-  others = other_predictions(fit, budget, n, d)
-  if predictor != forms.PRIMARY:  # the law's own prediction, then, beside the others
-    others = {forms.PRIMARY: predict(fit, samples.get(forms.PRIMARY), n, d)[0],
-              **{k: v for k, v in others.items() if k != predictor}}
+  loss, interval = predict(fit, samples.get(forms.PRIMARY), n, d)
   record = {"budget": budget, "factor": config.sweep.verify_factor, "n": n, "d": d,
             "n_column": n_column, "n_params": row.n_params, "n_opt": n_opt, "d_opt": d_opt,
-            "flops": row.flops, "predictor": predictor, "predicted_loss": loss,
-            "predicted_interval": interval, "other_predictions": others,
+            "flops": row.flops, "predicted_loss": loss, "predicted_interval": interval,
+            "other_predictions": other_predictions(fit, budget, n, d),
             "measured_loss": None, "relative_error": None, "run_id": row.run_id,
             "seed": row.seed, "n_bootstrap": len(next(iter(samples.get(forms.PRIMARY, {}).values()),
                                                       []))}

@@ -68,24 +68,6 @@ def test_the_other_predictions_include_the_law_at_the_known_floor_where_the_tabl
   assert others["minima_known_floor"] == pytest.approx(1.0 + 1.62 * 0.9, rel=1e-9)
 
 
-def test_with_a_known_floor_the_prediction_is_the_minima_above_it_with_the_resamples_interval():
-  profiles = [{"flops": c, "loss_opt": loss} for c, loss in ((1e18, 3.0), (4e18, 2.8), (1.6e19, 2.62))]
-  fit = {**law_fit(), "chinchilla_approach2": {"profiles": profiles}}
-  predictor, loss, interval = verify.primary_prediction(fit, {}, 6.4e19, 3e5, 6e6)
-  assert (predictor, interval) == ("approach3", None)  # no floor: the law at (n, d)
-  assert loss == pytest.approx(1.8 + 400 / 3e5 ** 0.34 + 2000 / 6e6 ** 0.37, rel=1e-9)
-  # Each resample's minima: the fit's with 0.3% noise (one resample skipped a budget); their
-  # predictions bracket the fit's.
-  rng = np.random.default_rng(0)
-  resampled = [[v * (1 + 0.003 * rng.standard_normal()) for v in (3.0, 2.8, 2.62)] for _ in range(40)]
-  resampled[0][1] = None
-  samples = {"approach2": {"budgets": [1e18, 4e18, 1.6e19], "loss_opt": resampled}}
-  predictor, loss, (low, high) = verify.primary_prediction({**fit, "loss_floor": 1.0}, samples,
-                                                           6.4e19, 3e5, 6e6)
-  assert predictor == "minima_known_floor" and loss == pytest.approx(1.0 + 1.62 * 0.9, rel=1e-9)
-  assert low < loss < high
-
-
 def test_verify_factor_sets_the_budget_and_a_bad_one_is_a_config_error():
   config = load_config(DEFAULT, [])
   assert config.sweep.verify_factor == 4.0
