@@ -9,7 +9,8 @@ Fault injection for tests: SCALING_FAULT="SIGKILL@37" (or SIGTERM@37, or a comma
 makes the process signal itself right after step 37's host side is done (its metrics row and, when
 due, its checkpoint are on disk; nothing of step 38 is), at the last step before the final
 checkpoint and result.json; "SIGKILL@37:parent" signals its parent instead (a sweep, killed at an
-exact step of its run). Unset, it costs one int comparison per step and changes nothing.
+exact step of its run); "SIGSTOP@37" holds the process there until a SIGCONT (a test's hold at an
+exact step). Unset, it costs one int comparison per step and changes nothing.
 """
 import contextlib
 import dataclasses
@@ -39,7 +40,7 @@ from training.plan import Plan
 from training.steps import Trainer, host_step
 
 FAULT_ENV = "SCALING_FAULT"
-FAULT_SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
+FAULT_SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGSTOP": signal.SIGSTOP}
 NO_FAULT = -1  # a step no run reaches
 
 
@@ -53,8 +54,8 @@ def faults_from_env() -> dict[int, tuple[int, bool]]:
     step, _, target = at.partition(":")
     if (name not in FAULT_SIGNALS or not step.isdigit() or int(step) < 1
         or target not in ("", "parent")):
-      raise ConfigError(f"{FAULT_ENV}={text!r}: expected SIGKILL@STEP or SIGTERM@STEP, each "
-                        f"optionally :parent, comma-separated, STEP >= 1")
+      raise ConfigError(f"{FAULT_ENV}={text!r}: expected SIGKILL@STEP, SIGTERM@STEP or "
+                        f"SIGSTOP@STEP, each optionally :parent, comma-separated, STEP >= 1")
     faults[int(step)] = (FAULT_SIGNALS[name], target == "parent")
   return faults
 
