@@ -1,7 +1,7 @@
 """sweep.py --executor slurm through a real single-node Slurm cluster (sweeps/slurm_cluster.sh):
 an array of groups of replicas equal to the local executor, a requeued (and a cancelled, then
-requeued) task and a task cut by its time limit resuming to the uninterrupted loss, a failing task
-reported with its logs, an array submitted after another waiting for it (the trunk-then-branch seam).
+requeued) task, a task cut by its time limit and a requeued two-task job (one model) resuming to
+the uninterrupted loss, a failing task reported with its logs, an array after another waiting.
 
 The tests start the cluster when they can (root on a Debian machine) and skip, saying why, when
 they cannot; CI (.ci/run) starts it first and sets SCALING_REQUIRE_SLURM=1, which turns the skip
@@ -390,8 +390,8 @@ def test_a_requeued_two_task_job_resumes_both_processes_to_the_one_process_loss(
     assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
   assert rows_of(run_dir, keys=None)[:len(before)] == before  # resumed, not restarted
   # Both processes stopped after one step past 50 (51 unless a SIGTERM came late) and saved it once.
-  saved = [re.findall(r"SIGTERM: checkpoint saved at step (\d+); rerun to resume",
-                      open(os.path.join(run_dir, log)).read()) for log in ("train.log", "train.1.log")]
+  saved = [re.findall(r"SIGTERM: checkpoint saved at step (\d+); rerun to resume", open(
+      os.path.join(run_dir, log)).read()) for log in ("train.log", "train.1.log")]
   assert len(saved[0]) == 1 and saved[0] == saved[1] and int(saved[0][0]) > 50, saved
   output = open(tmp_path / "slurm" / f"{task}.out").read()
   assert output.count("Slurm requeued this task 1 time(s): resuming") == 2  # one per process
