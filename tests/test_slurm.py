@@ -38,6 +38,7 @@ MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.t
          "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
          "--config.sweep.branches=False", "--config.sweep.seeds=()"]
 LONG = "--config.sweep.tokens=(64000,)"  # 1000 steps: held by SIGSTOP at its first row
+HALF_LONG = "--config.sweep.tokens=(12800,)"  # 200 steps
 TIME_LIMIT = "--config.sweep.sbatch=('--time=1',)"  # one minute, Slurm's smallest
 KEYS = ("step", "tokens", "train_loss", "lr", "eval_loss")
 SUBMITTED = []  # job ids, cancelled when the module ends (a held task of a failed test)
@@ -359,33 +360,32 @@ def held_train_pids(run_dir) -> list[int]:
 
 
 def test_a_requeued_two_task_job_resumes_both_processes_to_the_one_process_loss(
-    cluster, cache, uninterrupted, tmp_path, capsys, monkeypatch):
-  """The LONG run on two tasks (one model, data-parallel), both processes holding themselves after
-  step 50 (the fault hook's SIGSTOP), then `scontrol requeue`: Slurm sends both SIGCONT and
+    cluster, cache, tmp_path, capsys, monkeypatch):
+  """A 200-step run on two tasks (one model, data-parallel), both processes holding themselves
+  after step 50 (the fault hook's SIGSTOP), then `scontrol requeue`: Slurm sends both SIGCONT and
   SIGTERM; they agree on a step to stop after, save its checkpoint together and exit 143; the
   requeued task's two processes resume from it and end at the one-process run's loss, every step
   logged once, the rows before the requeue kept as written, the result written once."""
-  started = time.time()
+  started, args = time.time(), sweep_args(tmp_path / "two", cache, HALF_LONG, TWO_TASKS)
   monkeypatch.setenv(FAULT_ENV, "SIGSTOP@50")  # sbatch passes it to both tasks (and their requeue,
-  _, out, summary = run_sweep(capsys, *sweep_args(tmp_path, cache, LONG, TWO_TASKS), "--executor",
-                              "slurm")  # which resumes past step 50)
+  _, out, summary = run_sweep(capsys, *args, "--executor", "slurm")  # which resumes past step 50)
   monkeypatch.delenv(FAULT_ENV)
   task = f"{summary['slurm_job']}_0"
-  run_dir = run_dir_of(str(tmp_path), row := planned_rows(LONG)[0])
+  run_dir = run_dir_of(str(tmp_path / "two"), row := planned_rows(HALF_LONG)[0])
   wait_for(lambda: len(held_train_pids(run_dir)) == 2, 180, "both train.py processes held")
-  held = time.time()
-  before = rows_of(run_dir, keys=None)
+  held, before = time.time(), rows_of(run_dir, keys=None)
   assert before[-1]["step"] == 50
   subprocess.run(["scontrol", "requeue", task], check=True)
-  _, out, summary = run_sweep(capsys, *sweep_args(tmp_path, cache, LONG, TWO_TASKS), "--executor",
-                              "slurm", "--wait")
+  _, out, summary = run_sweep(capsys, *args, "--executor", "slurm", "--wait")
   note(capsys, f"two tasks requeued: {time.time() - started:.1f} s ({held - started:.1f} s to the "
        f"hold, {time.time() - held:.1f} s from the requeue to the end)")
   assert "1 in queued or running Slurm jobs, 0 to submit" in out, out
   assert summary["completed"] == 1 and summary["slurm_unfinished"] == {}, out
-  assert result(run_dir)["final_eval_loss"] == pytest.approx(
-      result(uninterrupted)["final_eval_loss"], abs=1e-5)
-  for ours, theirs in zip(rows_of(run_dir), rows_of(uninterrupted), strict=True):  # none twice
+  one = str(tmp_path / "one")  # the same run in one process, in one go
+  assert train.main(["--config", DEFAULT, "--workdir", one, cache, *row.overrides]) == 0
+  assert result(run_dir)["final_eval_loss"] == pytest.approx(result(one)["final_eval_loss"],
+                                                             abs=1e-5)
+  for ours, theirs in zip(rows_of(run_dir), rows_of(one), strict=True):  # no step twice
     assert ours["step"] == theirs["step"]
     assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
   assert rows_of(run_dir, keys=None)[:len(before)] == before  # resumed, not restarted
@@ -393,8 +393,8 @@ def test_a_requeued_two_task_job_resumes_both_processes_to_the_one_process_loss(
   saved = [re.findall(r"SIGTERM: checkpoint saved at step (\d+); rerun to resume", open(
       os.path.join(run_dir, log)).read()) for log in ("train.log", "train.1.log")]
   assert len(saved[0]) == 1 and saved[0] == saved[1] and int(saved[0][0]) > 50, saved
-  output = open(tmp_path / "slurm" / f"{task}.out").read()
+  output = open(tmp_path / "two" / "slurm" / f"{task}.out").read()
   assert output.count("Slurm requeued this task 1 time(s): resuming") == 2  # one per process
   assert output.count(f"({row.run_id}): completed") == 1, output  # the result, written once
   note(capsys, f"final eval loss {result(run_dir)['final_eval_loss']!r} on two tasks, requeued; "
-       f"{result(uninterrupted)['final_eval_loss']!r} in one process")
+       f"{result(one)['final_eval_loss']!r} in one process")
