@@ -16,7 +16,9 @@ Preemption: the script asks for `--requeue` and `--open-mode=append`. A task tha
 (preemption with PreemptMode=REQUEUE, `scontrol requeue`, a node failure) gets SIGTERM, its runs
 checkpoint and exit 143, and the requeued task resumes them from the checkpoint, appending to the
 same output file. A time limit or a `scancel` ends the task (TIMEOUT, CANCELLED) with its runs
-checkpointed; the next `sweep.py --executor slurm` submits them again and they resume.
+checkpointed; the next `sweep.py --executor slurm` submits them again and they resume. A task of
+several processes (one model, `--ntasks-per-node=2`) stops all of them after the same step, with one
+checkpoint, wherever each took the SIGTERM (training/loop.py), and resumes with all of them.
 """
 import os
 import shlex

@@ -98,6 +98,24 @@ def launch_two_processes(workdir, port, fault_of_second=None):
                            stderr=subprocess.PIPE, text=True) for i in range(2)]
 
 
+def wait_all(processes, returncode: int) -> list[str]:
+  """Waits for each process, asserts its exit code and returns their stderr; a hang past HANG_S
+  kills them all (a failed test leaves no process behind)."""
+  stderrs = []
+  try:
+    for process in processes:
+      stderrs.append(process.communicate(timeout=HANG_S)[1])
+      assert process.returncode == returncode, stderrs[-1][-2000:]
+    return stderrs
+  except subprocess.TimeoutExpired:
+    pytest.fail(f"the processes hung for {HANG_S} s")
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
   """Data parallelism over two jax.distributed processes (CPU collectives over localhost).
 
@@ -117,6 +135,28 @@ def test_two_processes_match_one_and_survive_losing_one(reference, tmp_path):
   for process in rerun:
     _, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 0, stderr[-2000:]
+  assert result(workdir)["final_eval_loss"] == pytest.approx(result(reference)["final_eval_loss"],
+                                                            abs=1e-5)
+  for ours, theirs in zip(rows(workdir), rows(reference), strict=True):
+    assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
+
+
+def test_a_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(reference,
+                                                                            tmp_path):
+  """SIGTERM reaches only the second process (at step 25, between checkpoints): both agree to stop
+  at the same step, save that step's checkpoint together and exit 143; rerunning both resumes
+  from it, logs no step twice and ends where one process does. (Without the agreement the first
+  process would step on alone into a collective the second never joins.)"""
+  workdir = tmp_path / "two"
+  processes = launch_two_processes(workdir, free_port(), fault_of_second="SIGTERM@25")
+  # The signal lands in step 25's host side, read while step 26 runs: both stop after step 26.
+  for stderr in wait_all(processes, 143):
+    assert "SIGTERM: checkpoint saved at step 26; rerun to resume" in stderr, stderr[-2000:]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["20", "26"]
+  assert not (workdir / "result.json").exists()
+  assert rows(workdir)[-1]["step"] == 25
+  wait_all(launch_two_processes(workdir, free_port()), 0)
+  assert [row["step"] for row in rows(workdir)] == [row["step"] for row in rows(reference)]
   assert result(workdir)["final_eval_loss"] == pytest.approx(result(reference)["final_eval_loss"],
                                                             abs=1e-5)
   for ours, theirs in zip(rows(workdir), rows(reference), strict=True):

@@ -1,7 +1,7 @@
 """sweep.py --executor slurm through a real single-node Slurm cluster (sweeps/slurm_cluster.sh):
 an array of groups of replicas equal to the local executor, a requeued (and a cancelled, then
-requeued) task and a task cut by its time limit resuming to the uninterrupted loss, a failing task
-reported with its logs, an array submitted after another waiting for it (the trunk-then-branch seam).
+requeued) task, a task cut by its time limit and a requeued two-task job (one model) resuming to
+the uninterrupted loss, a failing task reported with its logs, an array after another waiting.
 
 The tests start the cluster when they can (root on a Debian machine) and skip, saying why, when
 they cannot; CI (.ci/run) starts it first and sets SCALING_REQUIRE_SLURM=1, which turns the skip
@@ -25,6 +25,7 @@ from core.config import COMPILATION_CACHE_ENV, load_config
 from sweeps import kinds, locks, slurm, slurm_queue
 from sweeps.rows import write_plan
 from sweeps.processes import run_dir_of
+from training.loop import FAULT_ENV
 
 pytestmark = pytest.mark.slow  # a real scheduler running real train.py processes
 
@@ -37,6 +38,7 @@ MICRO = ["--config.train.seq_len=16", "--config.train.batch_size=4", "--config.t
          "--config.sweep.n_params=(3e3,)", "--config.train.schedule=cosine",
          "--config.sweep.branches=False", "--config.sweep.seeds=()"]
 LONG = "--config.sweep.tokens=(64000,)"  # 1000 steps: held by SIGSTOP at its first row
+HALF_LONG = "--config.sweep.tokens=(12800,)"  # 200 steps
 TIME_LIMIT = "--config.sweep.sbatch=('--time=1',)"  # one minute, Slurm's smallest
 KEYS = ("step", "tokens", "train_loss", "lr", "eval_loss")
 SUBMITTED = []  # job ids, cancelled when the module ends (a held task of a failed test)
@@ -319,14 +321,16 @@ def test_a_task_cut_by_its_time_limit_is_recorded_and_resumed_on_the_next_submis
   assert rows_of(run_dir) == rows_of(uninterrupted)
 
 
+TWO_TASKS = "--config.sweep.sbatch=('--ntasks-per-node=2',)"
+
+
 def test_a_two_task_job_trains_one_run_data_parallel_equal_to_one_process(cluster, cache,
                                                                          tmp_path, capsys):
   """--ntasks-per-node=2 on one node, a CPU device per task: srun starts the row in both tasks,
   train.py joins them with jax.distributed (SLURM_NTASKS > 1) and trains the one run
   data-parallel over the two processes, to the losses of the same run in one process."""
   variant = "--config.sweep.tokens=(1280,)"
-  two_tasks = "--config.sweep.sbatch=('--ntasks-per-node=2',)"
-  _, out, summary = run_sweep(capsys, *sweep_args(tmp_path / "two", cache, variant, two_tasks),
+  _, out, summary = run_sweep(capsys, *sweep_args(tmp_path / "two", cache, variant, TWO_TASKS),
                               "--executor", "slurm", "--wait")
   assert summary["completed"] == 1, out  # (code 1: one run is too few for the analysis)
   (row,) = planned_rows(variant)
@@ -339,3 +343,58 @@ def test_a_two_task_job_trains_one_run_data_parallel_equal_to_one_process(cluste
   for ours, theirs in zip(rows_of(run_dir), rows_of(one), strict=True):
     assert ours["step"] == theirs["step"]
     assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
+
+
+def held_train_pids(run_dir) -> list[int]:
+  """The pids of the train.py processes training `run_dir` that are stopped (SIGSTOP)."""
+  pids = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      argv = open(f"/proc/{pid}/cmdline").read().split("\0")
+      state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:  # it ended meanwhile
+      continue
+    if any(arg.endswith("train.py") for arg in argv) and run_dir in argv and state == "T":
+      pids.append(int(pid))
+  return pids
+
+
+def test_a_requeued_two_task_job_resumes_both_processes_to_the_one_process_loss(
+    cluster, cache, tmp_path, capsys, monkeypatch):
+  """A 200-step run on two tasks (one model, data-parallel), both processes holding themselves
+  after step 50 (the fault hook's SIGSTOP), then `scontrol requeue`: Slurm sends both SIGCONT and
+  SIGTERM; they agree on a step to stop after, save its checkpoint together and exit 143; the
+  requeued task's two processes resume from it and end at the one-process run's loss, every step
+  logged once, the rows before the requeue kept as written, the result written once."""
+  started, args = time.time(), sweep_args(tmp_path / "two", cache, HALF_LONG, TWO_TASKS)
+  monkeypatch.setenv(FAULT_ENV, "SIGSTOP@50")  # sbatch passes it to both tasks (and their requeue,
+  _, out, summary = run_sweep(capsys, *args, "--executor", "slurm")  # which resumes past step 50)
+  monkeypatch.delenv(FAULT_ENV)
+  task = f"{summary['slurm_job']}_0"
+  run_dir = run_dir_of(str(tmp_path / "two"), row := planned_rows(HALF_LONG)[0])
+  wait_for(lambda: len(held_train_pids(run_dir)) == 2, 180, "both train.py processes held")
+  held, before = time.time(), rows_of(run_dir, keys=None)
+  assert before[-1]["step"] == 50
+  subprocess.run(["scontrol", "requeue", task], check=True)
+  _, out, summary = run_sweep(capsys, *args, "--executor", "slurm", "--wait")
+  note(capsys, f"two tasks requeued: {time.time() - started:.1f} s ({held - started:.1f} s to the "
+       f"hold, {time.time() - held:.1f} s from the requeue to the end)")
+  assert "1 in queued or running Slurm jobs, 0 to submit" in out, out
+  assert summary["completed"] == 1 and summary["slurm_unfinished"] == {}, out
+  one = str(tmp_path / "one")  # the same run in one process, in one go
+  assert train.main(["--config", DEFAULT, "--workdir", one, cache, *row.overrides]) == 0
+  assert result(run_dir)["final_eval_loss"] == pytest.approx(result(one)["final_eval_loss"],
+                                                             abs=1e-5)
+  for ours, theirs in zip(rows_of(run_dir), rows_of(one), strict=True):  # no step twice
+    assert ours["step"] == theirs["step"]
+    assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
+  assert rows_of(run_dir, keys=None)[:len(before)] == before  # resumed, not restarted
+  # Both processes stopped after one step past 50 (51 unless a SIGTERM came late) and saved it once.
+  saved = [re.findall(r"SIGTERM: checkpoint saved at step (\d+); rerun to resume", open(
+      os.path.join(run_dir, log)).read()) for log in ("train.log", "train.1.log")]
+  assert len(saved[0]) == 1 and saved[0] == saved[1] and int(saved[0][0]) > 50, saved
+  output = open(tmp_path / "two" / "slurm" / f"{task}.out").read()
+  assert output.count("Slurm requeued this task 1 time(s): resuming") == 2  # one per process
+  assert output.count(f"({row.run_id}): completed") == 1, output  # the result, written once
+  note(capsys, f"final eval loss {result(run_dir)['final_eval_loss']!r} on two tasks, requeued; "
+       f"{result(one)['final_eval_loss']!r} in one process")

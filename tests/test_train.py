@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import train
 import wandb_records
 from conftest import FAST_40, ROOT, TINY, train_until_fault
 from core import rundir
+from core.config import ConfigError
+from training.loop import FAULT_ENV, faults_from_env
 
 FAST = FAST_40  # 40 steps of 16 x 64 tokens; checkpoints every 10 steps
 
@@ -65,6 +68,14 @@ def test_a_workdir_of_another_config_is_refused_unless_forced(finished_run, caps
   assert run(finished_run, "--config.seed=7") == 2
   assert "different config" in capsys.readouterr().err
   assert read_result(finished_run)["status"] == "completed"  # nothing lost
+
+
+def test_the_fault_hook_reads_its_steps_and_refuses_a_bad_one(monkeypatch):
+  monkeypatch.setenv(FAULT_ENV, "SIGTERM@20, SIGSTOP@37:parent")
+  assert faults_from_env() == {20: (signal.SIGTERM, False), 37: (signal.SIGSTOP, True)}
+  monkeypatch.setenv(FAULT_ENV, "SIGSTOP@0")
+  with pytest.raises(ConfigError, match="SIGSTOP@STEP, each optionally :parent"):
+    faults_from_env()
 
 
 @pytest.mark.slow

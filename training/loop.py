@@ -9,7 +9,8 @@ Fault injection for tests: SCALING_FAULT="SIGKILL@37" (or SIGTERM@37, or a comma
 makes the process signal itself right after step 37's host side is done (its metrics row and, when
 due, its checkpoint are on disk; nothing of step 38 is), at the last step before the final
 checkpoint and result.json; "SIGKILL@37:parent" signals its parent instead (a sweep, killed at an
-exact step of its run). Unset, it costs one int comparison per step and changes nothing.
+exact step of its run); "SIGSTOP@37" holds the process there until a SIGCONT (a test's hold at an
+exact step). Unset, it costs one int comparison per step and changes nothing.
 """
 import contextlib
 import dataclasses
@@ -24,6 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 import data
 import data.eval_sets
@@ -38,7 +40,7 @@ from training.plan import Plan
 from training.steps import Trainer, host_step
 
 FAULT_ENV = "SCALING_FAULT"
-FAULT_SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM}
+FAULT_SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGSTOP": signal.SIGSTOP}
 NO_FAULT = -1  # a step no run reaches
 
 
@@ -52,8 +54,8 @@ def faults_from_env() -> dict[int, tuple[int, bool]]:
     step, _, target = at.partition(":")
     if (name not in FAULT_SIGNALS or not step.isdigit() or int(step) < 1
         or target not in ("", "parent")):
-      raise ConfigError(f"{FAULT_ENV}={text!r}: expected SIGKILL@STEP or SIGTERM@STEP, each "
-                        f"optionally :parent, comma-separated, STEP >= 1")
+      raise ConfigError(f"{FAULT_ENV}={text!r}: expected SIGKILL@STEP, SIGTERM@STEP or "
+                        f"SIGSTOP@STEP, each optionally :parent, comma-separated, STEP >= 1")
     faults[int(step)] = (FAULT_SIGNALS[name], target == "parent")
   return faults
 
@@ -92,7 +94,7 @@ class StepLoop:
   primary: bool                  # the process that writes the run's files
   divergence_loss: float         # a train loss above it (or not finite) is a divergence
   keep_steps: tuple[int, ...]    # checkpoints kept for good (a trunk's branch points)
-  stop_signal: list[int]         # the SIGTERMs received: the loop stops at the next step
+  stop_signal: list[int]         # the SIGTERMs / SIGINTs received: the loop stops at the next step
   state: Optional[dict]          # the train state (a pytree of arrays), once run() starts
   throughput: Optional[Throughput]
   tasks: Optional[TaskEval]      # eval.tasks, scored at every evaluation (None: no tasks)
@@ -139,7 +141,7 @@ class StepLoop:
     pending = None  # (steps done, metrics, eval loss): read on the host one step late
     train_batches = self.batches.train(sources, first_step, plan.steps)
     for step, batch in zip(range(first_step, plan.steps), train_batches):
-      if self.stop_signal or not self.training():
+      if self._stopping() or not self.training():
         break
       # Tracing and compiling the first step are not training throughput.
       with self.throughput.excluded() if step == first_step else contextlib.nullcontext():
@@ -169,10 +171,24 @@ class StepLoop:
       if pending[0] == self.next_fault:
         self._fault(pending[0])
     progress.close()
-    if self.stop_signal and self.training():
+    if self._stopping() and self.training():
       self.save(host_step(self.state), wait=True)
       return True
     return False
+
+  def _stopping(self) -> bool:
+    """Whether to stop here: a SIGTERM / SIGINT received by this process or, in a multi-process
+    run, by any of them. Every process asks at the same points of the loop, so all stop after the
+    same step and save its checkpoint together (one stopping alone would leave the others waiting
+    in the next step's collectives); a process that received none takes the others' signal. A
+    signal that comes after this process's gather counts at the next one, in every process."""
+    if jax.process_count() == 1:
+      return bool(self.stop_signal)
+    received = [int(signum) for signum in multihost_utils.process_allgather(
+        np.int32(self.stop_signal[0] if self.stop_signal else 0)) if signum]
+    if received and not self.stop_signal:
+      self.stop_signal.append(received[0])
+    return bool(received)
 
   def _fault(self, step: int) -> None:
     """Signals this process (or its parent) as $SCALING_FAULT asks, once step's files are on disk."""
