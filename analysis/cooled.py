@@ -20,7 +20,6 @@ import warnings
 
 import numpy as np
 
-from analysis import envelope as curves_lib
 from analysis import fitter
 from analysis import forms
 from analysis.runs import AnalysisWarning, DataError
@@ -126,13 +125,16 @@ def lengths(family: Family, points: int = POINTS) -> np.ndarray:
 
 
 def cooled_curve(family: Family, form_name: str = FORM, points: int = POINTS):
-  """(flops, tokens, loss, predicted mask) of the family's cooled curve, or (the measured
-  endpoints alone, None mask) with the reason the law could not be fitted."""
+  """((flops, tokens, loss) of the family's cooled curve, its predicted mask, the law's relative
+  error at each measured endpoint), or (the measured endpoints alone, the reason the law could not
+  be fitted, None)."""
   measured = np.array(family.endpoints, np.float64)
   try:
     form, law_fit = fit_law(fit_curves(family), form_name)
   except DataError as e:
-    return measured.T, str(e)
+    return measured.T, str(e), None
+  errors = [predict_final(form, law_fit, c.lr, family.n) / m - 1
+            for c, m in zip(family.curves, measured[:, 2])]
   steps = lengths(family, points)
   ends = {c.total_steps for c in family.curves}
   steps = steps[[s not in ends for s in steps]]
@@ -145,7 +147,7 @@ def cooled_curve(family: Family, form_name: str = FORM, points: int = POINTS):
   predicted = np.concatenate([np.ones(len(steps), bool), np.zeros(len(measured), bool)])
   order = np.argsort(flops)
   keep = np.isfinite(loss[order]) & (loss[order] > 0)
-  return (flops[order][keep], tokens[order][keep], loss[order][keep]), predicted[order][keep]
+  return (flops[order][keep], tokens[order][keep], loss[order][keep]), predicted[order][keep], errors
 
 
 def envelope_curves(run_ids, n, curves_dir: str, curves: list):
@@ -161,7 +163,7 @@ def envelope_curves(run_ids, n, curves_dir: str, curves: list):
                                              "families": []}
   for fam in fams:
     in_family[fam.rows] = True
-    curve, predicted = cooled_curve(fam)
+    curve, predicted, errors = cooled_curve(fam)
     note = {"trunk": fam.trunk, "n": fam.n, "branches": len(fam.rows)}
     if isinstance(predicted, str):
       warnings.warn(f"approach 1: the curve law {FORM} could not be fitted on trunk {fam.trunk} "
@@ -169,12 +171,16 @@ def envelope_curves(run_ids, n, curves_dir: str, curves: list):
                     "endpoints alone", AnalysisWarning)
       note.update(fallback="measured_endpoints", reason=predicted, n_predicted=0)
     else:
-      note["n_predicted"] = int(predicted.sum())
+      note.update(n_predicted=int(predicted.sum()), endpoint_rel_errors=errors)
     record["families"].append(note)
     if len(curve[0]) >= 2:
       out.append(curve)
       out_n.append(fam.n)
       members.append(fam.rows)
+  fell_back = sum("fallback" in f for f in record["families"])
+  record["note"] = (f" (branches: the envelope of cooled-down losses predicted along {len(fams)} "
+                    f"trunks by the curve law {FORM}, measured endpoints kept; {fell_back} "
+                    "trunk(s) on measured endpoints alone)")
   for i in np.flatnonzero(~in_family):
     out.append(curves[i])
     out_n.append(float(n[i]))
