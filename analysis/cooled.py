@@ -11,6 +11,10 @@ steps: its cooldown fraction and shape) that would leave the trunk where that sc
 A family's cooled curve is those predictions with its branches' measured final losses (the
 smoothed end of each branch's curve, envelope.curve_of) put in their place, so the envelope reads
 losses of cooled-down runs only. Lengths run from half the shortest branch to the longest.
+The first trunk (most branches) is fitted from the form's grid, each next one from the distinct
+minima of the last WARM fitted (trunks of one sweep share the schedule, so their minima are
+near each other; a whole grid per trunk costs several times more), on at most FIT_POINTS points
+of its trunk and of each cooldown.
 A family whose law cannot be fitted keeps its measured branch endpoints alone (AnalysisWarning).
 Runs that are not branches (no branch.json) keep their whole curves, as before.
 """
@@ -28,6 +32,7 @@ from core import rundir
 FORM = "tissue"
 POINTS = 24
 FIT_POINTS = 64  # per fitted curve (trunk, each cooldown)
+WARM = 3  # trunks after the first start from the distinct minima of the last WARM fitted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +97,12 @@ def _thinned(curve):
   return dataclasses.replace(curve, steps=curve.steps[keep], loss=curve.loss[keep])
 
 
-def fit_law(curves, form_name: str = FORM):
-  """(form, LawFit) of the curve law on `curves`; raises DataError when it cannot be fitted."""
+def fit_law(curves, form_name: str = FORM, starts=None):
+  """(form, LawFit) of the curve law on `curves` (from its grid, or `starts`); raises DataError
+  when it cannot be fitted."""
   from analysis.curves import areas, fit  # pylint: disable=g-import-not-at-top (JAX)
   form = forms.get(form_name)
-  law_fit = fit.fit_form(form, curves, [areas.history(c.lr) for c in curves])
+  law_fit = fit.fit_form(form, curves, [areas.history(c.lr) for c in curves], starts)
   if not np.all(np.isfinite(law_fit.raw)):
     raise DataError(f"{form_name}: the fit did not reach finite parameters")
   return form, law_fit
@@ -112,10 +118,17 @@ def schedule_of(config, steps: int) -> np.ndarray:
 
 def predict_final(form, law_fit, lr, n=None) -> float:
   """The law's loss at the last step of the schedule `lr`."""
+  return float(predict_finals(form, law_fit, [lr], n)[0])
+
+
+def predict_finals(form, law_fit, schedules, n=None) -> np.ndarray:
+  """The law's loss at the last step of each schedule (one evaluation for all)."""
   from analysis.curves import areas, fit  # pylint: disable=g-import-not-at-top (JAX)
-  h = areas.history(lr)
-  inputs = fit.inputs_of(form, h, [h.steps], n, fit.node_size([h]))
-  return float(np.exp(fitter.predict_log(form, law_fit.raw, inputs))[0])
+  histories = [areas.history(lr) for lr in schedules]
+  size = fit.node_size(histories)
+  parts = [fit.inputs_of(form, h, [h.steps], n, size) for h in histories]
+  inputs = tuple(np.concatenate([p[k] for p in parts]) for k in range(len(form.inputs)))
+  return np.exp(fitter.predict_log(form, law_fit.raw, inputs))
 
 
 def lengths(family: Family, points: int = POINTS) -> np.ndarray:
@@ -124,30 +137,31 @@ def lengths(family: Family, points: int = POINTS) -> np.ndarray:
   return np.unique(np.round(np.geomspace(max(2, shortest // 2), longest, points)).astype(int))
 
 
-def cooled_curve(family: Family, form_name: str = FORM, points: int = POINTS):
+def cooled_curve(family: Family, form_name: str = FORM, points: int = POINTS, starts=None):
   """((flops, tokens, loss) of the family's cooled curve, its predicted mask, the law's relative
-  error at each measured endpoint), or (the measured endpoints alone, the reason the law could not
-  be fitted, None)."""
+  error at each measured endpoint, the LawFit), or (the measured endpoints alone, the reason the
+  law could not be fitted, None, None). `starts`: the fit's (default: the form's grid)."""
   measured = np.array(family.endpoints, np.float64)
   try:
-    form, law_fit = fit_law(fit_curves(family), form_name)
+    form, law_fit = fit_law(fit_curves(family), form_name, starts)
   except DataError as e:
-    return measured.T, str(e), None
-  errors = [predict_final(form, law_fit, c.lr, family.n) / m - 1
-            for c, m in zip(family.curves, measured[:, 2])]
+    return measured.T, str(e), None, None
   steps = lengths(family, points)
   ends = {c.total_steps for c in family.curves}
   steps = steps[[s not in ends for s in steps]]
   tokens_per_step = family.curves[-1].tokens_per_step
-  loss = np.array([predict_final(form, law_fit, schedule_of(family.config, s), family.n)
-                   for s in steps])
+  loss = predict_finals(form, law_fit, [c.lr for c in family.curves] +
+                        [schedule_of(family.config, s) for s in steps], family.n)
+  errors = list(loss[:len(measured)] / measured[:, 2] - 1)
+  loss = loss[len(measured):]
   flops = np.concatenate([steps * family.flops_per_step, measured[:, 0]])
   tokens = np.concatenate([steps * tokens_per_step, measured[:, 1]])
   loss = np.concatenate([loss, measured[:, 2]])
   predicted = np.concatenate([np.ones(len(steps), bool), np.zeros(len(measured), bool)])
   order = np.argsort(flops)
   keep = np.isfinite(loss[order]) & (loss[order] > 0)
-  return (flops[order][keep], tokens[order][keep], loss[order][keep]), predicted[order][keep], errors
+  return ((flops[order][keep], tokens[order][keep], loss[order][keep]), predicted[order][keep],
+          errors, law_fit)
 
 
 def envelope_curves(run_ids, n, curves_dir: str, curves: list):
@@ -161,9 +175,13 @@ def envelope_curves(run_ids, n, curves_dir: str, curves: list):
   in_family = np.zeros(len(curves), bool)
   out, out_n, members, record = [], [], [], {"points": "cooled_predicted", "form": FORM,
                                              "families": []}
-  for fam in fams:
+  warm = []  # the distinct minima of the trunks fitted so far: the next trunk's starts
+  for fam in sorted(fams, key=lambda f: (-len(f.rows), f.n)):
     in_family[fam.rows] = True
-    curve, predicted, errors = cooled_curve(fam)
+    starts = np.concatenate(warm[-WARM:]) if warm else None
+    curve, predicted, errors, law_fit = cooled_curve(fam, starts=starts)
+    if law_fit is not None:
+      warm.append(law_fit.alternates)
     note = {"trunk": fam.trunk, "n": fam.n, "branches": len(fam.rows)}
     if isinstance(predicted, str):
       warnings.warn(f"approach 1: the curve law {FORM} could not be fitted on trunk {fam.trunk} "

@@ -60,7 +60,7 @@ def test_cooled_losses_predicted_along_a_trunk_equal_the_laws():
   law = {"L0": 2.0, "A": 0.8, "alpha": 0.5, "C": 5.0, "lambda": 0.95}
   config = config_of()
   fam = family_of(law, 1e5, (60, 120, 240), config)
-  (flops, tokens, loss), predicted, errors = cooled.cooled_curve(fam)
+  (flops, tokens, loss), predicted, errors, _ = cooled.cooled_curve(fam)
   np.testing.assert_allclose(errors, 0, atol=1e-4)
   assert predicted.sum() >= 20 and (~predicted).sum() == 3  # the 3 measured endpoints kept
   assert np.all(np.diff(flops) > 0)
@@ -99,7 +99,7 @@ def test_the_cooled_envelope_recovers_the_laws_compute_optimal_exponent():
 def test_a_trunk_the_law_cannot_fit_keeps_its_measured_endpoints():
   law = {"L0": 2.0, "A": 0.8, "alpha": 0.5, "C": 5.0, "lambda": 0.95}
   fam = family_of(law, 1e5, (12, 16), config_of(), every=50)  # 2 points a curve
-  (flops, _, loss), reason, errors = cooled.cooled_curve(fam)
+  (flops, _, loss), reason, errors, _ = cooled.cooled_curve(fam)
   assert errors is None
   assert "measured points after the warmup" in reason
   np.testing.assert_allclose(flops, [e[0] for e in fam.endpoints])
