@@ -164,6 +164,17 @@ def cooled_curve(family: Family, form_name: str = FORM, points: int = POINTS, st
           errors, law_fit)
 
 
+def cooled_curves(fams: list) -> list:
+  """cooled_curve of each family (in order): the one with most branches fitted from the form's
+  grid, each next one from the distinct minima of the last WARM fitted."""
+  out, warm = {}, []
+  for k in sorted(range(len(fams)), key=lambda k: (-len(fams[k].rows), fams[k].n)):
+    out[k] = cooled_curve(fams[k], starts=np.concatenate(warm[-WARM:]) if warm else None)
+    if out[k][3] is not None:
+      warm.append(out[k][3].alternates)
+  return [out[k] for k in range(len(fams))]
+
+
 def envelope_curves(run_ids, n, curves_dir: str, curves: list):
   """(curves, their n, row of each curve in `curves`' runs per curve, record) for approach 1:
   every branch family's cooled curve and every other run's own curve; record is fit.json's
@@ -175,13 +186,8 @@ def envelope_curves(run_ids, n, curves_dir: str, curves: list):
   in_family = np.zeros(len(curves), bool)
   out, out_n, members, record = [], [], [], {"points": "cooled_predicted", "form": FORM,
                                              "families": []}
-  warm = []  # the distinct minima of the trunks fitted so far: the next trunk's starts
-  for fam in sorted(fams, key=lambda f: (-len(f.rows), f.n)):
+  for fam, (curve, predicted, errors, _) in zip(fams, cooled_curves(fams)):
     in_family[fam.rows] = True
-    starts = np.concatenate(warm[-WARM:]) if warm else None
-    curve, predicted, errors, law_fit = cooled_curve(fam, starts=starts)
-    if law_fit is not None:
-      warm.append(law_fit.alternates)
     note = {"trunk": fam.trunk, "n": fam.n, "branches": len(fam.rows)}
     if isinstance(predicted, str):
       warnings.warn(f"approach 1: the curve law {FORM} could not be fitted on trunk {fam.trunk} "

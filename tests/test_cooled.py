@@ -76,23 +76,24 @@ def test_the_cooled_envelope_recovers_the_laws_compute_optimal_exponent():
   # terms, S1 ~ peak * steps); FLOPs 6 n tokens. A short warmup and a fast annealing response
   # (lambda 0.5) keep S1 proportional to the steps and C S2 the same at every length, so the
   # cooled loss is E' + B n^-beta + A' D^-alpha: N_opt ~ C^(alpha / (alpha + beta)) = 0.4.
+  # Approach 1 reads N off discrete sizes, and a size's cooled curve spans only its branches'
+  # budgets, so the design spans N_opt over many sizes (a sqrt(2) ladder over 64x; budgets 4x
+  # apart over 16,384x, each size's branches where they last 20 to 2,000 steps, 100x).
   e, b, beta, a, alpha = 1.0, 30.0, 0.6, 0.05, 0.4
   config = config_of(warmup_steps=1)
-  budgets = 6 * TPS * 1e4 * 100 * 4.0 ** np.arange(4)
+  budgets = 6 * TPS * 1e4 * 25 * 4.0 ** np.arange(8)
   fams = []
-  sizes = 1e4 * 2.0 ** np.arange(9)
-  for n in sizes:
-    totals = [int(round(c / (6 * n * TPS))) for c in budgets]
-    totals = [t for t in totals if 40 <= t <= 1600]
-    if not totals:
-      continue
-    law = {"L0": e + b * n ** -beta, "A": a, "alpha": alpha, "C": 0.5, "lambda": 0.5}
-    fams.append(family_of(law, n, totals, config, every=8))
-  curves = [cooled.cooled_curve(f)[0] for f in fams]
+  for n in 1e4 * 2.0 ** (np.arange(13) / 2):
+    totals = sorted(int(round(c / (6 * n * TPS))) for c in budgets)
+    totals = [t for t in totals if 20 <= t <= 2000]
+    if totals:
+      law = {"L0": e + b * n ** -beta, "A": a, "alpha": alpha, "C": 0.5, "lambda": 0.5}
+      fams.append(family_of(law, n, totals, config, every=8))
+  curves = [c[0] for c in cooled.cooled_curves(fams)]
   grid = envelope.flops_grid_of(curves)
   loss, tokens = envelope.loss_grid(curves, grid)
   fit = envelope.fit_envelope(envelope.envelope([f.n for f in fams], loss, tokens, grid))
-  assert fit["n_sizes"] >= 3
+  assert fit["n_sizes"] >= 6
   assert fit["a"] == pytest.approx(alpha / (alpha + beta), abs=0.03)
 
 
