@@ -169,7 +169,10 @@ def cooled_curves(fams: list) -> list:
   grid, each next one from the distinct minima of the last WARM fitted."""
   out, warm = {}, []
   for k in sorted(range(len(fams)), key=lambda k: (-len(fams[k].rows), fams[k].n)):
-    out[k] = cooled_curve(fams[k], starts=np.concatenate(warm[-WARM:]) if warm else None)
+    # Always WARM x N_ALTERNATES starts (rows repeated): one shape, one compiled fit.
+    starts = (np.resize(np.concatenate(warm[-WARM:]), (WARM * fitter.N_ALTERNATES,
+                                                       warm[0].shape[1])) if warm else None)
+    out[k] = cooled_curve(fams[k], starts=starts)
     if out[k][3] is not None:
       warm.append(out[k][3].alternates)
   return [out[k] for k in range(len(fams))]
