@@ -115,13 +115,14 @@ def one_variable_samples(x, loss, counts) -> dict:
   return samples
 
 
-def compute_samples(runs, grid, counts, with_curves) -> dict:
+def compute_samples(runs, grid, counts, curve_counts) -> dict:
   """Per resample: alpha_C and C_c of L(C) through the envelope of the training curves (`grid` from
-  envelope.loss_grid, for the runs in with_curves) or, without curves, of the final points."""
+  envelope.loss_grid; `curve_counts` [resamples, its curves]) or, without curves, of the final
+  points."""
   samples = {"alpha_C": np.full(len(counts), np.nan), "C_c": np.full(len(counts), np.nan)}
   for i, weights in enumerate(counts):
     if grid is not None:
-      env = envelope.envelope(*grid, weights[with_curves] > 0)
+      env = envelope.envelope(*grid, curve_counts[i] > 0)
       fit = _guarded(lambda: kaplan.fit_compute(env["flops"], env["loss"]))
     else:
       chosen = weights > 0

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from analysis import bootstrap
+from analysis import cooled
 from analysis import envelope as curves_lib
 from analysis import diagnostics
 from analysis import fitter
@@ -81,25 +82,31 @@ def _tokens_per_param_ci(samples, optimum, flops):
 
 
 def _approach1(runs, curves_dir):
-  """(with_curves mask, curves, loss grid, envelope, power-law fit or None) from the run curves."""
+  """(with_curves mask, the envelope's curves, their n, loss grid, envelope, power-law fit or
+  None, record) from the run curves; a branch sweep's are its trunks' cooled curves
+  (analysis/cooled.py). record: fit.json's `points` and, for a branch sweep, its trunks, with
+  `members` (the runs with curves behind each envelope curve, for the bootstrap)."""
   with_curves = np.zeros(len(runs), bool)
   if not curves_dir:
-    return with_curves, [], None, None, None
+    return with_curves, [], None, None, None, None, None
   by_run = curves_lib.load_curves(runs.run_id, curves_dir)
   with_curves = np.array([r in by_run for r in runs.run_id])
   curves = [by_run[r] for r in runs.run_id[with_curves]]
   if not curves:
     warnings.warn(f"approach 1: no run of the table has a metrics.jsonl under {curves_dir}",
                   AnalysisWarning)
-    return with_curves, [], None, None, None
+    return with_curves, [], None, None, None, None, None
+  curves, curve_n, members, record = cooled.envelope_curves(
+      runs.run_id[with_curves], runs.n[with_curves], curves_dir, curves)
+  record["members"] = members
   flops_grid = curves_lib.flops_grid_of(curves)
-  grid = (runs.n[with_curves],) + curves_lib.loss_grid(curves, flops_grid) + (flops_grid,)
+  grid = (curve_n,) + curves_lib.loss_grid(curves, flops_grid) + (flops_grid,)
   env = curves_lib.envelope(*grid)
   fit = curves_lib.fit_envelope(env)
   if isinstance(fit, str):
     warnings.warn(fit, AnalysisWarning)
     fit = None
-  return with_curves, curves, grid, env, fit
+  return with_curves, curves, curve_n, grid, env, fit, record
 
 
 def fit_forms(runs, forms_=None) -> dict:
@@ -157,10 +164,15 @@ def _frontier_rows(budgets, data, fits, approach2, approach1, samples, conventio
   return rows
 
 
-def _bootstrap(runs, fits, grid, with_curves, labels, budgets, n_bootstrap, seed, unit, window):
-  """(samples per fit, fit.json's bootstrap section): refits of `fits` on resampled units."""
+def _bootstrap(runs, fits, grid, with_curves, members, labels, budgets, n_bootstrap, seed, unit,
+               window):
+  """(samples per fit, fit.json's bootstrap section): refits of `fits` on resampled units;
+  `members`: the runs with curves behind each envelope curve (None: one run each)."""
   units = bootstrap.units_of(runs, unit, labels)
   counts = bootstrap.resample_rows(units, n_bootstrap, seed)
+  curve_counts = counts[:, with_curves]
+  if members is not None:
+    curve_counts = cooled.family_weights(members, curve_counts)
   samples = {}
   for form in forms.registered():
     if form.name in fits:
@@ -169,10 +181,10 @@ def _bootstrap(runs, fits, grid, with_curves, labels, budgets, n_bootstrap, seed
   if fits["approach2"]:
     samples["approach2"] = bootstrap.approach2_samples(runs, labels, budgets, counts, window)
   if fits["approach1"]:
-    samples["approach1"] = bootstrap.approach1_samples(*grid, counts[:, with_curves])
+    samples["approach1"] = bootstrap.approach1_samples(*grid, curve_counts)
   samples["L_N"] = bootstrap.one_variable_samples(runs.n_kaplan, runs.loss, counts)
   samples["L_D"] = bootstrap.one_variable_samples(runs.d, runs.loss, counts)
-  samples["L_C"] = bootstrap.compute_samples(runs, grid, counts, with_curves)
+  samples["L_C"] = bootstrap.compute_samples(runs, grid, counts, curve_counts)
   failed = {}
   for name in samples:
     samples[name], failed[name] = bootstrap.drop_failed(samples[name])
@@ -224,14 +236,15 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
   if approach2 is None and len(budgets) > 1:
     warnings.warn(f"approach 2 needs IsoFLOP profiles at 2 or more budgets; {len(profiles)} "
                   "usable", AnalysisWarning)
-  with_curves, curves, grid, env, approach1 = _approach1(runs, curves_dir)
+  with_curves, curves, curve_n, grid, env, approach1, points = _approach1(runs, curves_dir)
+  members = points.pop("members") if points else None
   l_n, l_d, l_c = _kaplan_one_variable(runs, env)
 
   samples, info = {}, {"n_samples": 0, "seed": seed, "unit": unit}
   if n_bootstrap:
     samples, info = _bootstrap(
         runs, {**fits, "approach2": approach2, "approach1": approach1},
-        grid, with_curves, labels, budgets, n_bootstrap, seed, unit, window)
+        grid, with_curves, members, labels, budgets, n_bootstrap, seed, unit, window)
 
   convention = frontier.flops_convention(runs)
   fit = {
@@ -255,7 +268,7 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
                      for p in profiles]}
   if approach1:
     fit["chinchilla_approach1"] = {**_power_law_section(approach1, samples.get("approach1")),
-                                   "n_curves": len(curves)}
+                                   "n_curves": int(with_curves.sum()), **points}
   for form in forms.registered():
     if form.name in sections and form.name != forms.PRIMARY:
       fit[form.section] = sections[form.name]
@@ -288,7 +301,7 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
 
   arrays = {"runs": runs, "fits": fits, "fit3": fit3, "profiles": profiles,
             "approach2": approach2, "approach1": approach1, "curves": curves,
-            "curve_n": runs.n[with_curves], "envelope": env, "l_n": l_n, "frontier": rows,
+            "curve_n": curve_n, "envelope": env, "l_n": l_n, "frontier": rows,
             "samples": samples}
   return fit, arrays
 

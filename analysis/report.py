@@ -120,7 +120,7 @@ def _fit_blocks(fit: dict) -> list:
   if a1:
     blocks += [
         ("h2", "Chinchilla Approach 1: envelope of the training curves"),
-        ("p", f"{a1['n_curves']} training curves; {a1['n_points']} envelope points over "
+        ("p", f"{a1['n_curves']} training curves{a1.get('note', '')}; {a1['n_points']} envelope points over "
               f"{a1['n_sizes']} interior model sizes."),
         ("table", ["parameter", "value", "95% CI"], _param_rows(a1, ("a", "b")))]
   k = fit["kaplan"]

@@ -78,8 +78,9 @@ def usable(form, curves) -> str | None:
   return None
 
 
-def fit_form(form, curves, histories) -> fitter.LawFit:
-  """The form fitted on the curves' measured points after their warmups."""
+def fit_form(form, curves, histories, starts=None) -> fitter.LawFit:
+  """The form fitted on the curves' measured points after their warmups (from the form's grid,
+  or `starts`: raw rows)."""
   size = node_size(histories)
   parts, losses = [], []
   for curve, h in zip(curves, histories):
@@ -91,7 +92,7 @@ def fit_form(form, curves, histories) -> fitter.LawFit:
     raise DataError(f"{form.name}: {len(loss)} measured points after the warmup in the fitted "
                     f"runs; it has {len(form.params)} parameters")
   inputs = tuple(np.concatenate([p[k] for p in parts]) for k in range(len(form.inputs)))
-  return fitter.fit(form, inputs, loss)
+  return fitter.fit(form, inputs, loss, starts)
 
 
 def predict(form, law_fit: fitter.LawFit, curve, h: areas.History, size: int) -> Prediction:
