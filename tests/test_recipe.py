@@ -6,6 +6,8 @@ import os
 import jax
 import pytest
 
+import sweep
+import train
 from sweeps.kinds import isoflop  # noqa: F401 (default_sweep.py's kind, imported at collection)
 from conftest import ROOT
 from core.config import ConfigError, load_config
@@ -175,9 +177,13 @@ def test_a_mup_recipe_without_a_base_width_fails_in_one_line_before_anything_run
     sweep_point("--config.recipe.name=mup", "--config.recipe.base_width=0")
   with pytest.raises(ConfigError, match="recipe.parametrization"):
     sweep_point("--config.recipe.parametrization=nope")
-  import train  # pylint: disable=g-import-not-at-top (imports JAX)
   workdir = tmp_path / "run"
   assert train.main(["--config", DEFAULT_SWEEP, "--workdir", str(workdir),
                      "--config.recipe.name=mup", "--config.recipe.base_width=0"]) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "recipe.base_width" in err and not workdir.exists()
+  sweep_dir = tmp_path / "sweep"
+  assert sweep.main(["--workdir", str(sweep_dir), "--config.recipe.name=mup",
+                     "--config.recipe.base_width=0"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "recipe.base_width" in err and not sweep_dir.exists()
