@@ -121,7 +121,7 @@ def get_config() -> ml_collections.ConfigDict:
   # It only resolves to those explicit values, so it is left out of a run's hash. Every constant
   # is None here: the named recipe's value; set one to override it. The default recipe's in [].
   c.recipe = ml_collections.ConfigDict()
-  c.recipe.name = "default"            # one of model.recipe.RECIPES
+  c.recipe.name = "default"            # one of model.recipe.RECIPES: default | mup (one muP lr)
   c.recipe.lr_base = None              # [3e-3] lr(N) = lr_base * (N / lr_anchor) ** lr_exponent
   c.recipe.lr_anchor = None            # [1e6] non-embedding parameters
   c.recipe.lr_exponent = None          # [-1/3] (the OLMo ladder's N^-1/3)
@@ -134,6 +134,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.recipe.b2_small = None             # [0.95] beta2 below b2_small_below tokens per step
   c.recipe.b2_small_below = None       # [0] tokens per step; 0: b2 at every batch
   c.recipe.aspect_ratio = None         # [64] d_model / depth of the sizing rule (model/sizing.py)
+  # [sp] the model.parametrization of a config that leaves it at sp (recipe mup: mup), and
+  c.recipe.parametrization = None
+  c.recipe.base_width = None           # [0] the model.base_width of one that leaves 0 (mup: 16)
 
   # In-context learning tasks: measurements, not part of what a run computes, so the `eval`
   # section is left out of a run's id (training/plan.py UNHASHED_KEYS).

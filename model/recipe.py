@@ -19,12 +19,26 @@ The default recipe:
 - AdamW beta2         0.95 at every batch (b2_small below b2_small_below tokens per step is the seam
                       for a batch-dependent rule: small batches want a longer second-moment memory).
 - Shape               model/sizing.py's rule at d_model / depth = 64.
+- Parametrization     sp (model/parametrization.py): the lr rule above carries the width/depth
+                      dependence.
+
+The `mup` recipe (recipe.name=mup) transfers one learning rate instead: every run whose config
+leaves model.parametrization at sp (the default) trains under mup with model.base_width =
+recipe.base_width where the config leaves 0, at lr(N) = lr_base (lr_exponent 0: muP's per-group
+lr, init and output multipliers carry the width dependence). Its base width is fixed, not each
+sweep's smallest shape, so a run's numbers and id are a function of its own config (the same run
+in any sweep, its verification run and a rerun with another ladder), and because lr_base was tuned
+at exactly that base: a base moved elsewhere would need lr_base tuned again. Batch, warmup, beta2
+and shape stay the default recipe's. An explicit model.parametrization other than sp
+(e.g. completep), model.base_width or train.lr still wins; under the mup recipe a config cannot ask
+for sp (the default value means "the recipe's"): to train sp, use the default recipe.
 """
 import dataclasses
 import math
 
 from core.config import ConfigError
 from model import sizing
+from model.parametrization import PARAMETRIZATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +56,8 @@ class Recipe:
   b2_small: float = 0.95
   b2_small_below: float = 0
   aspect_ratio: float = sizing.ASPECT_RATIO
+  parametrization: str = "sp"
+  base_width: int = 0
 
   def lr(self, n_params: float) -> float:
     return self.lr_base * (n_params / self.lr_anchor) ** self.lr_exponent
@@ -63,9 +79,25 @@ class Recipe:
   def shape(self, n_params: float, mlp: str = "gelu", family: str = "decoder") -> dict:
     return sizing.shape_for_params(n_params, mlp, family, aspect_ratio=self.aspect_ratio)
 
+  def parametrize(self, parametrization: str, base_width: int) -> tuple[str, int]:
+    """(model.parametrization, model.base_width) of a config that gives these: sp (the default)
+    becomes the recipe's parametrization and a base width of 0 the recipe's, under a parametrization
+    that has one; anything else explicit is kept."""
+    if parametrization == "sp":
+      parametrization = self.parametrization
+    if parametrization != "sp" and base_width == 0:
+      base_width = self.base_width
+    return parametrization, base_width
+
 
 # Adding a recipe is one entry here (with its source in a comment) and one test.
-RECIPES = {"default": Recipe()}
+RECIPES = {
+    "default": Recipe(),
+    # One lr tuned at the default sweep's smallest shape (d_model 16, 1 layer: base_width 16) and
+    # transferred by muP: the scan, its parabola optimum and the transfer check are in
+    # docs/results/2026-12-03-mup-recipe.md.
+    "mup": Recipe(lr_base=0.044, lr_exponent=0.0, parametrization="mup", base_width=16),
+}
 FIELDS = tuple(field.name for field in dataclasses.fields(Recipe))
 
 
@@ -82,6 +114,14 @@ def from_config(config) -> Recipe:
   if any(not getattr(recipe, key) > 0 for key in positive) or recipe.warmup_tokens_per_param < 0:
     raise ConfigError(f"recipe.{', recipe.'.join(positive)} must be positive and "
                       "recipe.warmup_tokens_per_param at least 0")
+  if recipe.parametrization not in PARAMETRIZATIONS:
+    raise ConfigError(f"recipe.parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got "
+                      f"{recipe.parametrization!r}")
+  if recipe.parametrization != "sp" and not (isinstance(recipe.base_width, int)
+                                              and recipe.base_width > 0):
+    raise ConfigError(f"recipe.parametrization={recipe.parametrization} needs recipe.base_width, "
+                      f"the d_model its lr_base was tuned at (a positive integer), got "
+                      f"{recipe.base_width!r}")
   if not (0 < recipe.b2 < 1 and 0 < recipe.b2_small < 1):
     raise ConfigError(f"recipe.b2 and recipe.b2_small must be within (0, 1), got {recipe.b2} "
                       f"and {recipe.b2_small}")

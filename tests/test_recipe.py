@@ -6,9 +6,12 @@ import os
 import jax
 import pytest
 
+import sweep
+import train
+from sweeps.kinds import isoflop  # noqa: F401 (default_sweep.py's kind, imported at collection)
 from conftest import ROOT
 from core.config import ConfigError, load_config
-from model import sizing
+from model import parametrization, sizing
 from model.recipe import RECIPES, Recipe
 from training import plan as plan_lib
 
@@ -102,3 +105,85 @@ def test_bad_recipes_are_config_errors():
     resolved("--config.recipe.min_steps=0")
   with pytest.raises(ConfigError, match="within"):
     resolved("--config.recipe.b2=1.5")
+
+
+DEFAULT_SWEEP = os.path.join(ROOT, "experiments", "default_sweep.py")
+
+
+def sweep_point(*overrides):
+  """A point of the default sweep (its batch 8, WSD, Zipf 1.4 source), resolved."""
+  config = load_config(DEFAULT_SWEEP, ["--config.wandb.mode=disabled", "--config.train.tokens=1e6",
+                                       "--config.model.target_params=4096", *overrides])
+  return plan_lib.resolve(config, jax.device_count())
+
+
+def test_the_mup_recipe_resolves_to_explicit_mup_values_at_two_sizes():
+  mup = RECIPES["mup"]
+  assert (mup.parametrization, mup.base_width) == ("mup", 16)
+  assert (mup.lr_base, mup.lr_exponent) == (0.044, 0.0)
+  # The sweep's smallest shape is the base (1 layer, d_model 16, 1 head of 16), its largest
+  # 1 layer of d_model 144 (9 heads of 16): both at lr_base, base width 16 and base head dim 16,
+  # the largest's hidden matrices at lr_base * 16 / 144.
+  for target, d_model, n_heads in ((4096, 16, 1), (262144, 144, 9)):
+    config, _, model_cfg, plan = sweep_point("--config.recipe.name=mup",
+                                             f"--config.model.target_params={target}")
+    shape = (config.model.d_model, config.model.n_heads, config.model.n_layer)
+    assert shape == (d_model, n_heads, 1)
+    assert (config.model.parametrization, config.model.base_width) == ("mup", 16)
+    assert config.model.base_head_dim == 16.0 and plan.lr == config.train.lr == 0.044
+    assert parametrization.groups(model_cfg)["hidden"].lr == pytest.approx(16 / d_model)
+    # The resolved values are the run's id: the same values given by hand are the same run.
+    by_hand, _, _, _ = sweep_point("--config.model.parametrization=mup",
+                                   "--config.model.base_width=16", "--config.train.lr=0.044",
+                                   f"--config.model.target_params={target}")
+    assert plan_lib.config_hash(by_hand) == plan_lib.config_hash(config)
+    sp, _, _, _ = sweep_point(f"--config.model.target_params={target}")
+    assert plan_lib.config_hash(sp) != plan_lib.config_hash(config)
+
+
+def test_explicit_values_win_over_the_mup_recipe():
+  lr, _, _, _ = sweep_point("--config.recipe.name=mup", "--config.train.lr=0.01")
+  assert lr.train.lr == 0.01 and lr.model.parametrization == "mup"
+  wider, _, _, _ = sweep_point("--config.recipe.name=mup", "--config.model.base_width=32")
+  assert wider.model.base_width == 32
+  deep, _, _, _ = sweep_point("--config.recipe.name=mup", "--config.model.base_depth=1",
+                              "--config.model.parametrization=completep")
+  assert (deep.model.parametrization, deep.model.base_width, deep.model.base_depth) == (
+      "completep", 16, 1)
+  overridden, _, _, _ = sweep_point("--config.recipe.name=mup", "--config.recipe.base_width=32")
+  assert overridden.model.base_width == 32
+
+
+def test_the_default_recipe_keeps_sp_and_todays_run_ids():
+  assert DEFAULT.parametrize("sp", 0) == ("sp", 0) and DEFAULT.parametrize("mup", 32) == ("mup", 32)
+  # The first row of the default sweep as planned by main before the mup recipe (commit 3ce395a,
+  # /work/runs/default_idle/plan.csv row 0: n3.1e3_d1.4e6_0e8729ad788bf25f).
+  config, _, _, plan = sweep_point("--config.seed=0", "--config.train.warmup_tokens=3120",
+                                   "--config.model.target_params=4096.0",
+                                   "--config.train.tokens=1417216", "--config.wandb.budget=8e10")
+  assert config.model.parametrization == "sp" and config.model.base_width == 0
+  assert plan.lr == reference_lr(3120)
+  assert plan_lib.config_hash(config) == "0e8729ad788bf25f"
+  named, _, _, _ = sweep_point("--config.recipe.name=default", "--config.seed=0",
+                               "--config.train.warmup_tokens=3120",
+                               "--config.model.target_params=4096.0",
+                               "--config.train.tokens=1417216")
+  assert plan_lib.config_hash(named) == "0e8729ad788bf25f"
+
+
+def test_a_mup_recipe_without_a_base_width_fails_in_one_line_before_anything_runs(tmp_path,
+                                                                                   capsys):
+  with pytest.raises(ConfigError, match="recipe.base_width"):
+    sweep_point("--config.recipe.name=mup", "--config.recipe.base_width=0")
+  with pytest.raises(ConfigError, match="recipe.parametrization"):
+    sweep_point("--config.recipe.parametrization=nope")
+  workdir = tmp_path / "run"
+  assert train.main(["--config", DEFAULT_SWEEP, "--workdir", str(workdir),
+                     "--config.recipe.name=mup", "--config.recipe.base_width=0"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "recipe.base_width" in err and not workdir.exists()
+  sweep_dir = tmp_path / "sweep"
+  assert sweep.main(["--workdir", str(sweep_dir), "--config.recipe.name=mup",
+                     "--config.recipe.base_width=0"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "recipe.base_width" in err and not sweep_dir.exists()

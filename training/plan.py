@@ -161,6 +161,9 @@ def resolve(config, n_devices: int):
     raise ConfigError(f"wandb.mode must be offline, online or disabled, got {config.wandb.mode!r}")
   schedule = check_schedule(train)
   recipe = recipe_lib.from_config(config)
+  # The recipe's parametrization and base width become explicit values, hashed like its lr.
+  config.model.parametrization, config.model.base_width = recipe.parametrize(
+      config.model.parametrization, config.model.base_width)
   source = data.make_source(config)
   model_cfg = sizing.model_config_from(config.model, vocab_size=source.vocab_size,
                                        seq_len=train.seq_len, shape_rule=recipe.shape)
