@@ -220,3 +220,16 @@ def family_weights(members, counts) -> np.ndarray:
   curves: a family's curve is in a resample when one of its branches is."""
   counts = np.asarray(counts)
   return np.stack([counts[:, rows].max(1) for rows in members], 1)
+
+
+def sweep_families(sweep_dir: str) -> tuple[list, np.ndarray, list]:
+  """(whole curves, their N, trunk families) of the runs of a sweep directory's results.csv that
+  have curves under DIR/runs: what benchmarks/ read a branch sweep through."""
+  from analysis import envelope, runs as runs_lib  # pylint: disable=import-outside-toplevel
+  runs = runs_lib.load(os.path.join(sweep_dir, "results.csv"))
+  curves_dir = os.path.join(sweep_dir, "runs")
+  by_run = envelope.load_curves(runs.run_id, curves_dir)
+  ids = [r for r in runs.run_id if r in by_run]
+  n = runs.n[[r in by_run for r in runs.run_id]]
+  whole = [by_run[r] for r in ids]
+  return whole, n, families(ids, n, curves_dir, whole)

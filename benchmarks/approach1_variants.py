@@ -25,7 +25,6 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from analysis import cooled  # pylint: disable=wrong-import-position
 from analysis import envelope  # pylint: disable=wrong-import-position
 from analysis import laws  # pylint: disable=wrong-import-position
-from analysis import runs as runs_lib  # pylint: disable=wrong-import-position
 from analysis.runs import DataError  # pylint: disable=wrong-import-position
 
 
@@ -86,13 +85,7 @@ def main(argv=None):
   parser.add_argument("--known-law", metavar="FIT_JSON",
                       help="only approach 1 on the sweep's design with fit.json's approach 3 law")
   args = parser.parse_args(argv)
-  runs = runs_lib.load(os.path.join(args.sweep, "results.csv"))
-  curves_dir = os.path.join(args.sweep, "runs")
-  by_run = envelope.load_curves(runs.run_id, curves_dir)
-  ids = [r for r in runs.run_id if r in by_run]
-  n = runs.n[[r in by_run for r in runs.run_id]]
-  whole = [by_run[r] for r in ids]
-  fams = cooled.families(ids, n, curves_dir, whole)
+  whole, n, fams = cooled.sweep_families(args.sweep)
   if args.known_law:
     print(json.dumps(known_law(fams, args.known_law)))
     return

@@ -23,8 +23,6 @@ sys.path.insert(0, ROOT)
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from analysis import cooled  # pylint: disable=wrong-import-position
-from analysis import envelope  # pylint: disable=wrong-import-position
-from analysis import runs as runs_lib  # pylint: disable=wrong-import-position
 from analysis.runs import DataError  # pylint: disable=wrong-import-position
 
 
@@ -62,12 +60,7 @@ def main(argv=None):
   parser.add_argument("--forms", nargs="+", default=["tissue", "multipower"])
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args(argv)
-  runs = runs_lib.load(os.path.join(args.sweep, "results.csv"))
-  curves_dir = os.path.join(args.sweep, "runs")
-  by_run = envelope.load_curves(runs.run_id, curves_dir)
-  ids = [r for r in runs.run_id if r in by_run]
-  n = runs.n[[r in by_run for r in runs.run_id]]
-  fams = cooled.families(ids, n, curves_dir, [by_run[r] for r in ids])
+  _, _, fams = cooled.sweep_families(args.sweep)
   out = {"sweep": args.sweep, "trunks": len(fams), "load_1min": os.getloadavg()[0]}
   for form_name in args.forms:
     start, cpu = time.time(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
