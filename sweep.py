@@ -71,7 +71,7 @@ def parse_args(argv):
 def held_elsewhere(sweep_dir: str, rows) -> list[str]:
   """The runs of the plan (trunks aside) that are not finished and whose lock a live process
   holds: another sweep on the same directory trains them (sweeps/locks.py)."""
-  return [row.run_id for row in rows if row.kind != plan_rows.TRUNK
+  return [row.run_id for row in rows if row.kind not in (plan_rows.TRUNK, plan_rows.PREDICTED)
           and rundir.read_status(run_dir_of(sweep_dir, row)) not in rundir.FINISHED
           and locks.held(run_dir_of(sweep_dir, row))]
 
@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     summary.update(dry_run(rows, config_path, config, workers))
   else:
     try:
-      outcome = execute(rows, sweep_dir, config_path, config, workers, args.wait)
+      trained = [row for row in rows if row.kind != plan_rows.PREDICTED]
+      outcome = execute(trained, sweep_dir, config_path, config, workers, args.wait)
     except ConfigError as error:  # a scheduler refused the jobs (e.g. sweep.sbatch's options)
       print(f"error: {error}", file=sys.stderr)
       return rundir.EXIT_BAD_INPUT

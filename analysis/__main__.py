@@ -75,6 +75,9 @@ def parse_args(argv=None):
   parser.add_argument("--dedupe", action="store_true",
                       help="keep the last row of each run id (a table holding a run twice is "
                            "refused without it); fits OUT/results_deduplicated.csv")
+  parser.add_argument("--predicted", action="store_true",
+                      help="fit the rows whose status is predicted (a branch sweep's curve-law "
+                           "predictions, sweep.predict_branches) beside the completed ones")
   parser.add_argument("--json", action="store_true", help="print fit.json as the last line")
   parser.add_argument("--quiet", action="store_true",
                       help="print no summary (a sweep prints fit.json's summary itself)")
@@ -131,8 +134,8 @@ def main(argv=None) -> int:
         bootstrap_unit=args.bootstrap_unit, curves=curves, family=args.family,
         budget_tol=args.budget_tol, isoflop_window=args.isoflop_window,
         inference_tokens=args.inference_tokens, verify_budget=args.verify_budget,
-        wandb_mode=args.wandb_mode,
-        wandb_project=args.wandb_project)
+        wandb_mode=args.wandb_mode, wandb_project=args.wandb_project,
+        predicted=args.predicted)
   except runs_lib.DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

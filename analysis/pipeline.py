@@ -251,7 +251,8 @@ def fit_all(runs: runs_lib.Runs, curves_dir=None, n_bootstrap: int = 0, seed: in
       "source": runs.source, "columns": runs.columns, "n_points": len(runs),
       "flops_convention": convention,
       "excluded": [{"run_id": r, "status": s, "reason": why} for r, s, why in runs.excluded],
-      "dropped_top_loss": list(runs.dropped), "loss_floor": runs.loss_floor}
+      "dropped_top_loss": list(runs.dropped), "loss_floor": runs.loss_floor,
+      "predicted": list(runs.predicted)}
   sections = {form.name: _law_section(form, fits[form.name], samples.get(form.name), convention)
               for form in forms.registered() if form.name in fits}
   at_floor = _at_floor(forms.get(forms.PRIMARY), runs, convention)
@@ -340,7 +341,8 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
                  seed: int = 0, bootstrap_unit=None, curves=None, family=None,
                  budget_tol: float = runs_lib.BUDGET_TOL, isoflop_window: float | None = None,
                  inference_tokens: float | None = None, verify_budget: float | None = None,
-                 wandb_mode: str = "offline", wandb_project: str = "scaling") -> dict:
+                 wandb_mode: str = "offline", wandb_project: str = "scaling",
+                 predicted: bool = False) -> dict:
   """Fits the table `results` and writes fit.json, report.md, report.html and the plots to `out`
   (and, with a bootstrap, SAMPLES: the primary form's resampled parameters, which a verification
   run's predicted interval is read from: sweeps/verify.py).
@@ -349,7 +351,7 @@ def run_analysis(results: str, out: str, *, n_col=None, d_col=None, c_col=None, 
   """
   _check_output_dir(out)
   runs = runs_lib.load(results, n_col, d_col, c_col, loss_col, kaplan_n_col, drop_top_loss, family,
-                       run_col)
+                       run_col, predicted)
   curves_dir = _curves_dir(results, curves)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")

@@ -8,7 +8,9 @@ below, first match wins. Conventions:
   Pearce & Song 2024 show the choice explains much of the Kaplan/Chinchilla gap), and the Kaplan
   fits use non-embedding N (`n_params`) when present, as Kaplan et al. did.
 - D missing: D = C/(6N). C missing: C = 6ND.
-- Rows whose `status` is not `completed` are excluded from every fit and listed in the report.
+- Rows whose `status` is not `completed` are excluded from every fit and listed in the report;
+  with `predicted` (--predicted), rows whose status is `predicted` (a branch sweep's branches whose
+  loss a curve law predicted, sweeps/predict.py) are fitted too and listed as such.
 - Rows that share a training run (a WSD trunk's branches: `trunk_id`) are not independent; the
   bootstrap resamples them together (`source_run`, from `--run-col` or RUN_COLUMNS).
 Bad values (missing, not a number, NaN, infinite, non-positive) in the rows that are fitted are
@@ -56,6 +58,7 @@ class Runs:
   dropped: tuple = ()    # run_ids dropped by --drop-top-loss
   loss_floor: float | None = None  # a known irreducible loss (the synthetic source's exact floor)
   source_run: np.ndarray | None = None  # the training run of each row (None: each row its own)
+  predicted: tuple = ()  # run_ids of fitted rows whose loss is predicted, not measured
 
   def __len__(self):
     return len(self.loss)
@@ -180,14 +183,19 @@ class _Table:
     return values
 
 
-def _select(table: _Table, columns: list, path: str, family) -> tuple[_Table, list]:
-  """The completed rows (of `family`), and (run_id, status, reason) of the rows not completed."""
+def _select(table: _Table, columns: list, path: str, family,
+            predicted: bool = False) -> tuple[_Table, list]:
+  """The completed rows (of `family`; and the predicted ones with `predicted`), and (run_id,
+  status, reason) of the rows left out."""
   excluded = []
   if "status" in columns:
-    keep = [i for i, row in enumerate(table.rows) if row["status"] == "completed"]
+    fitted = ("completed", "predicted") if predicted else ("completed",)
+    keep = [i for i, row in enumerate(table.rows) if row["status"] in fitted]
     for i in sorted(set(range(len(table.rows))) - set(keep)):
       row = table.rows[i]
       reason = row.get("error") or f"final train loss {row.get('final_train_loss') or '-'}"
+      if row["status"] == "predicted":
+        reason = "its loss is predicted by a curve law, not measured (--predicted fits it)"
       excluded.append((table.ids[i], row["status"] or "no status", reason))
     table = table.subset(keep)
   if family and "family" not in columns:
@@ -228,7 +236,7 @@ def write_deduplicated(path: str, out_path: str) -> tuple[int, int]:
 
 
 def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_col=None,
-         drop_top_loss: int = 0, family=None, run_col=None) -> Runs:
+         drop_top_loss: int = 0, family=None, run_col=None, predicted: bool = False) -> Runs:
   """Reads and checks a table of runs; see the module docstring for the conventions."""
   columns, rows, lines = read_table(path)
   if not rows:
@@ -239,7 +247,9 @@ def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_
     if first.setdefault(run_id, line) != line:
       raise DataError(f"{path}, line {line}: run {run_id!r} is there already (line "
                       f"{first[run_id]}); keep one row per run (--dedupe keeps the last)")
-  table, excluded = _select(_Table(path, rows, lines, ids), columns, path, family)
+  table, excluded = _select(_Table(path, rows, lines, ids), columns, path, family, predicted)
+  predicted_ids = tuple(i for i, row in zip(table.ids, table.rows)
+                        if row.get("status") == "predicted")
 
   n_name = _pick(columns, n_col, N_COLUMNS, "--n-col", path)
   loss_name = _pick(columns, loss_col, LOSS_COLUMNS, "--loss-col", path)
@@ -280,7 +290,7 @@ def load(path: str, n_col=None, d_col=None, c_col=None, loss_col=None, kaplan_n_
   loss_floor = floors.pop() if len(floors) == 1 else None
 
   runs = Runs(np.array(table.ids), n, d, c, loss, n_kaplan, budget, used, path, tuple(excluded),
-              loss_floor=loss_floor, source_run=source_run)
+              loss_floor=loss_floor, source_run=source_run, predicted=predicted_ids)
   if drop_top_loss:
     if not 0 < drop_top_loss < len(runs):
       raise DataError(f"--drop-top-loss {drop_top_loss} must be between 0 and the {len(runs)} "

@@ -159,7 +159,16 @@ def lines(fit: dict, out: str | None = None) -> list[str]:
   """The summary of a fit (fit.json contents); `out`: the analysis directory, for the paths."""
   a3 = fit["chinchilla_approach3"]
   unidentified = fit.get("diagnostics", {}).get("unidentified", {})
-  out_lines = [f"{fit['n_points']} runs fitted ({len(fit['excluded'])} not completed, excluded)"]
+  predicted = fit.get("predicted") or []
+  excluded = [r for r in fit["excluded"] if r["status"] == "predicted"]
+  out_lines = [f"{fit['n_points']} runs fitted ({len(fit['excluded']) - len(excluded)} not "
+               "completed, excluded)"]
+  if predicted:
+    out_lines.append(f"{len(predicted)} of the {fit['n_points']} fitted losses are predicted by "
+                     "a curve law, not measured (sweep.predict_branches; analysis/curves.json)")
+  if excluded:
+    out_lines.append(f"{len(excluded)} predicted losses in the table are not fitted (--predicted "
+                     "fits them)")
   out_lines += law_lines(fit)
   if "frontier" not in unidentified and "frontier_exponents" in a3:
     convention = fit.get("flops_convention", {})

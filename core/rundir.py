@@ -35,6 +35,7 @@ RUNNING = "running"        # group.json only: the group has started and not ende
 COMPLETED = "completed"
 DIVERGED = "diverged"      # the loss went non-finite or past the divergence threshold
 FAILED = "failed"          # an error; rerunning retries the run
+PREDICTED = "predicted"    # results.csv only: a branch never trained, its loss from a curve law
 FINISHED = (COMPLETED, DIVERGED)  # a diverged run diverges again when rerun: it is done
 # What a sweep calls a run stopped on request (SIGTERM): never recorded, the rerun resumes it.
 INTERRUPTED = "interrupted"

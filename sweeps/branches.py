@@ -17,7 +17,7 @@ from core import files, rundir
 from model import recipe as recipe_lib
 from sweeps import deps
 from sweeps.processes import run_dir_of
-from sweeps.rows import TRUNK, Dependency, PlanRow
+from sweeps.rows import PREDICTED, TRUNK, Dependency, PlanRow
 
 COST = "cost.json"
 
@@ -97,7 +97,10 @@ def prepare_trunk(trunk_dir: str, tokens: int) -> None:
 
 
 def trained_fraction(row: PlanRow) -> float:
-  """The share of a row's steps that its own process trains: a branch's cooldown, else all."""
+  """The share of a row's steps that its own process trains: a branch's cooldown, none of a
+  predicted branch, else all."""
+  if row.kind == PREDICTED:
+    return 0.0
   return 1 - row.branch_step / row.steps if row.trunk else 1.0
 
 
@@ -107,6 +110,7 @@ def cost(rows: list[PlanRow]) -> dict:
   spent = sum(row.flops * trained_fraction(row) for row in rows)
   return {"flops_spent": spent, "flops_independent": independent,
           "ratio": spent / independent if independent else None,
+          "predicted_runs": sum(row.kind == PREDICTED for row in rows),
           "flops_convention": "counted (Chinchilla Appendix F); evaluations not included"}
 
 
@@ -118,5 +122,7 @@ def write_cost(sweep_dir: str, rows: list[PlanRow]) -> dict:
 
 
 def print_cost(figures: dict) -> None:
-  print(f"cost: {figures['flops_spent']:.3e} FLOPs (counted) with branches against "
+  predicted = (f" ({figures['predicted_runs']} branches predicted, not trained)"
+               if figures.get("predicted_runs") else "")
+  print(f"cost: {figures['flops_spent']:.3e} FLOPs (counted) with branches{predicted} against "
         f"{figures['flops_independent']:.3e} as independent runs: ratio {figures['ratio']:.3f}")

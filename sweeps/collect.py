@@ -11,7 +11,7 @@ from analysis.summary import shown_rows
 from core import rundir
 from sweeps import ROOT, tables
 from sweeps.processes import run_dir_of
-from sweeps.rows import TRUNK
+from sweeps.rows import PREDICTED, TRUNK
 
 
 def collect(sweep_dir: str, rows) -> list[dict]:
@@ -41,14 +41,15 @@ def best_lr_only(results) -> list[dict]:
 
 def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
             inference_tokens: float = 0.0, flops: str = "counted",
-            verify_budget: float | None = None, bootstrap: int = 0):
+            verify_budget: float | None = None, bootstrap: int = 0, predicted: bool = False):
   """Runs `python -m analysis` on DIR/results_name into DIR/analysis; returns fit.json or None.
 
   The analysis reads the `budget` column for the IsoFLOP groups, C in the budgets' convention
   (`flops`: counted; `flops_6nd` for a sweep planned as 6ND), and the runs' metrics.jsonl under
   DIR/runs for Approach 1; it fits completed runs only. With
   inference_tokens > 0 (sweep.inference_tokens) it adds the inference-aware frontier; with a
-  verification budget (sweeps/verify.py) its frontier row, and `bootstrap` resamples."""
+  verification budget (sweeps/verify.py) its frontier row, and `bootstrap` resamples; with
+  `predicted`, the rows whose status is predicted are fitted as well."""
   out = os.path.join(sweep_dir, "analysis")
   command = [sys.executable, "-m", "analysis", "--results", os.path.join(sweep_dir, results_name),
              "--out", out, "--wandb-mode", wandb_mode, "--quiet"]  # print_frontier prints it
@@ -60,6 +61,8 @@ def analyse(sweep_dir: str, wandb_mode: str, results_name: str = tables.RESULTS,
     command += ["--verify-budget", repr(float(verify_budget))]
   if bootstrap:
     command += ["--bootstrap", str(bootstrap)]
+  if predicted:  # the predicted branches' rows (sweeps/predict.py) are fitted too
+    command += ["--predicted"]
   print(f"analysis: {shlex.join(command)}", flush=True)
   returncode = subprocess.run(command, cwd=ROOT).returncode
   fit_path = os.path.join(out, "fit.json")
@@ -133,14 +136,17 @@ def finish(sweep_dir: str, rows, analyse) -> tuple[dict, bool]:
   analysis ok). Rows that only serve others (a branch sweep's trunks) are neither collected nor
   analysed."""
   rows = [row for row in rows if row.kind != TRUNK]
-  results = collect(sweep_dir, rows)
+  results = collect(sweep_dir, [row for row in rows if row.kind != PREDICTED])
   by_status = {}
   for result in results:
     by_status.setdefault(result.get("status"), []).append(result)
   completed = by_status.get(rundir.COMPLETED, [])
+  predicted = sum(row.kind == PREDICTED for row in rows)
   summary = {"results": os.path.join(sweep_dir, tables.RESULTS), "runs": len(rows),
-             rundir.COMPLETED: len(completed), "not_finished": len(rows) - len(results)}
-  print(f"results: {summary['results']} ({len(completed)} completed of {len(rows)} runs)")
+             rundir.COMPLETED: len(completed),
+             "not_finished": len(rows) - predicted - len(results)}
+  print(f"results: {summary['results']} ({len(completed)} completed of {len(rows)} runs"
+        + (f"; {predicted} to be predicted" if predicted else "") + ")")
   list_unfitted(by_status, summary)
   if summary["not_finished"]:
     print(f"{summary['not_finished']} runs have no result yet (running elsewhere, interrupted or "
@@ -156,7 +162,7 @@ def finish(sweep_dir: str, rows, analyse) -> tuple[dict, bool]:
 
 def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: float = 0.0,
              flops: str = "counted", verify_budget: float | None = None,
-             bootstrap: int = 0) -> dict | None:
+             bootstrap: int = 0, predicted: bool = False) -> dict | None:
   """The pre-training kinds' analysis: `python -m analysis` on the completed runs (an lr sweep's
   best lr of each point only), then the frontier and verdict; returns their summary or None."""
   del rows  # the frontier's budgets come from the analysis, in the table's own C
@@ -169,7 +175,7 @@ def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: f
     print(f"{len(fitted)} of {len(completed)} completed runs have the best lr of their N, D "
           f"and seed: fitting those ({path})")
   fit = analyse(sweep_dir, wandb_mode, results_name, inference_tokens, flops, verify_budget,
-                bootstrap)
+                bootstrap, predicted)
   if fit is None:
     return None
   task_laws(sweep_dir, results_name, fitted)

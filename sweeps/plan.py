@@ -6,9 +6,9 @@ import os
 
 from core import defaults
 from core.config import ConfigError, apply_override
-from sweeps import branches
+from sweeps import branches, predict
 from sweeps.processes import run_dir_of
-from sweeps.rows import Dependency, PlanRow
+from sweeps.rows import PREDICTED, Dependency, PlanRow
 from training import limits, memory, schedules
 from training import plan as plan_lib
 
@@ -34,13 +34,19 @@ FLOP_CONVENTIONS = ("counted", "6nd")
 #   seeds, lrs        repeats of every point: one run per seed x peak lr ((): config.seed, the lr rule)
 #   max_replicas      runs of one shape and budget (differing in seed or lr) trained together as one
 #                     group of replicas (train.replicas) by --executor local and slurm; 1: alone
+#   predict_branches  a branch sweep that trains every trunk but, in each trunk's family, only its
+#                     shortest and longest branch (and `held_out_branches` others): the rest get
+#                     their final loss from a curve law fitted on those (sweeps/predict.py;
+#                     DIR/analysis/curves.json; results.csv status `predicted`), fitted beside the
+#                     trained runs; needs branches
+#   held_out_branches predicted branches trained anyway, to measure the prediction's error
 #   inference_tokens  tokens the trained models will serve; > 0 adds the inference-aware frontier
 #                     (python -m analysis --inference-tokens: least 6ND + 2N x this, Sardana et
 #                     al. 2023) to the analysis and the sweep's last lines; 0: none
 PRETRAINING_KEYS = dict(
     budgets=(), flops="counted", sizes_per_budget=5, span=16.0, tokens_per_param=20.0,
     ladder=False, branches=False, n_params=(), tokens=(), seeds=(), lrs=(), max_replicas=8,
-    inference_tokens=0.0)
+    predict_branches=False, held_out_branches=2, inference_tokens=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +144,14 @@ def plan_run(config, n_devices: int, run_overrides, n_target: float | None = Non
                  plan_lib.legacy_config_hash(family_config))
 
 
+def resolved_config(config, row: PlanRow, n_devices: int = 1):
+  """The resolved config train.py would train plan row `row` with (its schedule, its steps)."""
+  run_config = config.copy_and_resolve_references()
+  for override in row.overrides:
+    apply_override(run_config, override)
+  return plan_lib.resolve(run_config, n_devices)[0]
+
+
 def check_pretraining(config, sweep) -> None:
   """The checks every pre-training kind (isoflop, grid) makes of its section."""
   if sweep.max_replicas < 1:
@@ -146,6 +160,12 @@ def check_pretraining(config, sweep) -> None:
     raise ConfigError(f"sweep.flops must be one of {', '.join(FLOP_CONVENTIONS)}, got {sweep.flops!r}")
   if sweep.branches:
     check_branches(config)
+  if sweep.predict_branches and not sweep.branches:
+    raise ConfigError("sweep.predict_branches predicts branches of trunks: add "
+                      "--config.sweep.branches=True")
+  if not isinstance(sweep.held_out_branches, int) or sweep.held_out_branches < 0:
+    raise ConfigError(f"sweep.held_out_branches must be a whole number >= 0, got "
+                      f"{sweep.held_out_branches!r}")
   if any(not isinstance(lr, (int, float)) or lr <= 0 for lr in sweep.lrs):
     raise ConfigError(f"sweep.lrs must be positive peak learning rates, got {sweep.lrs}")
   if any(not isinstance(seed, int) for seed in sweep.seeds) or len(set(sweep.seeds)) != len(sweep.seeds):
@@ -195,6 +215,10 @@ def plan_points(config, sweep, overrides: list[str], sweep_dir: str | None,
     planned = branches.add_trunks(unique(planned), lambda p, extra, tokens: plan(
         list(p.run_overrides) + extra, p.row.n_target, None, tokens),
         schedules.get(config.train.schedule).trunk_overrides)
+    if sweep.predict_branches:
+      marked = {r.run_id: r for r in predict.choose([p.row for p in planned],
+                                                    sweep.held_out_branches)}
+      planned = [dataclasses.replace(p, row=marked[p.row.run_id]) for p in planned]
   return numbered(group_rows(prefer_legacy_ids(unique(planned), sweep_dir), sweep.max_replicas))
 
 
@@ -248,6 +272,9 @@ def group_rows(planned: list[Planned], max_replicas: int) -> list[PlanRow]:
   `max_replicas` and as many as fit the device together; "" for a run trained alone."""
   by_shape, group_of = {}, {}
   for p in planned:
+    if p.row.kind == PREDICTED:  # never trained
+      group_of[p.row.run_id] = ""
+      continue
     by_shape.setdefault(p.shape, []).append(p)
   for members in by_shape.values():
     size = max(1, min(max_replicas, *(p.replicas_that_fit for p in members)))

@@ -15,6 +15,8 @@ from core.config import ConfigError
 
 PLAN = "plan.csv"
 TRUNK = "trunk"  # `kind` of a run that only serves others (a branch sweep's trunk); "": a fitted run
+# `kind` of a branch that is never trained: its final loss is predicted (sweeps/predict.py)
+PREDICTED = "predicted"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +48,7 @@ class PlanRow:
   lr: float = 0.0
   flops: float = 0.0                 # counted training FLOPs (Chinchilla Appendix F)
   flops_6nd: float = 0.0
-  kind: str = ""                     # "" | TRUNK
+  kind: str = ""                     # "" | TRUNK | PREDICTED
   trunk: str = ""                    # a branch: the trunk whose checkpoint it starts from
   branch_step: int | None = None     # a branch: the trunk's step it starts from
   overrides: tuple[str, ...] = ()    # train.py's --config.* arguments

@@ -4,7 +4,7 @@ the pre-training ones (sweeps/plan.PRETRAINING_KEYS) and VERIFY_KEYS."""
 import math
 
 from core.config import ConfigError
-from sweeps import collect, kinds, plan, verify
+from sweeps import collect, kinds, plan, predict, verify
 
 # The isoflop kind's own key, beside the pre-training ones:
 #   verify_factor  after the fit, predict then train the compute-optimal run at this many times the
@@ -59,12 +59,16 @@ def plan_isoflop(config, overrides, sweep_dir, workers, may_train):
 
 
 def analyse(sweep_dir, rows, results, config):
-  """The fit (shared with the grid kind); with a verification run, its budget's frontier row and
+  """The fit (shared with the grid kind), after the predicted branches' losses
+  (sweep.predict_branches) join the results; with a verification run, its budget's frontier row and
   the bootstrap its predicted interval comes from."""
   budget = verify.budget_of(config.sweep) if config.sweep.kind == "isoflop" else None
+  if config.sweep.predict_branches:
+    results = predict.add_predictions(sweep_dir, config, results)
   return collect.fit_laws(sweep_dir, rows, results, config.wandb.mode,
                           config.sweep.inference_tokens, config.sweep.flops, verify_budget=budget,
-                          bootstrap=verify.N_BOOTSTRAP if budget else 0)
+                          bootstrap=verify.N_BOOTSTRAP if budget else 0,
+                          predicted=config.sweep.predict_branches)
 
 
 kinds.register(kinds.SweepKind("isoflop", {**plan.PRETRAINING_KEYS, **VERIFY_KEYS}, check,
