@@ -4,7 +4,7 @@ import dataclasses
 import hashlib
 import os
 
-from core import defaults
+from core import defaults, rundir
 from core.config import ConfigError, apply_override
 from sweeps import branches, predict
 from sweeps.processes import run_dir_of
@@ -218,7 +218,11 @@ def plan_points(config, sweep, overrides: list[str], sweep_dir: str | None,
     if sweep.predict_branches:
       marked = {r.run_id: r for r in predict.choose([p.row for p in planned],
                                                     sweep.held_out_branches)}
-      planned = [dataclasses.replace(p, row=marked[p.row.run_id]) for p in planned]
+      # A branch an earlier sweep trained is measured, not predicted: its result is kept.
+      trained = {p.row.run_id for p in planned if sweep_dir and rundir.read_status(
+          run_dir_of(sweep_dir, p.row)) == rundir.COMPLETED}
+      planned = [dataclasses.replace(p, row=marked[p.row.run_id]) if p.row.run_id not in trained
+                 else p for p in planned]
   return numbered(group_rows(prefer_legacy_ids(unique(planned), sweep_dir), sweep.max_replicas))
 
 

@@ -43,6 +43,20 @@ def test_each_family_trains_its_shortest_and_longest_branch_and_predicts_the_res
   assert cost["predicted_runs"] == 3
 
 
+def test_a_branch_an_earlier_sweep_trained_is_measured_not_predicted(tmp_path):
+  config, overrides = micro_config("--config.sweep.n_params=(3e3,)", FOUR, *BRANCHES, *PREDICT)
+  rows = kinds.plan_sweep(config, overrides, str(tmp_path))
+  (first, *_) = [row for row in rows if row.kind == PREDICTED]
+  run_dir = processes.run_dir_of(str(tmp_path), first)
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, "result.json"), "w") as f:
+    json.dump({"status": rundir.COMPLETED, "final_eval_loss": 3.0}, f)
+  again = {row.run_id: row for row in kinds.plan_sweep(config, overrides, str(tmp_path))}
+  assert again[first.run_id].kind == ""  # its result stays the sweep's
+  assert sum(row.kind == PREDICTED for row in again.values()) == len(
+      [row for row in rows if row.kind == PREDICTED]) - 1
+
+
 def test_predicting_branches_without_branches_is_refused_in_one_line():
   with pytest.raises(ConfigError, match="predict_branches predicts branches of trunks: add "
                                         "--config.sweep.branches=True$"):
