@@ -303,10 +303,8 @@ def blocks(fit: dict) -> list:
     out += [("p", f"{len(fit['excluded'])} runs not completed, excluded from every fit:"),
             ("table", ["run", "status", "reason"],
              [[e["run_id"], e["status"], e["reason"]] for e in fit["excluded"]])]
-  if fit.get("predicted"):
-    out.append(("p", f"{len(fit['predicted'])} of these losses are predicted by a curve law "
-                     "from their trunk and its trained branches (curves.json), not measured: "
-                     f"{', '.join(fit['predicted'])}."))
+  if fit.get("predicted"):  # a predicting branch sweep's (sweeps/predict.py, curves.json)
+    out.append(("p", f"Predicted by a curve law, not measured: {', '.join(fit['predicted'])}."))
   if fit["dropped_top_loss"]:
     out.append(("p", f"Dropped as the {len(fit['dropped_top_loss'])} highest losses: "
                      f"{', '.join(fit['dropped_top_loss'])}."))

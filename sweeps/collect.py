@@ -27,11 +27,11 @@ def collect(sweep_dir: str, rows) -> list[dict]:
 
 
 def best_lr_only(results) -> list[dict]:
-  """The completed runs of an lr sweep, keeping each (N, D, seed)'s lowest final eval loss: the
-  scaling laws are those of tuned models, not of every lr tried."""
+  """The completed (and predicted) runs of an lr sweep, keeping each (N, D, seed)'s lowest final
+  eval loss: the scaling laws are those of tuned models, not of every lr tried."""
   best = {}
   for result in results:
-    if result.get("status") != rundir.COMPLETED:
+    if result.get("status") not in (rundir.COMPLETED, rundir.PREDICTED):
       continue
     key = (result["n_params"], result["tokens"], result.get("seed"))
     if key not in best or result["final_eval_loss"] < best[key]["final_eval_loss"]:
@@ -166,7 +166,8 @@ def fit_laws(sweep_dir: str, rows, results, wandb_mode: str, inference_tokens: f
   """The pre-training kinds' analysis: `python -m analysis` on the completed runs (an lr sweep's
   best lr of each point only), then the frontier and verdict; returns their summary or None."""
   del rows  # the frontier's budgets come from the analysis, in the table's own C
-  completed = [result for result in results if result.get("status") == rundir.COMPLETED]
+  completed = [result for result in results
+               if result.get("status") in (rundir.COMPLETED, rundir.PREDICTED)]
   results_name = tables.RESULTS
   fitted = best_lr_only(results)
   if len(fitted) < len(completed):  # an lr sweep: fit each point's best lr
